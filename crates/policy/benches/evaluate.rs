@@ -1,0 +1,98 @@
+//! One tool-call decision against policies of 10, 1 000 and 10 000 grants.
+//!
+//! Run: `cargo bench -p mcp-runtime-policy --bench evaluate`
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use jiff::Timestamp;
+use mcp_runtime_policy::{
+    GrantPolicy, Identity, Policy, PolicyDocument, ServerRef, SessionPolicy, SideEffect, Subject,
+    ToolCall, ToolPolicy, ToolRule, Trust, Verdict,
+};
+
+/// A server with 20 tools and `grants` grants for distinct humans (one in ten team-scoped, one in
+/// five with tool rules), every human with a live session.
+fn policy_with(grants: usize) -> Policy {
+    let mut doc = PolicyDocument::new(ServerRef {
+        name: "bench".into(),
+        namespace: "ns".into(),
+        ..Default::default()
+    });
+    doc.session.required = true;
+    for t in 0..20 {
+        doc.tools.push(ToolPolicy {
+            name: format!("tool-{t}"),
+            required_trust: [Trust::Low, Trust::Medium][t % 2],
+            side_effect: [SideEffect::Read, SideEffect::Write][t % 2],
+            risk_level: None,
+        });
+    }
+    for i in 0..grants {
+        let team_scoped = i % 10 == 0;
+        doc.grants.push(GrantPolicy {
+            namespace: "ns".into(),
+            name: format!("grant-{i}"),
+            subject: Subject {
+                human_id: (!team_scoped).then(|| format!("human-{i}")),
+                team_id: team_scoped.then(|| format!("team-{}", i % 100)),
+                ..Default::default()
+            },
+            max_trust: Trust::High,
+            allowed_side_effects: vec![SideEffect::Read, SideEffect::Write],
+            disabled: false,
+            tool_rules: if i % 5 == 0 {
+                vec![ToolRule {
+                    name: "tool-3".into(),
+                    decision: Verdict::Allow,
+                    required_trust: Some(Trust::Medium),
+                }]
+            } else {
+                vec![]
+            },
+            policy_version: None,
+        });
+        doc.sessions.push(SessionPolicy {
+            namespace: "ns".into(),
+            name: format!("session-{i}"),
+            subject: Subject {
+                human_id: Some(format!("human-{i}")),
+                ..Default::default()
+            },
+            consented_trust: Trust::Medium,
+            revoked: false,
+            expires_at: Some("2099-01-01T00:00:00Z".parse().expect("timestamp")),
+            policy_version: None,
+        });
+    }
+    Policy::new(doc.seal().expect("valid bench policy"))
+}
+
+fn decide(c: &mut Criterion) {
+    let mut group = c.benchmark_group("decision");
+    let now = Timestamp::now();
+    for grants in [10, 1_000, 10_000] {
+        let policy = policy_with(grants);
+        let human = format!("human-{}", grants / 2 + 1);
+        let session = format!("session-{}", grants / 2 + 1);
+        let team = format!("team-{}", grants % 100);
+        let call = ToolCall {
+            identity: Identity::new(Some(&human), Some("agent-x"), Some(&team), Some(&session)),
+            tool: "tool-3",
+            now,
+        };
+        assert!(policy.evaluate(&call).allowed, "bench call must be allowed");
+        group.bench_with_input(BenchmarkId::new("allowed", grants), &call, |b, call| {
+            b.iter(|| std::hint::black_box(policy.evaluate(std::hint::black_box(call))).allowed)
+        });
+        let denied = ToolCall {
+            identity: Identity::new(Some("stranger"), Some("agent-x"), None, None),
+            ..call
+        };
+        group.bench_with_input(BenchmarkId::new("denied", grants), &denied, |b, call| {
+            b.iter(|| std::hint::black_box(policy.evaluate(std::hint::black_box(call))).allowed)
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decide);
+criterion_main!(benches);

@@ -1,0 +1,714 @@
+//! Evaluation of one tool call against a compiled policy.
+//!
+//! Order (first failing step decides):
+//! 1. the caller has an identity (`missing_identity`);
+//! 2. a session is presented when required (`missing_session`); a presented session must exist
+//!    for this caller (`session_not_found`), not be revoked (`session_revoked`) and not have
+//!    reached `expires_at` (`session_expired`) — checked even when sessions are optional, so a
+//!    revoked consent never silently falls back to the grant's full trust;
+//! 3. some grant names the caller (`no_matching_grant`, subject to the default decision);
+//! 4. no enabled matching grant denies the tool (`tool_denied`: a deny rule always wins);
+//! 5. some enabled grant allows the tool (`tool_not_granted`, subject to the default decision);
+//! 6. the tool's side effect is known (`tool_side_effect_unknown`) and allowed by a grant that
+//!    allows the tool (`side_effect_not_allowed`);
+//! 7. for one such grant, `min(grant max trust, session consented trust)` reaches the trust the
+//!    tool and the grant's rule require (`trust_too_low`).
+//!
+//! In `observe` mode the same evaluation runs and the call is let through, keeping the reason it
+//! would have been denied for.
+
+use std::collections::HashMap;
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::document::{GrantPolicy, PolicyDocument, SessionPolicy, Subject, ToolRule};
+use crate::model::{PolicyMode, RiskLevel, SideEffect, Trust, Verdict};
+
+/// Why a decision came out the way it did. Stable strings: audit events and clients match on them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    Allowed,
+    MissingIdentity,
+    MissingSession,
+    SessionNotFound,
+    SessionRevoked,
+    SessionExpired,
+    NoMatchingGrant,
+    ToolDenied,
+    ToolNotGranted,
+    ToolSideEffectUnknown,
+    SideEffectNotAllowed,
+    TrustTooLow,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 12] = [
+        Reason::Allowed,
+        Reason::MissingIdentity,
+        Reason::MissingSession,
+        Reason::SessionNotFound,
+        Reason::SessionRevoked,
+        Reason::SessionExpired,
+        Reason::NoMatchingGrant,
+        Reason::ToolDenied,
+        Reason::ToolNotGranted,
+        Reason::ToolSideEffectUnknown,
+        Reason::SideEffectNotAllowed,
+        Reason::TrustTooLow,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Reason::Allowed => "allowed",
+            Reason::MissingIdentity => "missing_identity",
+            Reason::MissingSession => "missing_session",
+            Reason::SessionNotFound => "session_not_found",
+            Reason::SessionRevoked => "session_revoked",
+            Reason::SessionExpired => "session_expired",
+            Reason::NoMatchingGrant => "no_matching_grant",
+            Reason::ToolDenied => "tool_denied",
+            Reason::ToolNotGranted => "tool_not_granted",
+            Reason::ToolSideEffectUnknown => "tool_side_effect_unknown",
+            Reason::SideEffectNotAllowed => "side_effect_not_allowed",
+            Reason::TrustTooLow => "trust_too_low",
+        }
+    }
+
+    /// True when the caller must (re)authenticate or obtain a session rather than more access.
+    pub const fn is_credential_problem(self) -> bool {
+        matches!(
+            self,
+            Reason::MissingIdentity
+                | Reason::MissingSession
+                | Reason::SessionNotFound
+                | Reason::SessionRevoked
+                | Reason::SessionExpired
+        )
+    }
+
+    /// One sentence for humans, used by `policy explain` and denial messages.
+    pub const fn summary(self) -> &'static str {
+        match self {
+            Reason::Allowed => "the call is allowed",
+            Reason::MissingIdentity => "the caller presented no human, agent or team identity",
+            Reason::MissingSession => {
+                "this server requires an agent session and none was presented"
+            }
+            Reason::SessionNotFound => {
+                "the presented session does not exist for this caller on this server"
+            }
+            Reason::SessionRevoked => "the presented session has been revoked",
+            Reason::SessionExpired => "the presented session has expired",
+            Reason::NoMatchingGrant => "no access grant names this caller",
+            Reason::ToolDenied => "a grant for this caller explicitly denies this tool",
+            Reason::ToolNotGranted => "no enabled grant for this caller allows this tool",
+            Reason::ToolSideEffectUnknown => {
+                "the tool is not declared with a side effect, so it cannot be authorised"
+            }
+            Reason::SideEffectNotAllowed => "no grant that allows this tool allows its side effect",
+            Reason::TrustTooLow => "the caller's effective trust is below what the tool requires",
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who is calling, as verified by the gateway. Empty strings count as absent.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Identity<'a> {
+    pub human: Option<&'a str>,
+    pub agent: Option<&'a str>,
+    pub team: Option<&'a str>,
+    /// `name` (in the server's namespace) or `namespace/name`.
+    pub session: Option<&'a str>,
+}
+
+impl<'a> Identity<'a> {
+    pub fn new(
+        human: Option<&'a str>,
+        agent: Option<&'a str>,
+        team: Option<&'a str>,
+        session: Option<&'a str>,
+    ) -> Self {
+        let keep = |v: Option<&'a str>| v.filter(|s| !s.is_empty());
+        Self {
+            human: keep(human),
+            agent: keep(agent),
+            team: keep(team),
+            session: keep(session),
+        }
+    }
+
+    fn is_anonymous(&self) -> bool {
+        self.human.is_none() && self.agent.is_none() && self.team.is_none()
+    }
+}
+
+/// One tool call to decide.
+#[derive(Clone, Copy, Debug)]
+pub struct ToolCall<'a> {
+    pub identity: Identity<'a>,
+    pub tool: &'a str,
+    pub now: Timestamp,
+}
+
+/// What the policy knows about the called tool.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct ToolFacts {
+    pub declared: bool,
+    pub required_trust: Trust,
+    pub side_effect: Option<SideEffect>,
+    pub risk_level: Option<RiskLevel>,
+}
+
+/// The outcome of one evaluation, with everything needed to audit it.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Decision<'p> {
+    pub allowed: bool,
+    pub reason: Reason,
+    /// False in observe mode: `allowed` is true whatever `reason` says.
+    pub enforced: bool,
+    /// The server's default decision settled the call (no grant spoke for it).
+    pub default_applied: bool,
+    pub tool: ToolFacts,
+    /// The trust the call needs: the tool's requirement raised by the matched grant's rule.
+    pub required_trust: Option<Trust>,
+    /// The matched grant's `maxTrust`.
+    pub admin_trust: Option<Trust>,
+    /// The matched session's `consentedTrust`.
+    pub consented_trust: Option<Trust>,
+    /// `min(admin, consented)`.
+    pub effective_trust: Option<Trust>,
+    #[serde(serialize_with = "ser_grant")]
+    pub grant: Option<&'p GrantPolicy>,
+    #[serde(serialize_with = "ser_session")]
+    pub session: Option<&'p SessionPolicy>,
+    pub policy_revision: &'p str,
+    pub policy_version: Option<&'p str>,
+}
+
+impl Decision<'_> {
+    /// `namespace/name` of the matched grant.
+    pub fn grant_ref(&self) -> Option<String> {
+        self.grant.map(|g| format!("{}/{}", g.namespace, g.name))
+    }
+    pub fn session_ref(&self) -> Option<String> {
+        self.session.map(|s| format!("{}/{}", s.namespace, s.name))
+    }
+}
+
+#[derive(Serialize)]
+struct ObjectRef<'a> {
+    namespace: &'a str,
+    name: &'a str,
+}
+
+fn ser_grant<S: serde::Serializer>(g: &Option<&GrantPolicy>, s: S) -> Result<S::Ok, S::Error> {
+    g.map(|g| ObjectRef {
+        namespace: &g.namespace,
+        name: &g.name,
+    })
+    .serialize(s)
+}
+
+fn ser_session<S: serde::Serializer>(v: &Option<&SessionPolicy>, s: S) -> Result<S::Ok, S::Error> {
+    v.map(|v| ObjectRef {
+        namespace: &v.namespace,
+        name: &v.name,
+    })
+    .serialize(s)
+}
+
+/// How one grant related to the call, for explanations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum GrantVerdict {
+    Disabled,
+    DeniesTool,
+    DoesNotCoverTool,
+    SideEffectNotAllowed,
+    SideEffectUnknown,
+    TrustSufficient { effective: Trust, required: Trust },
+    TrustTooLow { effective: Trust, required: Trust },
+}
+
+/// One step of an evaluation, recorded only when explaining.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Step<'p> {
+    Tool {
+        name: String,
+        facts: ToolFacts,
+    },
+    Identity {
+        human: Option<String>,
+        agent: Option<String>,
+        team: Option<String>,
+    },
+    NoSessionPresented {
+        required: bool,
+    },
+    SessionFound {
+        #[serde(serialize_with = "ser_session_ref")]
+        session: &'p SessionPolicy,
+        live: bool,
+    },
+    SessionMissing {
+        presented: String,
+    },
+    Grant {
+        #[serde(serialize_with = "ser_grant_ref")]
+        grant: &'p GrantPolicy,
+        outcome: GrantVerdict,
+    },
+    DefaultDecision {
+        decision: Verdict,
+    },
+    Observed {
+        would_allow: bool,
+    },
+}
+
+fn ser_session_ref<S: serde::Serializer>(v: &&SessionPolicy, s: S) -> Result<S::Ok, S::Error> {
+    ObjectRef {
+        namespace: &v.namespace,
+        name: &v.name,
+    }
+    .serialize(s)
+}
+
+fn ser_grant_ref<S: serde::Serializer>(g: &&GrantPolicy, s: S) -> Result<S::Ok, S::Error> {
+    ObjectRef {
+        namespace: &g.namespace,
+        name: &g.name,
+    }
+    .serialize(s)
+}
+
+/// Receives steps while evaluating. The no-op implementation compiles away.
+trait Trace<'p> {
+    fn record(&mut self, step: impl FnOnce() -> Step<'p>);
+}
+
+struct NoTrace;
+
+impl<'p> Trace<'p> for NoTrace {
+    #[inline(always)]
+    fn record(&mut self, _: impl FnOnce() -> Step<'p>) {}
+}
+
+impl<'p> Trace<'p> for Vec<Step<'p>> {
+    fn record(&mut self, step: impl FnOnce() -> Step<'p>) {
+        self.push(step());
+    }
+}
+
+/// A policy document compiled for fast decisions: tools by name, grants indexed by subject,
+/// sessions by namespace and name.
+#[derive(Debug)]
+pub struct Policy {
+    doc: PolicyDocument,
+    tools: HashMap<String, u32>,
+    by_human: HashMap<String, Vec<u32>>,
+    by_agent: HashMap<String, Vec<u32>>,
+    by_team: HashMap<String, Vec<u32>>,
+    sessions: HashMap<String, HashMap<String, u32>>,
+}
+
+impl Policy {
+    /// Compiles a validated document. Each grant is indexed once, under its most specific subject
+    /// field, so a lookup touches only grants that can name the caller.
+    pub fn new(doc: PolicyDocument) -> Self {
+        let tools = (0u32..)
+            .zip(&doc.tools)
+            .map(|(i, t)| (t.name.clone(), i))
+            .collect();
+        let (mut by_human, mut by_agent, mut by_team) =
+            (HashMap::new(), HashMap::new(), HashMap::new());
+        for (i, grant) in (0u32..).zip(&doc.grants) {
+            let s = &grant.subject;
+            let (index, key): (&mut HashMap<String, Vec<u32>>, _) =
+                match (&s.human_id, &s.agent_id, &s.team_id) {
+                    (Some(h), _, _) => (&mut by_human, h),
+                    (None, Some(a), _) => (&mut by_agent, a),
+                    (None, None, Some(t)) => (&mut by_team, t),
+                    // Validation rejects empty subjects; an empty one could never match anyway.
+                    (None, None, None) => continue,
+                };
+            index.entry(key.clone()).or_default().push(i);
+        }
+        let mut sessions: HashMap<String, HashMap<String, u32>> = HashMap::new();
+        for (i, s) in (0u32..).zip(&doc.sessions) {
+            sessions
+                .entry(s.namespace.clone())
+                .or_default()
+                .insert(s.name.clone(), i);
+        }
+        Self {
+            doc,
+            tools,
+            by_human,
+            by_agent,
+            by_team,
+            sessions,
+        }
+    }
+
+    pub fn document(&self) -> &PolicyDocument {
+        &self.doc
+    }
+
+    pub fn revision(&self) -> &str {
+        &self.doc.revision
+    }
+
+    /// Decides one tool call.
+    pub fn evaluate(&self, call: &ToolCall<'_>) -> Decision<'_> {
+        self.evaluate_with(call, &mut NoTrace)
+    }
+
+    /// Decides one tool call and returns the steps that led there.
+    pub fn explain(&self, call: &ToolCall<'_>) -> (Decision<'_>, Vec<Step<'_>>) {
+        let mut steps = Vec::new();
+        let decision = self.evaluate_with(call, &mut steps);
+        (decision, steps)
+    }
+
+    /// What the policy knows about a tool (undeclared tools need `low` and have no side effect).
+    pub fn tool_facts(&self, tool: &str) -> ToolFacts {
+        match self.tools.get(tool) {
+            Some(&i) => {
+                let t = &self.doc.tools[i as usize];
+                ToolFacts {
+                    declared: true,
+                    required_trust: t.required_trust,
+                    side_effect: Some(t.side_effect),
+                    risk_level: t
+                        .risk_level
+                        .or_else(|| RiskLevel::derived(Some(t.side_effect), t.required_trust)),
+                }
+            }
+            None => ToolFacts {
+                declared: false,
+                required_trust: Trust::Low,
+                side_effect: None,
+                risk_level: None,
+            },
+        }
+    }
+
+    fn find_session(&self, id: &str, who: &Identity<'_>) -> Option<&SessionPolicy> {
+        let (namespace, name) = id
+            .split_once('/')
+            .unwrap_or((self.doc.server.namespace.as_str(), id));
+        let &i = self.sessions.get(namespace)?.get(name)?;
+        let session = &self.doc.sessions[i as usize];
+        subject_matches(&session.subject, who).then_some(session)
+    }
+
+    fn matching_grants<'s, 'w>(
+        &'s self,
+        who: &'w Identity<'w>,
+    ) -> impl Iterator<Item = &'s GrantPolicy> + use<'s, 'w> {
+        let bucket = |index: &'s HashMap<String, Vec<u32>>, key: Option<&'w str>| {
+            key.and_then(|k| index.get(k))
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+        };
+        bucket(&self.by_human, who.human)
+            .iter()
+            .chain(bucket(&self.by_agent, who.agent))
+            .chain(bucket(&self.by_team, who.team))
+            .map(|&i| &self.doc.grants[i as usize])
+            .filter(move |g| subject_matches(&g.subject, who))
+    }
+
+    fn evaluate_with<'p>(
+        &'p self,
+        call: &ToolCall<'_>,
+        trace: &mut impl Trace<'p>,
+    ) -> Decision<'p> {
+        let facts = self.tool_facts(call.tool);
+        trace.record(|| Step::Tool {
+            name: call.tool.to_owned(),
+            facts,
+        });
+        let mut d = Decision {
+            allowed: false,
+            reason: Reason::Allowed,
+            enforced: self.doc.policy.mode == PolicyMode::AllowList,
+            default_applied: false,
+            tool: facts,
+            required_trust: None,
+            admin_trust: None,
+            consented_trust: None,
+            effective_trust: None,
+            grant: None,
+            session: None,
+            policy_revision: &self.doc.revision,
+            policy_version: self.doc.policy.policy_version.as_deref(),
+        };
+        self.decide(call, facts, &mut d, trace);
+        if !d.enforced {
+            trace.record(|| Step::Observed {
+                would_allow: d.allowed,
+            });
+            d.allowed = true;
+        }
+        d
+    }
+
+    fn decide<'p>(
+        &'p self,
+        call: &ToolCall<'_>,
+        facts: ToolFacts,
+        d: &mut Decision<'p>,
+        trace: &mut impl Trace<'p>,
+    ) {
+        let who = &call.identity;
+        trace.record(|| Step::Identity {
+            human: who.human.map(str::to_owned),
+            agent: who.agent.map(str::to_owned),
+            team: who.team.map(str::to_owned),
+        });
+        if who.is_anonymous() {
+            return d.deny(Reason::MissingIdentity);
+        }
+
+        let session = match who.session {
+            None => {
+                let required = self.doc.session.required;
+                trace.record(|| Step::NoSessionPresented { required });
+                if required {
+                    return d.deny(Reason::MissingSession);
+                }
+                None
+            }
+            Some(id) => match self.find_session(id, who) {
+                None => {
+                    trace.record(|| Step::SessionMissing {
+                        presented: id.to_owned(),
+                    });
+                    return d.deny(Reason::SessionNotFound);
+                }
+                Some(s) => {
+                    let expired = s.expires_at.is_some_and(|at| call.now >= at);
+                    trace.record(|| Step::SessionFound {
+                        session: s,
+                        live: !s.revoked && !expired,
+                    });
+                    d.session = Some(s);
+                    d.consented_trust = Some(s.consented_trust);
+                    if let Some(v) = s.policy_version.as_deref() {
+                        d.policy_version = Some(v);
+                    }
+                    if s.revoked {
+                        return d.deny(Reason::SessionRevoked);
+                    }
+                    if expired {
+                        return d.deny(Reason::SessionExpired);
+                    }
+                    Some(s)
+                }
+            },
+        };
+        let consented = session.map(|s| s.consented_trust);
+
+        let mut matched_any = false;
+        let mut denied_by: Option<&GrantPolicy> = None;
+        let mut covers_tool = false;
+        let mut side_effect_ok = false;
+        // Best grant that authorises the call, and best one that falls short on trust.
+        let mut best_pass: Option<Candidate<'p>> = None;
+        let mut best_fail: Option<Candidate<'p>> = None;
+
+        for grant in self.matching_grants(who) {
+            matched_any = true;
+            if grant.disabled {
+                trace.record(|| Step::Grant {
+                    grant,
+                    outcome: GrantVerdict::Disabled,
+                });
+                continue;
+            }
+            let rule = find_rule(&grant.tool_rules, call.tool);
+            let covered = match rule {
+                Some(r) if r.decision == Verdict::Deny => {
+                    trace.record(|| Step::Grant {
+                        grant,
+                        outcome: GrantVerdict::DeniesTool,
+                    });
+                    if denied_by.is_none_or(|g| key(grant) < key(g)) {
+                        denied_by = Some(grant);
+                    }
+                    continue;
+                }
+                Some(_) => true,
+                None => grant.tool_rules.is_empty(),
+            };
+            if !covered {
+                trace.record(|| Step::Grant {
+                    grant,
+                    outcome: GrantVerdict::DoesNotCoverTool,
+                });
+                continue;
+            }
+            covers_tool = true;
+            let Some(side_effect) = facts.side_effect else {
+                trace.record(|| Step::Grant {
+                    grant,
+                    outcome: GrantVerdict::SideEffectUnknown,
+                });
+                continue;
+            };
+            if !grant.allowed_side_effects.contains(&side_effect) {
+                trace.record(|| Step::Grant {
+                    grant,
+                    outcome: GrantVerdict::SideEffectNotAllowed,
+                });
+                continue;
+            }
+            side_effect_ok = true;
+            let required = facts
+                .required_trust
+                .max(rule.and_then(|r| r.required_trust).unwrap_or(Trust::Low));
+            let effective = consented.map_or(grant.max_trust, |c| c.min(grant.max_trust));
+            let candidate = Candidate {
+                grant,
+                required,
+                effective,
+            };
+            if effective >= required {
+                trace.record(|| Step::Grant {
+                    grant,
+                    outcome: GrantVerdict::TrustSufficient {
+                        effective,
+                        required,
+                    },
+                });
+                if best_pass.is_none_or(|b| candidate.better_than(&b)) {
+                    best_pass = Some(candidate);
+                }
+            } else {
+                trace.record(|| Step::Grant {
+                    grant,
+                    outcome: GrantVerdict::TrustTooLow {
+                        effective,
+                        required,
+                    },
+                });
+                if best_fail.is_none_or(|b| candidate.better_than(&b)) {
+                    best_fail = Some(candidate);
+                }
+            }
+        }
+
+        if let Some(grant) = denied_by {
+            d.attribute(grant);
+            return d.deny(Reason::ToolDenied);
+        }
+        if !matched_any {
+            return self.by_default(d, Reason::NoMatchingGrant, trace);
+        }
+        if !covers_tool {
+            return self.by_default(d, Reason::ToolNotGranted, trace);
+        }
+        if facts.side_effect.is_none() {
+            return d.deny(Reason::ToolSideEffectUnknown);
+        }
+        if !side_effect_ok {
+            return d.deny(Reason::SideEffectNotAllowed);
+        }
+        match (best_pass, best_fail) {
+            (Some(c), _) => {
+                c.apply(d);
+                d.allowed = true;
+                d.reason = Reason::Allowed;
+            }
+            (None, Some(c)) => {
+                c.apply(d);
+                d.deny(Reason::TrustTooLow);
+            }
+            (None, None) => unreachable!("a side-effect-permitting grant is always a candidate"),
+        }
+    }
+
+    fn by_default<'p>(&self, d: &mut Decision<'p>, reason: Reason, trace: &mut impl Trace<'p>) {
+        let decision = self.doc.policy.default_decision;
+        trace.record(|| Step::DefaultDecision { decision });
+        d.reason = reason;
+        d.default_applied = true;
+        d.allowed = decision == Verdict::Allow;
+    }
+}
+
+impl<'p> Decision<'p> {
+    fn deny(&mut self, reason: Reason) {
+        self.allowed = false;
+        self.reason = reason;
+    }
+
+    fn attribute(&mut self, grant: &'p GrantPolicy) {
+        self.grant = Some(grant);
+        self.admin_trust = Some(grant.max_trust);
+        if let Some(v) = grant.policy_version.as_deref() {
+            self.policy_version = Some(v);
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Candidate<'p> {
+    grant: &'p GrantPolicy,
+    required: Trust,
+    effective: Trust,
+}
+
+impl<'p> Candidate<'p> {
+    /// Prefers the widest margin, then the lower requirement, then namespace/name order, so the
+    /// attribution does not depend on index order.
+    fn better_than(&self, other: &Self) -> bool {
+        let margin = |c: &Self| c.effective as i8 - c.required as i8;
+        (
+            margin(self),
+            std::cmp::Reverse(self.required),
+            std::cmp::Reverse(key(self.grant)),
+        ) > (
+            margin(other),
+            std::cmp::Reverse(other.required),
+            std::cmp::Reverse(key(other.grant)),
+        )
+    }
+
+    fn apply(self, d: &mut Decision<'p>) {
+        d.attribute(self.grant);
+        d.required_trust = Some(self.required);
+        d.effective_trust = Some(self.effective);
+    }
+}
+
+fn key(g: &GrantPolicy) -> (&str, &str) {
+    (&g.namespace, &g.name)
+}
+
+fn find_rule<'r>(rules: &'r [ToolRule], tool: &str) -> Option<&'r ToolRule> {
+    rules
+        .binary_search_by(|r| r.name.as_str().cmp(tool))
+        .ok()
+        .map(|i| &rules[i])
+}
+
+fn subject_matches(subject: &Subject, who: &Identity<'_>) -> bool {
+    let field =
+        |want: &Option<String>, have: Option<&str>| want.as_deref().is_none_or(|w| Some(w) == have);
+    !subject.is_empty()
+        && field(&subject.human_id, who.human)
+        && field(&subject.agent_id, who.agent)
+        && field(&subject.team_id, who.team)
+}
