@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# Build and cache a real Kubernetes control plane for tests (loopback only):
+#   kube-apiserver, kube-controller-manager, kube-scheduler  (k8s.io/kubernetes, Go module)
+#   etcd                                                     (go.etcd.io/etcd/server/v3)
+#   kwok                                                     (sigs.k8s.io/kwok)
+#
+# Everything is built from the Go module proxy with the local Go toolchain and cached under
+#   ${MCP_RUNTIME_CACHE:-$HOME/.cache/mcp-runtime}/testenv/<k8s version>/bin/
+# Idempotent: a stamp per component makes a second run instant. Progress goes to stderr; the
+# bin directory is printed on stdout, so callers can do  BIN="$(scripts/testenv/install.sh)".
+#
+# Environment:
+#   MCP_RUNTIME_CACHE      cache root (default ~/.cache/mcp-runtime)
+#   MCP_TESTENV_FORCE=1    rebuild even if the stamps say it is up to date
+#   MCP_TESTENV_NICE       niceness of the Go builds (default 10)
+# See docs/testenv.md.
+set -euo pipefail
+
+# ---- pinned versions ------------------------------------------------------------------------
+K8S_VERSION="v1.35.4"          # k8s.io/kubernetes
+K8S_STAGING_VERSION="v0.35.4"  # its published staging modules (k8s.io/api, k8s.io/apiserver, ...)
+ETCD_VERSION="v3.6.6"          # go.etcd.io/etcd/server/v3
+KWOK_VERSION="v0.7.0"          # sigs.k8s.io/kwok
+# Bump when the way things are built changes, to invalidate old stamps.
+RECIPE_REVISION="1"
+
+# ---- layout ---------------------------------------------------------------------------------
+CACHE_ROOT="${MCP_RUNTIME_CACHE:-$HOME/.cache/mcp-runtime}"
+TESTENV_ROOT="$CACHE_ROOT/testenv/$K8S_VERSION"
+BIN_DIR="$TESTENV_ROOT/bin"
+SRC_DIR="$TESTENV_ROOT/src"
+NICE="${MCP_TESTENV_NICE:-10}"
+
+log() { printf '[testenv-install %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+command -v go >/dev/null 2>&1 || die "go is not on PATH (Go >= 1.24 is needed to build the control plane)"
+
+# Go caches live under the cache root as well, so that CI reruns reuse downloads and compiles.
+export GOMODCACHE="$CACHE_ROOT/go/mod"
+export GOCACHE="$CACHE_ROOT/go/build"
+export GOTOOLCHAIN=local
+export CGO_ENABLED=0
+export GOFLAGS="-buildvcs=false -modcacherw"
+export GO111MODULE=on
+# Keep whatever GOPROXY/GOSUMDB the machine has configured (the module proxy).
+
+
+gobuild() { nice -n "$NICE" go "$@"; }
+
+# stamp_ok NAME CONTENT BINARIES...
+stamp_ok() {
+  local name="$1" content="$2"; shift 2
+  [[ "${MCP_TESTENV_FORCE:-0}" == "1" ]] && return 1
+  [[ -f "$BIN_DIR/.$name.stamp" ]] || return 1
+  [[ "$(cat "$BIN_DIR/.$name.stamp")" == "$content" ]] || return 1
+  local b
+  for b in "$@"; do [[ -x "$BIN_DIR/$b" ]] || return 1; done
+  return 0
+}
+write_stamp() { printf '%s\n' "$2" >"$BIN_DIR/.$1.stamp.tmp" && mv -f "$BIN_DIR/.$1.stamp.tmp" "$BIN_DIR/.$1.stamp"; }
+
+# install_staged STAGE_DIR BINARIES...: atomically move freshly built binaries into BIN_DIR.
+install_staged() {
+  local stage="$1"; shift
+  local b
+  for b in "$@"; do
+    [[ -x "$stage/$b" ]] || die "build did not produce $stage/$b"
+    mv -f "$stage/$b" "$BIN_DIR/$b"
+  done
+}
+
+# ---- kubernetes: kube-apiserver, kube-controller-manager, kube-scheduler --------------------
+K8S_BINS=(kube-apiserver kube-controller-manager kube-scheduler)
+K8S_STAMP="kubernetes=$K8S_VERSION staging=$K8S_STAGING_VERSION recipe=$RECIPE_REVISION"
+build_kubernetes() {
+  local t0=$SECONDS dir="$SRC_DIR/kubernetes"
+  log "kubernetes $K8S_VERSION: fetching k8s.io/kubernetes go.mod"
+  local gomod
+  gomod="$(cd "$SRC_DIR" && gobuild mod download -json "k8s.io/kubernetes@$K8S_VERSION" \
+    | sed -n 's/^[[:space:]]*"GoMod":[[:space:]]*"\(.*\)",\{0,1\}$/\1/p')"
+  [[ -n "$gomod" && -f "$gomod" ]] || die "could not locate the go.mod of k8s.io/kubernetes@$K8S_VERSION"
+
+  local goversion
+  goversion="$(sed -n 's/^go[[:space:]]\+\([0-9.]\+\)[[:space:]]*$/\1/p' "$gomod" | head -n1)"
+  [[ -n "$goversion" ]] || goversion="1.25.0"
+
+  # The staging modules are replaced by local ./staging/src/... paths in k8s.io/kubernetes's own
+  # go.mod; map each of them to its published twin at the matching v0.x version.
+  local replaces
+  replaces="$(grep -E '^[[:space:]]*(replace[[:space:]]+)?k8s\.io/[^[:space:]]+[[:space:]]+=>[[:space:]]+\./staging/' "$gomod" \
+    | sed -E 's/^[[:space:]]*(replace[[:space:]]+)?(k8s\.io\/[^[:space:]]+)[[:space:]]+=>.*/\2/' | sort -u)"
+  local n
+  n="$(printf '%s\n' "$replaces" | grep -c . || true)"
+  [[ "$n" -ge 20 ]] || die "found only $n staging replace lines in $gomod; the go.mod format changed?"
+  # Any other (non-local) replace directives are copied as they are.
+  local other
+  other="$(awk '
+    /^replace[[:space:]]*\(/ {inblk=1; next}
+    inblk && /^\)/ {inblk=0; next}
+    inblk {print; next}
+    /^replace[[:space:]]/ {sub(/^replace[[:space:]]+/, ""); print}
+  ' "$gomod" | grep -v '=>[[:space:]]*\./' | grep -v '=>[[:space:]]*\.\./' | sed 's/^[[:space:]]*//' | grep . || true)"
+
+  rm -rf "$dir"; mkdir -p "$dir"
+  {
+    echo "// Generated by scripts/testenv/install.sh; do not edit."
+    echo "module mcp-runtime.local/testenv/kubernetes"
+    echo
+    echo "go $goversion"
+    echo
+    echo "require k8s.io/kubernetes $K8S_VERSION"
+    echo
+    echo "replace ("
+    while read -r m; do [[ -n "$m" ]] && printf '\t%s => %s %s\n' "$m" "$m" "$K8S_STAGING_VERSION"; done <<<"$replaces"
+    [[ -n "$other" ]] && while read -r l; do printf '\t%s\n' "$l"; done <<<"$other"
+    echo ")"
+  } >"$dir/go.mod"
+  cat >"$dir/tools.go" <<'EOF'
+//go:build tools
+
+// Generated by scripts/testenv/install.sh; do not edit.
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+)
+EOF
+  log "kubernetes $K8S_VERSION: go mod tidy ($n staging modules replaced by $K8S_STAGING_VERSION; downloads on a cold cache)"
+  (cd "$dir" && gobuild mod tidy) || die "go mod tidy failed in $dir"
+
+  local minor="${K8S_VERSION#v}"; minor="${minor#*.}"; minor="${minor%%.*}"
+  local major="${K8S_VERSION#v}"; major="${major%%.*}"
+  local pkg="k8s.io/component-base/version"
+  local ldflags="-s -w -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  local stage="$dir/out"; mkdir -p "$stage"
+  log "kubernetes $K8S_VERSION: go build ${K8S_BINS[*]} (the slow part: several minutes on 2 cores)"
+  (cd "$dir" && gobuild build -trimpath -ldflags "$ldflags" -o "$stage/" \
+      k8s.io/kubernetes/cmd/kube-apiserver \
+      k8s.io/kubernetes/cmd/kube-controller-manager \
+      k8s.io/kubernetes/cmd/kube-scheduler) || die "go build of the kubernetes binaries failed"
+  local v
+  v="$("$stage/kube-apiserver" --version 2>&1 || true)"
+  [[ "$v" == "Kubernetes $K8S_VERSION" ]] || die "built kube-apiserver reports '$v', expected 'Kubernetes $K8S_VERSION'"
+  install_staged "$stage" "${K8S_BINS[@]}"
+  write_stamp kubernetes "$K8S_STAMP"
+  log "kubernetes $K8S_VERSION: done in $((SECONDS - t0)) s"
+}
+
+# ---- etcd -----------------------------------------------------------------------------------
+ETCD_STAMP="etcd=$ETCD_VERSION recipe=$RECIPE_REVISION"
+build_etcd() {
+  local t0=$SECONDS dir="$SRC_DIR/etcd"
+  rm -rf "$dir"; mkdir -p "$dir"
+  cat >"$dir/go.mod" <<EOF
+// Generated by scripts/testenv/install.sh; do not edit.
+module mcp-runtime.local/testenv/etcd
+
+go 1.24
+
+require go.etcd.io/etcd/server/v3 $ETCD_VERSION
+EOF
+  cat >"$dir/tools.go" <<'EOF'
+//go:build tools
+
+// Generated by scripts/testenv/install.sh; do not edit.
+package tools
+
+import _ "go.etcd.io/etcd/server/v3"
+EOF
+  log "etcd $ETCD_VERSION: go mod tidy"
+  (cd "$dir" && gobuild mod tidy) || die "go mod tidy failed in $dir"
+  local stage="$dir/out"; mkdir -p "$stage"
+  log "etcd $ETCD_VERSION: go build"
+  (cd "$dir" && gobuild build -trimpath -ldflags "-s -w" -o "$stage/etcd" go.etcd.io/etcd/server/v3) \
+    || die "go build of etcd failed"
+  local v
+  v="$("$stage/etcd" --version 2>&1 | head -n1 || true)"
+  [[ "$v" == "etcd Version: ${ETCD_VERSION#v}" ]] || die "built etcd reports '$v', expected 'etcd Version: ${ETCD_VERSION#v}'"
+  install_staged "$stage" etcd
+  write_stamp etcd "$ETCD_STAMP"
+  log "etcd $ETCD_VERSION: done in $((SECONDS - t0)) s"
+}
+
+# ---- kwok -----------------------------------------------------------------------------------
+KWOK_STAMP="kwok=$KWOK_VERSION recipe=$RECIPE_REVISION"
+build_kwok() {
+  local t0=$SECONDS stage="$SRC_DIR/kwok/out"
+  rm -rf "$SRC_DIR/kwok"; mkdir -p "$stage"
+  log "kwok $KWOK_VERSION: go install sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+  (cd "$SRC_DIR/kwok" && GOBIN="$stage" gobuild install -trimpath -ldflags "-s -w" \
+      "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION") || die "go install of kwok failed"
+  "$stage/kwok" --help >/dev/null 2>&1 || die "built kwok does not run"
+  install_staged "$stage" kwok
+  write_stamp kwok "$KWOK_STAMP"
+  log "kwok $KWOK_VERSION: done in $((SECONDS - t0)) s"
+}
+
+main() {
+mkdir -p "$BIN_DIR" "$SRC_DIR" "$GOMODCACHE" "$GOCACHE"
+local start_ts=$SECONDS
+
+# Serialise concurrent installs (parallel test processes, CI jobs sharing a cache).
+exec 9>"$TESTENV_ROOT/.install.lock"
+if command -v flock >/dev/null 2>&1; then
+  if ! flock -n 9; then
+    log "another install is running; waiting for its lock ($TESTENV_ROOT/.install.lock)"
+    flock 9
+  fi
+fi
+
+local built=0
+if stamp_ok etcd "$ETCD_STAMP" etcd; then log "etcd $ETCD_VERSION: cached"; else build_etcd; built=1; fi
+if stamp_ok kwok "$KWOK_STAMP" kwok; then log "kwok $KWOK_VERSION: cached"; else build_kwok; built=1; fi
+if stamp_ok kubernetes "$K8S_STAMP" "${K8S_BINS[@]}"; then log "kubernetes $K8S_VERSION: cached"; else build_kubernetes; built=1; fi
+
+cat >"$BIN_DIR/versions.env" <<EOF
+MCP_TESTENV_K8S_VERSION=$K8S_VERSION
+MCP_TESTENV_ETCD_VERSION=$ETCD_VERSION
+MCP_TESTENV_KWOK_VERSION=$KWOK_VERSION
+EOF
+
+if [[ "$built" == "1" ]]; then
+  log "installed into $BIN_DIR ($(du -sh "$BIN_DIR" | cut -f1)); total time $((SECONDS - start_ts)) s"
+else
+  log "up to date in $BIN_DIR; total time $((SECONDS - start_ts)) s"
+fi
+printf '%s\n' "$BIN_DIR"
+}
+
+main "$@"

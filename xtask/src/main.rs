@@ -1,0 +1,39 @@
+//! `cargo xtask generate`: writes the generated files under `deploy/` from the Rust types.
+//! Tests compare the committed files with the same generators, so CI fails on drift.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace root")
+        .to_path_buf()
+}
+
+fn generate() -> std::io::Result<()> {
+    let dir = root().join("deploy/crds");
+    std::fs::create_dir_all(&dir)?;
+    for (file, crd) in mcp_runtime_api::crd::all() {
+        let path = dir.join(file);
+        std::fs::write(&path, mcp_runtime_api::crd::to_yaml(&crd))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match std::env::args().nth(1).as_deref() {
+        Some("generate") => match generate() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        _ => {
+            eprintln!("usage: cargo xtask generate   # write deploy/ from the Rust types");
+            ExitCode::from(2)
+        }
+    }
+}
