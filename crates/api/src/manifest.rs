@@ -11,7 +11,7 @@ use crate::{API_VERSION, MCPAccessGrant, MCPAgentSession, MCPServer};
 /// One object read from a manifest.
 #[derive(Clone, Debug)]
 pub enum Manifest {
-    Server(MCPServer),
+    Server(Box<MCPServer>),
     Grant(MCPAccessGrant),
     Session(MCPAgentSession),
 }
@@ -192,7 +192,7 @@ pub fn parse(
             None => return Err(at(format!("apiVersion is missing; use `{API_VERSION}`"))),
         }
         let mut manifest = match meta.kind.as_deref() {
-            Some("MCPServer") => Manifest::Server(from_yaml(file, &doc)?),
+            Some("MCPServer") => Manifest::Server(Box::new(from_yaml(file, &doc)?)),
             Some("MCPAccessGrant") => Manifest::Grant(from_yaml(file, &doc)?),
             Some("MCPAgentSession") => Manifest::Session(from_yaml(file, &doc)?),
             Some(other) => {

@@ -176,7 +176,7 @@ fn cel_rules_and_pure_validation_agree() {
             .expect("one object");
         let pure = object.validate();
         let cel = match &object {
-            Manifest::Server(o) => validate_cel(o).map_err(|e| e.to_string()),
+            Manifest::Server(o) => validate_cel(o.as_ref()).map_err(|e| e.to_string()),
             Manifest::Grant(o) => validate_cel(o).map_err(|e| e.to_string()),
             Manifest::Session(o) => validate_cel(o).map_err(|e| e.to_string()),
         };

@@ -64,7 +64,7 @@ fn objects(text: &str) -> (Vec<MCPServer>, Vec<MCPAccessGrant>, Vec<MCPAgentSess
     let (mut s, mut g, mut x) = (vec![], vec![], vec![]);
     for m in manifest::parse("objects.yaml", text, "default").unwrap() {
         match m {
-            Manifest::Server(o) => s.push(o),
+            Manifest::Server(o) => s.push(*o),
             Manifest::Grant(o) => g.push(o),
             Manifest::Session(o) => x.push(o),
         }
