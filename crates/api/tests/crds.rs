@@ -195,6 +195,6 @@ fn cel_messages_say_what_to_fix() {
     let [Manifest::Server(server)] = &manifest::parse("x.yaml", &text, "ns").unwrap()[..] else {
         panic!("one server")
     };
-    let err = validate_cel(server).unwrap_err().to_string();
+    let err = validate_cel(server.as_ref()).unwrap_err().to_string();
     assert!(err.contains("gateway.port must differ from port"), "{err}");
 }
