@@ -1,0 +1,278 @@
+//! Command-line definitions. The doc comments here are the `--help` text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use mcp_runtime_policy::{SideEffect, Trust};
+
+use crate::output::Format;
+
+/// mcp-runtime: publish MCP servers on Kubernetes and govern who may call which tool.
+///
+/// These commands work offline, on files: scaffold server metadata, generate MCPServer
+/// manifests, write access grants and agent sessions, render a server's policy document and
+/// explain a decision before anything reaches a cluster.
+///
+/// Exit codes: 0 success; 1 failure (bad input, IO); 2 usage error; 3 `policy explain` denied.
+#[derive(Debug, Parser)]
+#[command(
+    name = "mcp-runtime",
+    version,
+    max_term_width = 100,
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Describe MCP servers in .mcp/servers.yaml and generate their manifests.
+    #[command(subcommand)]
+    Server(ServerCommand),
+    /// Write access grants and agent sessions.
+    #[command(subcommand)]
+    Access(AccessCommand),
+    /// Render a server's policy document and explain decisions.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServerCommand {
+    /// Add a governed server to .mcp/servers.yaml (creating the file with `version: v1`).
+    ///
+    /// The entry has the gateway enabled, token authentication, an allow-list policy that
+    /// denies by default, and required agent sessions. Edit the file to change any of it.
+    Init(ServerInitArgs),
+    /// Write one MCPServer manifest per server of .mcp/servers.yaml.
+    Generate(ServerGenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServerInitArgs {
+    /// Server name (a DNS label; also the default route `/{name}/mcp`).
+    pub name: String,
+    /// Container image; default: the server name.
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Port the MCP server listens on inside its container.
+    #[arg(long, default_value_t = 8088)]
+    pub port: i32,
+    /// Namespace the server is deployed to; default: mcp-servers.
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    /// A tool as NAME[:TRUST[:SIDE_EFFECT]] (default low:read); repeat for more tools.
+    #[arg(long = "tool", value_name = "NAME[:TRUST[:SIDE_EFFECT]]")]
+    pub tools: Vec<String>,
+    /// Directory holding servers.yaml.
+    #[arg(long, default_value = ".mcp")]
+    pub metadata_dir: PathBuf,
+    /// Replace an existing entry of the same name.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServerGenerateArgs {
+    /// Directory holding servers.yaml.
+    #[arg(long, default_value = ".mcp")]
+    pub metadata_dir: PathBuf,
+    /// Directory the manifests are written to, one `<name>.yaml` per server.
+    #[arg(long, short = 'o', default_value = "manifests")]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccessCommand {
+    /// Write MCPAccessGrant manifests.
+    #[command(subcommand)]
+    Grant(GrantCommand),
+    /// Write MCPAgentSession manifests.
+    #[command(subcommand)]
+    Session(SessionCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GrantCommand {
+    /// Write a grant: who may call which tools of a server, up to what trust.
+    ///
+    /// Without --tool-rule the grant covers every tool of the server whose side effect it
+    /// allows. With rules it covers only the tools named; a deny rule always wins.
+    Init(GrantInitArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// Write an agent session: the trust a human consented to for an agent, until it expires.
+    Init(SessionInitArgs),
+}
+
+/// Who a grant or session is for; at least one is required.
+#[derive(Debug, Args)]
+pub struct SubjectArgs {
+    /// Human the grant or session is for.
+    #[arg(long)]
+    pub human_id: Option<String>,
+    /// Agent the grant or session is for.
+    #[arg(long)]
+    pub agent_id: Option<String>,
+    /// Team the grant or session is for.
+    #[arg(long)]
+    pub team_id: Option<String>,
+}
+
+/// Where the object lives and which server it targets.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// Name of the MCPServer.
+    #[arg(long)]
+    pub server: String,
+    /// Namespace of the MCPServer, when it differs from the object's.
+    #[arg(long)]
+    pub server_namespace: Option<String>,
+    /// Namespace of the object.
+    #[arg(long, short = 'n', default_value = "mcp-servers")]
+    pub namespace: String,
+    /// File to write; `-` for standard output.
+    #[arg(long, short = 'o', default_value = "-")]
+    pub output: PathBuf,
+    /// Overwrite an existing file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GrantInitArgs {
+    /// Grant name.
+    pub name: String,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub subject: SubjectArgs,
+    /// Highest trust the grant confers.
+    #[arg(long, default_value = "low", value_parser = parse_trust)]
+    pub trust: Trust,
+    /// Side effect the grant allows (read, write, destructive); repeat for more.
+    #[arg(long = "side-effect", default_values = ["read"], value_parser = parse_side_effect)]
+    pub side_effects: Vec<SideEffect>,
+    /// A rule as TOOL:allow|deny[:TRUST]; repeat for more.
+    #[arg(long = "tool-rule", value_name = "TOOL:allow|deny[:TRUST]")]
+    pub tool_rules: Vec<String>,
+    /// Write the grant disabled.
+    #[arg(long)]
+    pub disabled: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SessionInitArgs {
+    /// Session name (what the agent presents as its session id).
+    pub name: String,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub subject: SubjectArgs,
+    /// Trust the human consents to; it caps the grant's maximum.
+    #[arg(long, default_value = "low", value_parser = parse_trust)]
+    pub trust: Trust,
+    /// Lifetime from now, e.g. 90m, 24h, 7d.
+    #[arg(long, default_value = "24h", conflicts_with = "expires_at")]
+    pub expires_in: String,
+    /// Absolute expiry (RFC 3339), e.g. 2026-12-31T23:59:59Z.
+    #[arg(long)]
+    pub expires_at: Option<String>,
+    /// Write the session already revoked.
+    #[arg(long)]
+    pub revoked: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Render the policy document of a server from manifests.
+    ///
+    /// Reads MCPServer, MCPAccessGrant and MCPAgentSession manifests, keeps the grants and
+    /// sessions that target the server, and prints the sealed document the gateway enforces.
+    Render(RenderArgs),
+    /// Explain how a tool call would be decided, step by step.
+    ///
+    /// Exits 0 when the call would be allowed and 3 when it would be denied.
+    Explain(ExplainArgs),
+}
+
+/// Where the policy comes from.
+#[derive(Debug, Args)]
+pub struct PolicySourceArgs {
+    /// Manifest files or directories (searched for *.yaml, *.yml); repeat for more.
+    #[arg(
+        long = "filename",
+        short = 'f',
+        value_name = "PATH",
+        required_unless_present = "policy"
+    )]
+    pub files: Vec<PathBuf>,
+    /// A rendered policy document (JSON) instead of manifests.
+    #[arg(long, conflicts_with = "files")]
+    pub policy: Option<PathBuf>,
+    /// The server, as NAME or NAMESPACE/NAME; optional when the manifests hold one server.
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Namespace for manifests that name none.
+    #[arg(long, short = 'n', default_value = "mcp-servers")]
+    pub namespace: String,
+    /// Cluster name recorded in the document.
+    #[arg(long)]
+    pub cluster: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    #[command(flatten)]
+    pub source: PolicySourceArgs,
+    /// Output format of the document.
+    #[arg(long, short = 'o', value_enum, default_value = "json")]
+    pub output: RenderFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RenderFormat {
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub source: PolicySourceArgs,
+    /// Tool being called.
+    #[arg(long)]
+    pub tool: String,
+    /// Calling human.
+    #[arg(long)]
+    pub human: Option<String>,
+    /// Calling agent.
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Calling team.
+    #[arg(long)]
+    pub team: Option<String>,
+    /// Session the agent presents: NAME (in the server's namespace) or NAMESPACE/NAME.
+    #[arg(long)]
+    pub session: Option<String>,
+    /// Evaluate at this instant (RFC 3339) instead of now.
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    pub output: Format,
+}
+
+fn parse_trust(s: &str) -> Result<Trust, String> {
+    s.parse()
+        .map_err(|e: mcp_runtime_policy::UnknownValue| e.to_string())
+}
+
+fn parse_side_effect(s: &str) -> Result<SideEffect, String> {
+    s.parse()
+        .map_err(|e: mcp_runtime_policy::UnknownValue| e.to_string())
+}

@@ -1,0 +1,3 @@
+pub mod access;
+pub mod policy;
+pub mod server;

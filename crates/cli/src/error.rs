@@ -1,0 +1,50 @@
+//! The CLI's one error type: every variant is a message for a person, often with a hint.
+
+use std::path::PathBuf;
+
+use mcp_runtime_api::manifest::ManifestError;
+
+/// Exit codes scripts can rely on.
+pub mod exit {
+    /// The command ran into a problem (bad input, IO).
+    pub const FAILURE: u8 = 1;
+    /// `policy explain`: the call would be denied.
+    pub const DENIED: u8 = 3;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{message}\n  hint: {hint}")]
+    WithHint { message: String, hint: String },
+}
+
+impl CliError {
+    pub fn hint(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self::WithHint {
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        exit::FAILURE
+    }
+}
+
+pub type Result<T, E = CliError> = std::result::Result<T, E>;

@@ -1,0 +1,51 @@
+//! `mcp-runtime`: the command line of mcp-runtime.
+
+mod cli;
+mod commands;
+mod error;
+mod files;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{
+    AccessCommand, Cli, Command, GrantCommand, PolicyCommand, ServerCommand, SessionCommand,
+};
+use crate::commands::{access, policy, server};
+
+fn run(cli: Cli) -> error::Result<u8> {
+    match cli.command {
+        Command::Server(ServerCommand::Init(args)) => server::init(args).map(|()| 0),
+        Command::Server(ServerCommand::Generate(args)) => server::generate(args).map(|()| 0),
+        Command::Access(AccessCommand::Grant(GrantCommand::Init(args))) => {
+            access::grant_init(args).map(|()| 0)
+        }
+        Command::Access(AccessCommand::Session(SessionCommand::Init(args))) => {
+            access::session_init(args).map(|()| 0)
+        }
+        Command::Policy(PolicyCommand::Render(args)) => policy::render(args).map(|()| 0),
+        Command::Policy(PolicyCommand::Explain(args)) => policy::explain(args),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

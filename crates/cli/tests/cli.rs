@@ -1,0 +1,379 @@
+//! The `mcp-runtime` binary end to end: goldens for every `--help` and for generated files, and
+//! behaviour on good and bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use mcp_runtime_testkit::{assert_golden, workspace_root};
+
+fn bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcp-runtime"));
+    cmd.env("COLUMNS", "100").env_remove("RUST_LOG");
+    cmd
+}
+
+fn run(args: &[&str], dir: &Path) -> Output {
+    bin()
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run mcp-runtime")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "mcp-runtime-cli-test-{}-{name}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Every command path, found by walking `--help` output's command list.
+fn command_paths() -> Vec<Vec<String>> {
+    let mut out = vec![vec![]];
+    let mut i = 0;
+    while i < out.len() {
+        let path = out[i].clone();
+        let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+        args.push("--help");
+        let help = text(&run(&args, Path::new(".")).stdout);
+        if let Some(section) = help.split("Commands:\n").nth(1) {
+            for line in section.lines().take_while(|l| l.starts_with("  ")) {
+                let name = line.split_whitespace().next().unwrap();
+                if name != "help" {
+                    let mut child = path.clone();
+                    child.push(name.to_owned());
+                    out.push(child);
+                }
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+#[test]
+fn help_of_every_command_matches_its_golden() {
+    let paths = command_paths();
+    assert!(paths.len() >= 11, "found only {paths:?}");
+    for path in paths {
+        let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+        args.push("--help");
+        let out = run(&args, Path::new("."));
+        assert!(out.status.success());
+        let name = if path.is_empty() {
+            "mcp-runtime".to_owned()
+        } else {
+            format!("mcp-runtime-{}", path.join("-"))
+        };
+        assert_golden(
+            format!("crates/cli/tests/golden/help/{name}.txt"),
+            &text(&out.stdout),
+        );
+    }
+}
+
+#[test]
+fn example_manifests_are_what_server_generate_writes() {
+    let example = workspace_root().join("examples/hello");
+    let out_dir = tempdir("generate");
+    let out = run(
+        &[
+            "server",
+            "generate",
+            "--metadata-dir",
+            example.join(".mcp").to_str().unwrap(),
+            "-o",
+            out_dir.to_str().unwrap(),
+        ],
+        Path::new("."),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let generated = std::fs::read_to_string(out_dir.join("hello.yaml")).unwrap();
+    assert_golden("examples/hello/manifests/hello.yaml", &generated);
+}
+
+#[test]
+fn init_then_generate_round_trip() {
+    let dir = tempdir("init");
+    let out = run(
+        &[
+            "server",
+            "init",
+            "notes",
+            "--tool",
+            "read_note",
+            "--tool",
+            "wipe:high:destructive",
+        ],
+        &dir,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let again = run(&["server", "init", "notes"], &dir);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(text(&again.stderr).contains("already declares server `notes`"));
+    assert!(run(&["server", "init", "second"], &dir).status.success());
+    assert!(run(&["server", "generate"], &dir).status.success());
+    let notes = std::fs::read_to_string(dir.join("manifests/notes.yaml")).unwrap();
+    assert!(
+        notes.contains("name: wipe") && notes.contains("sideEffect: destructive"),
+        "{notes}"
+    );
+    assert!(dir.join("manifests/second.yaml").exists());
+}
+
+#[test]
+fn malformed_metadata_is_reported_with_file_line_and_field() {
+    let dir = tempdir("malformed");
+    std::fs::create_dir_all(dir.join(".mcp")).unwrap();
+    std::fs::write(
+        dir.join(".mcp/servers.yaml"),
+        "version: v1\nservers:\n  - name: x\n    spec:\n      image: x\n      tools:\n        - name: t\n          sideEffect: maybe\n",
+    )
+    .unwrap();
+    let out = run(&["server", "generate"], &dir);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(".mcp/servers.yaml:8:23: servers[0].spec.tools[0].sideEffect: unknown variant `maybe`, expected one of `read`, `write`, `destructive`"),
+        "{err}"
+    );
+    assert!(!dir.join("manifests").exists(), "nothing written on error");
+}
+
+#[test]
+fn malformed_manifest_is_reported_with_file_line_and_field() {
+    let dir = tempdir("bad-manifest");
+    std::fs::write(
+        dir.join("grant.yaml"),
+        "apiVersion: mcpruntime.org/v1alpha1\nkind: MCPAccessGrant\nmetadata: {name: g}\nspec:\n  serverRef: {name: s}\n  subject: {humanID: a}\n  maxTrust: total\n",
+    )
+    .unwrap();
+    let out = run(&["policy", "render", "-f", "grant.yaml"], &dir);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("grant.yaml:7:13: spec.maxTrust: unknown variant `total`, expected one of `low`, `medium`, `high`"), "{err}");
+}
+
+fn explain(args: &[&str]) -> Output {
+    let example = workspace_root().join("examples/hello");
+    let mut all = vec![
+        "policy",
+        "explain",
+        "-f",
+        "manifests",
+        "-f",
+        "access",
+        "--at",
+        "2026-11-24T12:00:00Z",
+    ];
+    all.extend_from_slice(args);
+    bin().args(&all).current_dir(example).output().unwrap()
+}
+
+#[test]
+fn explain_allowed_call_exits_zero_with_reasoning() {
+    let out = explain(&[
+        "--human",
+        "alice",
+        "--agent",
+        "claude",
+        "--session",
+        "alice-claude",
+        "--tool",
+        "echo",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with("Decision:  ALLOWED\n"), "{stdout}");
+    assert!(
+        stdout.contains("Matched:   grant demo/alice-hello · session demo/alice-claude"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn explain_denials_exit_three_with_reason_and_hint() {
+    let cases: [(&[&str], &str, &str); 4] = [
+        (
+            &[
+                "--human",
+                "alice",
+                "--agent",
+                "claude",
+                "--session",
+                "alice-claude",
+                "--tool",
+                "upper",
+            ],
+            "DENIED: trust_too_low",
+            "raise the session's consentedTrust to medium",
+        ),
+        (
+            &[
+                "--human",
+                "alice",
+                "--agent",
+                "claude",
+                "--session",
+                "alice-claude",
+                "--tool",
+                "delete_note",
+            ],
+            "DENIED: tool_denied",
+            "has a deny rule for `delete_note`",
+        ),
+        (
+            &["--human", "alice", "--agent", "claude", "--tool", "echo"],
+            "DENIED: missing_session",
+            "access session init",
+        ),
+        (
+            &[
+                "--human",
+                "mallory",
+                "--session",
+                "alice-claude",
+                "--tool",
+                "echo",
+            ],
+            "DENIED: session_not_found",
+            "NAMESPACE/NAME",
+        ),
+    ];
+    for (args, verdict, hint) in cases {
+        let out = explain(args);
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {stdout}");
+        assert!(
+            stdout.contains(verdict) && stdout.contains(hint),
+            "{args:?}:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn explain_json_carries_attribution_and_steps() {
+    let out = explain(&[
+        "--human",
+        "alice",
+        "--agent",
+        "claude",
+        "--session",
+        "alice-claude",
+        "--tool",
+        "upper",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["decision"]["reason"], "trust_too_low");
+    assert_eq!(v["decision"]["required_trust"], "medium");
+    assert_eq!(v["decision"]["effective_trust"], "low");
+    assert_eq!(v["decision"]["grant"]["name"], "alice-hello");
+    assert!(
+        v["decision"]["policy_revision"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    assert_eq!(v["steps"].as_array().unwrap().len(), 4);
+    assert_eq!(v["steps"][3]["outcome"]["verdict"], "trust_too_low");
+    assert_eq!(v["steps"][3]["grant"]["name"], "alice-hello");
+}
+
+#[test]
+fn rendered_policy_is_stable_and_reusable_for_explain() {
+    let example = workspace_root().join("examples/hello");
+    let render = || {
+        bin()
+            .args(["policy", "render", "-f", "manifests", "-f", "access"])
+            .current_dir(&example)
+            .output()
+            .unwrap()
+    };
+    let (a, b) = (render(), render());
+    assert!(a.status.success(), "{}", text(&a.stderr));
+    assert_eq!(a.stdout, b.stdout, "deterministic bytes");
+    let dir = tempdir("render");
+    std::fs::write(dir.join("policy.json"), &a.stdout).unwrap();
+    let out = run(
+        &[
+            "policy",
+            "explain",
+            "--policy",
+            "policy.json",
+            "--human",
+            "alice",
+            "--agent",
+            "claude",
+            "--session",
+            "alice-claude",
+            "--tool",
+            "echo",
+            "--at",
+            "2026-11-24T12:00:00Z",
+        ],
+        &dir,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // A tampered document is refused, not used.
+    let tampered = text(&a.stdout).replace(
+        "\"consented_trust\": \"low\"",
+        "\"consented_trust\": \"high\"",
+    );
+    std::fs::write(dir.join("policy.json"), tampered).unwrap();
+    let out = run(
+        &[
+            "policy",
+            "explain",
+            "--policy",
+            "policy.json",
+            "--human",
+            "alice",
+            "--tool",
+            "echo",
+        ],
+        &dir,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("policy revision mismatch"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn usage_errors_exit_two() {
+    let out = run(&["policy", "explain", "--tool", "x"], Path::new("."));
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(
+        &[
+            "access",
+            "grant",
+            "init",
+            "g",
+            "--server",
+            "s",
+            "--trust",
+            "extreme",
+            "--human-id",
+            "a",
+        ],
+        Path::new("."),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("`extreme` is not one of: low, medium, high"),
+        "{}",
+        text(&out.stderr)
+    );
+}
