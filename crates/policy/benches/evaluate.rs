@@ -9,9 +9,10 @@ use mcp_runtime_policy::{
     ToolCall, ToolPolicy, ToolRule, Trust, Verdict,
 };
 
-/// A server with 20 tools and `grants` grants for distinct humans (one in ten team-scoped, one in
-/// five with tool rules), every human with a live session.
-fn policy_with(grants: usize) -> Policy {
+/// A server with 20 tools and `grants` grants (one in ten team-scoped, one in five with tool
+/// rules), every human with a live session. Team grants go to `teams` distinct teams, so a caller's
+/// team matches `grants / 10 / teams` of them.
+fn policy_with(grants: usize, teams: usize) -> Policy {
     let mut doc = PolicyDocument::new(ServerRef {
         name: "bench".into(),
         namespace: "ns".into(),
@@ -33,7 +34,7 @@ fn policy_with(grants: usize) -> Policy {
             name: format!("grant-{i}"),
             subject: Subject {
                 human_id: (!team_scoped).then(|| format!("human-{i}")),
-                team_id: team_scoped.then(|| format!("team-{}", i % 100)),
+                team_id: team_scoped.then(|| format!("team-{}", (i / 10) % teams)),
                 ..Default::default()
             },
             max_trust: Trust::High,
@@ -69,27 +70,42 @@ fn policy_with(grants: usize) -> Policy {
 fn decide(c: &mut Criterion) {
     let mut group = c.benchmark_group("decision");
     let now = Timestamp::now();
-    for grants in [10, 1_000, 10_000] {
-        let policy = policy_with(grants);
+    // Typical: team grants spread over many teams, so a caller matches a handful of grants.
+    // Heavy: 10 000 grants where the caller's team alone holds 100 grants covering the tool.
+    for (label, grants, teams) in [
+        ("allowed", 10, 1_000),
+        ("allowed", 1_000, 1_000),
+        ("allowed", 10_000, 1_000),
+        ("allowed_caller_in_100_grants", 10_000, 10),
+    ] {
+        let policy = policy_with(grants, teams);
         let human = format!("human-{}", grants / 2 + 1);
         let session = format!("session-{}", grants / 2 + 1);
-        let team = format!("team-{}", grants % 100);
+        let team = "team-0".to_owned();
         let call = ToolCall {
             identity: Identity::new(Some(&human), Some("agent-x"), Some(&team), Some(&session)),
             tool: "tool-3",
             now,
         };
         assert!(policy.evaluate(&call).allowed, "bench call must be allowed");
-        group.bench_with_input(BenchmarkId::new("allowed", grants), &call, |b, call| {
+        group.bench_with_input(BenchmarkId::new(label, grants), &call, |b, call| {
             b.iter(|| std::hint::black_box(policy.evaluate(std::hint::black_box(call))).allowed)
         });
         let denied = ToolCall {
             identity: Identity::new(Some("stranger"), Some("agent-x"), None, None),
             ..call
         };
-        group.bench_with_input(BenchmarkId::new("denied", grants), &denied, |b, call| {
-            b.iter(|| std::hint::black_box(policy.evaluate(std::hint::black_box(call))).allowed)
-        });
+        if label == "allowed" {
+            group.bench_with_input(
+                BenchmarkId::new("denied_unknown_caller", grants),
+                &denied,
+                |b, call| {
+                    b.iter(|| {
+                        std::hint::black_box(policy.evaluate(std::hint::black_box(call))).allowed
+                    })
+                },
+            );
+        }
     }
     group.finish();
 }

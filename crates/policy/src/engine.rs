@@ -293,20 +293,36 @@ fn ser_grant_ref<S: serde::Serializer>(g: &&GrantPolicy, s: S) -> Result<S::Ok, 
 
 /// Receives steps while evaluating. The no-op implementation compiles away.
 trait Trace<'p> {
+    /// Explanations consider every grant naming the caller, not only those about the tool.
+    const FULL: bool;
     fn record(&mut self, step: impl FnOnce() -> Step<'p>);
 }
 
 struct NoTrace;
 
 impl<'p> Trace<'p> for NoTrace {
+    const FULL: bool = false;
     #[inline(always)]
     fn record(&mut self, _: impl FnOnce() -> Step<'p>) {}
 }
 
 impl<'p> Trace<'p> for Vec<Step<'p>> {
+    const FULL: bool = true;
     fn record(&mut self, step: impl FnOnce() -> Step<'p>) {
         self.push(step());
     }
+}
+
+/// The grants indexed under one subject value, further split by the tools they speak about, so a
+/// decision touches only grants that can both name the caller and cover the tool.
+#[derive(Debug, Default)]
+struct Bucket {
+    /// Grants without tool rules: they cover every tool.
+    every_tool: Vec<u32>,
+    /// Grants with rules, under each tool they name.
+    by_tool: HashMap<String, Vec<u32>>,
+    /// Every grant of the bucket.
+    all: Vec<u32>,
 }
 
 /// A policy document compiled for fast decisions: tools by name, grants indexed by subject,
@@ -315,9 +331,9 @@ impl<'p> Trace<'p> for Vec<Step<'p>> {
 pub struct Policy {
     doc: PolicyDocument,
     tools: HashMap<String, u32>,
-    by_human: HashMap<String, Vec<u32>>,
-    by_agent: HashMap<String, Vec<u32>>,
-    by_team: HashMap<String, Vec<u32>>,
+    by_human: HashMap<String, Bucket>,
+    by_agent: HashMap<String, Bucket>,
+    by_team: HashMap<String, Bucket>,
     sessions: HashMap<String, HashMap<String, u32>>,
 }
 
@@ -333,7 +349,7 @@ impl Policy {
             (HashMap::new(), HashMap::new(), HashMap::new());
         for (i, grant) in (0u32..).zip(&doc.grants) {
             let s = &grant.subject;
-            let (index, key): (&mut HashMap<String, Vec<u32>>, _) =
+            let (index, key): (&mut HashMap<String, Bucket>, _) =
                 match (&s.human_id, &s.agent_id, &s.team_id) {
                     (Some(h), _, _) => (&mut by_human, h),
                     (None, Some(a), _) => (&mut by_agent, a),
@@ -341,7 +357,14 @@ impl Policy {
                     // Validation rejects empty subjects; an empty one could never match anyway.
                     (None, None, None) => continue,
                 };
-            index.entry(key.clone()).or_default().push(i);
+            let bucket = index.entry(key.clone()).or_default();
+            bucket.all.push(i);
+            if grant.tool_rules.is_empty() {
+                bucket.every_tool.push(i);
+            }
+            for rule in &grant.tool_rules {
+                bucket.by_tool.entry(rule.name.clone()).or_default().push(i);
+            }
         }
         let mut sessions: HashMap<String, HashMap<String, u32>> = HashMap::new();
         for (i, s) in (0u32..).zip(&doc.sessions) {
@@ -412,19 +435,28 @@ impl Policy {
         subject_matches(&session.subject, who).then_some(session)
     }
 
+    /// Grants that name the caller: all of them (`full`), or only those covering `tool`.
     fn matching_grants<'s, 'w>(
         &'s self,
         who: &'w Identity<'w>,
+        tool: &'w str,
+        full: bool,
     ) -> impl Iterator<Item = &'s GrantPolicy> + use<'s, 'w> {
-        let bucket = |index: &'s HashMap<String, Vec<u32>>, key: Option<&'w str>| {
-            key.and_then(|k| index.get(k))
-                .map(Vec::as_slice)
-                .unwrap_or_default()
+        let ids = move |index: &'s HashMap<String, Bucket>, key: Option<&'w str>| {
+            let bucket = key.and_then(|k| index.get(k));
+            let (first, second): (&'s [u32], &'s [u32]) = match bucket {
+                None => (&[], &[]),
+                Some(b) if full => (&b.all, &[]),
+                Some(b) => (
+                    &b.every_tool,
+                    b.by_tool.get(tool).map(Vec::as_slice).unwrap_or_default(),
+                ),
+            };
+            first.iter().chain(second)
         };
-        bucket(&self.by_human, who.human)
-            .iter()
-            .chain(bucket(&self.by_agent, who.agent))
-            .chain(bucket(&self.by_team, who.team))
+        ids(&self.by_human, who.human)
+            .chain(ids(&self.by_agent, who.agent))
+            .chain(ids(&self.by_team, who.team))
             .map(|&i| &self.doc.grants[i as usize])
             .filter(move |g| subject_matches(&g.subject, who))
     }
@@ -464,12 +496,12 @@ impl Policy {
         d
     }
 
-    fn decide<'p>(
+    fn decide<'p, T: Trace<'p>>(
         &'p self,
         call: &ToolCall<'_>,
         facts: ToolFacts,
         d: &mut Decision<'p>,
-        trace: &mut impl Trace<'p>,
+        trace: &mut T,
     ) {
         let who = &call.identity;
         trace.record(|| Step::Identity {
@@ -528,7 +560,7 @@ impl Policy {
         let mut best_pass: Option<Candidate<'p>> = None;
         let mut best_fail: Option<Candidate<'p>> = None;
 
-        for grant in self.matching_grants(who) {
+        for grant in self.matching_grants(who, call.tool, T::FULL) {
             matched_any = true;
             if grant.disabled {
                 trace.record(|| Step::Grant {
@@ -612,6 +644,11 @@ impl Policy {
         if let Some(grant) = denied_by {
             d.attribute(grant);
             return d.deny(Reason::ToolDenied);
+        }
+        // Grants that do not speak about the tool were skipped; they still decide between
+        // `no_matching_grant` and `tool_not_granted`.
+        if !matched_any && !T::FULL {
+            matched_any = self.matching_grants(who, call.tool, true).next().is_some();
         }
         if !matched_any {
             return self.by_default(d, Reason::NoMatchingGrant, trace);

@@ -800,3 +800,22 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// The indexed fast path and the explaining full scan must decide identically.
+    #[test]
+    fn fast_path_and_explanation_agree(
+        doc in arb_doc(), tool in proptest::sample::select(&TOOLS[..]), with_session in any::<bool>(),
+    ) {
+        let policy = Policy::new(doc.seal().unwrap());
+        let c = call(tool, with_session.then_some("s-alice"));
+        let fast = policy.evaluate(&c);
+        let (full, _) = policy.explain(&c);
+        prop_assert_eq!(
+            (fast.allowed, fast.reason, fast.grant_ref(), fast.effective_trust, fast.required_trust),
+            (full.allowed, full.reason, full.grant_ref(), full.effective_trust, full.required_trust)
+        );
+    }
+}

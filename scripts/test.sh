@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The test command of mcp-runtime (README): formatting, lints, and every test of the workspace.
+# Installs nothing beyond the Rust toolchain pinned in rust-toolchain.toml.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test --workspace"
+cargo test --workspace --locked
+
+step "generated files are up to date"
+cargo xtask generate 2>/dev/null
+if ! git diff --quiet -- deploy; then
+  git --no-pager diff --stat -- deploy >&2
+  echo "deploy/ drifted from the Rust types: run 'cargo xtask generate' and commit the result" >&2
+  exit 1
+fi
+
+echo "all checks passed" >&2
