@@ -20,13 +20,18 @@ CACHE="${MCP_RUNTIME_CACHE:-$HOME/.cache/mcp-runtime}"
 PEERS="$CACHE/peers"
 VENV="$PEERS/venv"
 NPMDIR="$PEERS/npm"
-PYTHON="${PYTHON:-python3}"
+PYTHON="${PEERS_BASE_PYTHON:-python3}"   # interpreter the venv is made from
 
 log() { printf '[peers] %s\n' "$*" >&2; }
 
 hash_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
 
 mkdir -p "$PEERS"
+# Serialise concurrent runs (parallel test jobs): the second waits, then sees fresh stamps.
+if command -v flock >/dev/null; then
+  exec 9>"$PEERS/.lock"
+  flock 9
+fi
 
 # ---------------------------------------------------------------- Python venv
 py_stamp_want="py:$(hash_of "$PINS/requirements.txt"):$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"

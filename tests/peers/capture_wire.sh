@@ -13,7 +13,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 OUT="${1:-/tmp/mcp-wire-capture}"
 mkdir -p "$OUT"
-rm -f "$OUT"/*.txt "$OUT"/*.jsonl
+rm -f "$OUT"/*.txt "$OUT"/*.jsonl "$OUT"/*.out "$OUT"/*.log
 rm -rf "$OUT/conformance-everything" "$OUT/conformance-py"
 eval "$("$ROOT/scripts/peers.sh")"
 
@@ -22,6 +22,8 @@ PIDS=()
 cleanup() {
   local p
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  sleep 0.5
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -40,13 +42,12 @@ start() { # start NAME CMD... ; remembers its PID
   "$@" >"$OUT/$name.log" 2>&1 &
   PIDS+=($!)
 }
-proxy() { # proxy NAME UPSTREAM_PORT -> prints listen port
-  local name=$1 up=$2 port
-  port=$(free_port)
-  start "proxy-$name" python3 "$HERE/wirelog.py" --listen "127.0.0.1:$port" --upstream "127.0.0.1:$up" \
+proxy() { # proxy NAME UPSTREAM_PORT -> sets P to the proxy's port (no subshell: PIDS must persist)
+  local name=$1 up=$2
+  P=$(free_port)
+  start "proxy-$name" python3 "$HERE/wirelog.py" --listen "127.0.0.1:$P" --upstream "127.0.0.1:$up" \
     --log "$OUT/$name.jsonl" --text "$OUT/$name.txt"
-  wait_port "$port"
-  echo "$port"
+  wait_port "$P"
 }
 
 PY_PORT=$(free_port); EV_PORT=$(free_port); FAKE_PORT=$(free_port)
@@ -64,7 +65,7 @@ run() { # run OUTFILE CMD... : append the command line and its output
 
 for era in handshake stateless; do
   log "py_client -> py_server, era $era"
-  P=$(proxy "py-$era" "$PY_PORT")
+  proxy "py-$era" "$PY_PORT"
   U="http://127.0.0.1:$P/mcp"
   run "py-$era.out" "${PYC[@]}" --url "$U" --era "$era" --token secret-token --header X-Tenant=acme list-tools
   run "py-$era.out" "${PYC[@]}" --url "$U" --era "$era" call echo '{"text":"hi"}'
@@ -74,14 +75,14 @@ for era in handshake stateless; do
 done
 
 log "ts_client -> server-everything"
-P=$(proxy ts-everything "$EV_PORT")
+proxy ts-everything "$EV_PORT"
 U="http://127.0.0.1:$P/mcp"
 run ts-everything.out "${TSC[@]}" --url "$U" --token secret-token list-tools
 run ts-everything.out "${TSC[@]}" --url "$U" call echo '{"message":"hi"}'
 run ts-everything.out "${TSC[@]}" --url "$U" call-progress --tool trigger-long-running-operation --args '{"duration":3,"steps":3}'
 
 log "ts_client -> py_server"
-P=$(proxy ts-py "$PY_PORT")
+proxy ts-py "$PY_PORT"
 U="http://127.0.0.1:$P/mcp"
 run ts-py.out "${TSC[@]}" --url "$U" call-progress --steps 2 --delay 0.3
 run ts-py.out "${TSC[@]}" --url "$U" call fail '{"code":-32003,"message":"denied","data":{"reason":"policy p1"}}'

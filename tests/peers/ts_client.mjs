@@ -80,7 +80,7 @@ async function main() {
   const client = new Client({ name: 'mcp-runtime-ts-peer', version: '0.1.0' });
   const reqOpts = { timeout: o.timeout * 1000 };
   try {
-    await client.connect(transport);
+    await client.connect(transport, reqOpts);
     if (o.action === 'connect') {
       emit({
         result: {

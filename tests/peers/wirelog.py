@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import sys
 import time
 from typing import Any, TextIO
@@ -62,6 +63,8 @@ class Logger:
             lines = [head + f"<<< end of response ({o['length']} body bytes, +{o['since_response']:.3f}s)"]
             if o.get("body") and not o.get("sse"):
                 lines.append("    < body: " + _show(o["body"]))
+        elif kind == "closed":
+            lines = [head + f"--- connection closed ({o['reason']})"]
         else:
             lines = [head + json.dumps(o)]
         return "\n".join(lines) + "\n"
@@ -166,36 +169,56 @@ def parse_body(body: bytes, log: Logger) -> Any:
 
 
 class SSEParser:
-    """Incremental SSE parser: feed decoded body bytes, get complete events."""
+    """Incremental SSE parser: feed decoded body bytes, get complete events.
+
+    The raw text of each event is kept as sent (CRLF or LF line endings; the Python SDK
+    server uses CRLF, the TypeScript SDK server LF)."""
+
+    _EOL = re.compile(r"\r\n|\n|\r")
 
     def __init__(self) -> None:
         self.buf = ""
 
     def feed(self, data: bytes) -> list[tuple[str, dict[str, Any]]]:
         self.buf += data.decode("utf-8", "replace")
-        self.buf = self.buf.replace("\r\n", "\n").replace("\r", "\n")
         out = []
-        while "\n\n" in self.buf:
-            raw, self.buf = self.buf.split("\n\n", 1)
-            fields: dict[str, Any] = {}
-            for line in raw.split("\n"):
-                if line.startswith(":"):
-                    fields.setdefault("comment", []).append(line[1:].lstrip())
-                    continue
-                name, _, value = line.partition(":")
-                if value.startswith(" "):
-                    value = value[1:]
-                if name == "data":
-                    fields["data"] = (fields["data"] + "\n" + value) if "data" in fields else value
-                else:
-                    fields[name] = value
-            if "data" in fields:
-                try:
-                    fields["data_json"] = json.loads(fields["data"])
-                except ValueError:
-                    pass
-            out.append((raw + "\n\n", fields))
+        pos = 0  # start of the event being collected
+        cur = 0  # start of the next line to read
+        lines: list[str] = []
+        while True:
+            m = self._EOL.search(self.buf, cur)
+            if m is None or (m.group() == "\r" and m.end() == len(self.buf)):
+                break  # incomplete line (a CRLF may be split across chunks)
+            line = self.buf[cur : m.start()]
+            cur = m.end()
+            if line:
+                lines.append(line)
+                continue
+            out.append((self.buf[pos:cur], self._fields(lines)))  # blank line: event complete
+            pos, lines = cur, []
+        self.buf = self.buf[pos:]
         return out
+
+    @staticmethod
+    def _fields(lines: list[str]) -> dict[str, Any]:
+        fields: dict[str, Any] = {}
+        for line in lines:
+            if line.startswith(":"):
+                fields.setdefault("comment", []).append(line[1:].lstrip())
+                continue
+            name, _, value = line.partition(":")
+            if value.startswith(" "):
+                value = value[1:]
+            if name == "data":
+                fields["data"] = (fields["data"] + "\n" + value) if "data" in fields else value
+            else:
+                fields[name] = value
+        if "data" in fields:
+            try:
+                fields["data_json"] = json.loads(fields["data"])
+            except ValueError:
+                pass
+        return fields
 
 
 async def handle(client_r, client_w, upstream: tuple[str, int], log: Logger, conn_id: int) -> None:
