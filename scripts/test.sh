@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # The test command of mcp-runtime (README): formatting, lints, and every test of the workspace.
-# Installs nothing beyond the Rust toolchain pinned in rust-toolchain.toml.
+# Installs what the tests need (pinned, cached under ~/.cache/mcp-runtime): the official MCP SDK
+# peers the gateway is tested against.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "install test peers (official MCP SDKs; cached)"
+scripts/peers.sh >/dev/null
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

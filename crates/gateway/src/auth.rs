@@ -1,0 +1,129 @@
+//! Who is calling. In `token` mode the identity comes only from a verified session token; client
+//! identity headers are ignored and stripped. `header` mode trusts identity headers, and is only
+//! honoured when the operator of the gateway explicitly allows it (behind an authenticating
+//! proxy); `none` admits anonymous callers.
+
+use http::HeaderMap;
+use mcp_runtime_policy::{AuthMode, IdentityHeaders, PolicyDocument};
+use mcp_runtime_token::{TokenError, TokenKey};
+
+/// A verified caller.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Caller {
+    pub human: Option<String>,
+    pub agent: Option<String>,
+    pub team: Option<String>,
+    pub session: Option<String>,
+}
+
+/// Why a request is not authenticated: answered with HTTP 401 and `WWW-Authenticate`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthFailure {
+    #[error("missing bearer token: send `Authorization: Bearer <session token>`")]
+    MissingToken,
+    #[error("invalid token: {0}")]
+    InvalidToken(String),
+    #[error("token expired: obtain a new session token")]
+    ExpiredToken,
+    #[error("this gateway is not configured to verify tokens (no token key)")]
+    NoKey,
+    #[error("auth mode `{0}` is not supported by this gateway")]
+    Unsupported(AuthMode),
+    #[error(
+        "identity headers are only trusted when the gateway runs with --trust-identity-headers"
+    )]
+    HeadersNotTrusted,
+}
+
+impl AuthFailure {
+    /// The stable reason code in denials and audit events.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthFailure::MissingToken => "missing_bearer_token",
+            AuthFailure::InvalidToken(_) => "invalid_token",
+            AuthFailure::ExpiredToken => "token_expired",
+            AuthFailure::NoKey | AuthFailure::Unsupported(_) | AuthFailure::HeadersNotTrusted => {
+                "auth_misconfigured"
+            }
+        }
+    }
+
+    /// RFC 6750 error code for `WWW-Authenticate`.
+    pub fn bearer_error(&self) -> Option<&'static str> {
+        match self {
+            AuthFailure::MissingToken => None,
+            _ => Some("invalid_token"),
+        }
+    }
+}
+
+/// Settings that come from the gateway's own configuration, never from the policy document.
+pub struct AuthConfig {
+    pub token_key: Option<TokenKey>,
+    pub trust_identity_headers: bool,
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// Authenticates a request under the policy's auth mode.
+pub fn authenticate(
+    config: &AuthConfig,
+    doc: &PolicyDocument,
+    headers: &HeaderMap,
+    now: jiff::Timestamp,
+) -> Result<Caller, AuthFailure> {
+    match doc.auth.mode {
+        AuthMode::Token => {
+            let key = config.token_key.as_ref().ok_or(AuthFailure::NoKey)?;
+            let token = bearer(headers).ok_or(AuthFailure::MissingToken)?;
+            let audience = format!("{}/{}", doc.server.namespace, doc.server.name);
+            let claims = key.verify(token, &audience, now).map_err(|e| match e {
+                TokenError::Expired => AuthFailure::ExpiredToken,
+                other => AuthFailure::InvalidToken(other.to_string()),
+            })?;
+            Ok(Caller {
+                human: claims.sub,
+                agent: claims.agent,
+                team: claims.team,
+                session: claims.sid,
+            })
+        }
+        AuthMode::Header => {
+            if !config.trust_identity_headers {
+                return Err(AuthFailure::HeadersNotTrusted);
+            }
+            let names = doc.auth.headers.clone().unwrap_or_default();
+            Ok(Caller {
+                human: header(headers, &names.human).map(str::to_owned),
+                agent: header(headers, &names.agent).map(str::to_owned),
+                team: header(headers, &names.team).map(str::to_owned),
+                session: header(headers, &names.session).map(str::to_owned),
+            })
+        }
+        AuthMode::None => Ok(Caller::default()),
+        mode @ (AuthMode::Oauth | AuthMode::Mtls) => Err(AuthFailure::Unsupported(mode)),
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = header(headers, "authorization")?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// Identity header names the gateway strips from every client request and sets from the
+/// verified caller for the upstream.
+pub fn identity_header_names(doc: &PolicyDocument) -> [String; 4] {
+    let defaults = IdentityHeaders::default();
+    let h = doc.auth.headers.clone().unwrap_or(defaults);
+    [h.human, h.agent, h.team, h.session]
+}

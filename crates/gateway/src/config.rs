@@ -1,0 +1,80 @@
+//! The gateway's configuration: flags, each with an environment variable, resolved once.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// mcp-gateway: governs every tool call to one MCP server.
+///
+/// Proxies MCP Streamable HTTP (JSON and SSE, both protocol eras) to the upstream server,
+/// authenticates callers with signed session tokens, decides each `tools/call` with the server's
+/// rendered policy, filters `tools/list`, and records one audit event per decision.
+#[derive(Debug, Parser)]
+#[command(name = "mcp-gateway", version, max_term_width = 100)]
+pub struct Config {
+    /// Address of the MCP listener.
+    #[arg(long, env = "MCP_GATEWAY_LISTEN", default_value = "0.0.0.0:8091")]
+    pub listen: SocketAddr,
+    /// Address of /healthz, /ready, /metrics and /config/status.
+    #[arg(long, env = "MCP_GATEWAY_ADMIN_LISTEN", default_value = "0.0.0.0:9103")]
+    pub admin_listen: SocketAddr,
+    /// The MCP server behind the gateway.
+    #[arg(long, env = "UPSTREAM_URL", default_value = "http://127.0.0.1:8088")]
+    pub upstream: http::Uri,
+    /// Rendered policy document (JSON); reloaded within 250 ms of a change.
+    #[arg(long, env = "POLICY_FILE")]
+    pub policy_file: PathBuf,
+    /// File holding the key that verifies session tokens (at least 32 bytes).
+    #[arg(long, env = "MCP_GATEWAY_TOKEN_KEY_FILE")]
+    pub token_key_file: Option<PathBuf>,
+    /// Trust identity headers when the policy's auth mode is `header`. Only behind a proxy that
+    /// authenticates callers and overwrites those headers.
+    #[arg(long, env = "MCP_GATEWAY_TRUST_IDENTITY_HEADERS")]
+    pub trust_identity_headers: bool,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "MCP_GATEWAY_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+    /// Time allowed for the upstream's response headers, in seconds.
+    #[arg(
+        long,
+        env = "MCP_GATEWAY_UPSTREAM_TIMEOUT_SECONDS",
+        default_value_t = 300
+    )]
+    pub upstream_timeout_seconds: u64,
+    /// Path prefix removed before forwarding (on a segment boundary).
+    #[arg(long, env = "STRIP_PREFIX")]
+    pub strip_prefix: Option<String>,
+    /// Append audit events to this JSON-lines file.
+    #[arg(long, env = "MCP_GATEWAY_AUDIT_FILE")]
+    pub audit_file: Option<PathBuf>,
+    /// Ship audit events to this HTTP ingest endpoint (batched, spooled on disk while it is down).
+    #[arg(long, env = "ANALYTICS_INGEST_URL")]
+    pub audit_ingest_url: Option<http::Uri>,
+    /// File holding the ingest API key (sent as `x-api-key`).
+    #[arg(long, env = "MCP_GATEWAY_AUDIT_API_KEY_FILE")]
+    pub audit_api_key_file: Option<PathBuf>,
+    /// Directory of the audit spool.
+    #[arg(
+        long,
+        env = "MCP_GATEWAY_AUDIT_SPOOL_DIR",
+        default_value = "/tmp/mcp-gateway-spool"
+    )]
+    pub audit_spool_dir: PathBuf,
+    /// Largest audit spool on disk, in bytes.
+    #[arg(long, env = "MCP_GATEWAY_AUDIT_SPOOL_MAX_BYTES", default_value_t = 256 << 20)]
+    pub audit_spool_max_bytes: u64,
+    /// `source` of audit events; default `<server>-gateway`.
+    #[arg(long, env = "ANALYTICS_SOURCE")]
+    pub audit_source: Option<String>,
+    /// Record tool-call arguments in audit events (off: arguments may hold secrets).
+    #[arg(long, env = "MCP_GATEWAY_AUDIT_ARGUMENTS")]
+    pub audit_arguments: bool,
+}
+
+impl Config {
+    pub fn upstream_timeout(&self) -> Duration {
+        Duration::from_secs(self.upstream_timeout_seconds)
+    }
+}

@@ -1,0 +1,16 @@
+//! mcp-gateway: the governing reverse proxy in front of an MCP server.
+//!
+//! Layers, in the order a request meets them: the policy snapshot (fail closed without one),
+//! authentication (token / trusted headers / none), strict JSON-RPC inspection, stateless-era
+//! header checks, the policy decision for every `tools/call` (batches element by element),
+//! forwarding with connection reuse, `tools/list` filtering (JSON and SSE), and one audit event per
+//! decision.
+
+pub mod auth;
+pub mod config;
+pub mod jsonrpc;
+pub mod metrics;
+pub mod policy_source;
+pub mod proxy;
+pub mod server;
+pub mod sse;

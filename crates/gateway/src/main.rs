@@ -1,0 +1,140 @@
+//! `mcp-gateway` binary: resolves configuration, then composes the listeners.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use mcp_runtime_audit::{AuditConfig, Auditor};
+use mcp_runtime_gateway::auth::AuthConfig;
+use mcp_runtime_gateway::config::Config;
+use mcp_runtime_gateway::metrics::{Metrics, ReloadLabels};
+use mcp_runtime_gateway::policy_source::{PolicyStore, Reload, watch_file};
+use mcp_runtime_gateway::proxy::{Gateway, Limits, Upstream};
+use mcp_runtime_gateway::server;
+use mcp_runtime_token::TokenKey;
+
+fn read_secret(path: &std::path::Path, what: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {what} {}: {e}", path.display()))
+}
+
+async fn run(config: Config) -> Result<(), String> {
+    let token_key = match &config.token_key_file {
+        Some(path) => Some(
+            TokenKey::from_secret(&read_secret(path, "token key file")?)
+                .map_err(|e| format!("{}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    let upstream = Upstream::new(&config.upstream)
+        .map_err(|e| format!("--upstream {}: {e}", config.upstream))?;
+    let store = PolicyStore::default();
+    let metrics = Metrics::new();
+    let reloads = metrics.reloads.clone();
+    watch_file(store.clone(), config.policy_file.clone(), move |r| {
+        let result = match r {
+            Reload::Loaded => "loaded",
+            Reload::Rejected => "rejected",
+            Reload::Unchanged => "unchanged",
+        };
+        reloads.get_or_create(&ReloadLabels { result }).inc();
+    });
+    let (audit, audit_task) = if config.audit_file.is_some() || config.audit_ingest_url.is_some() {
+        let api_key = match &config.audit_api_key_file {
+            Some(p) => Some(
+                String::from_utf8_lossy(&read_secret(p, "audit API key file")?)
+                    .trim()
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        let mut audit_config = AuditConfig::new(config.audit_spool_dir.clone());
+        audit_config.jsonl_path = config.audit_file.clone();
+        audit_config.ingest_url = config.audit_ingest_url.clone();
+        audit_config.api_key = api_key;
+        audit_config.spool_max_bytes = config.audit_spool_max_bytes;
+        let (auditor, task) = Auditor::start(audit_config).map_err(|e| format!("audit: {e}"))?;
+        (Some(auditor), Some(task))
+    } else {
+        tracing::warn!(
+            "no audit sink configured (--audit-file / --audit-ingest-url): decisions are not recorded"
+        );
+        (None, None)
+    };
+    let gateway = Arc::new(Gateway {
+        store,
+        auth: AuthConfig {
+            token_key,
+            trust_identity_headers: config.trust_identity_headers,
+        },
+        upstream,
+        limits: Limits {
+            max_body_bytes: config.max_body_bytes,
+            upstream_timeout: config.upstream_timeout(),
+            max_list_bytes: 16 << 20,
+        },
+        strip_prefix: config.strip_prefix.clone().filter(|p| !p.is_empty()),
+        audit,
+        audit_source: config
+            .audit_source
+            .clone()
+            .unwrap_or_else(|| "mcp-gateway".to_owned()),
+        capture_arguments: config.audit_arguments,
+        metrics,
+    });
+    let mcp = server::bind(config.listen, "MCP traffic")
+        .await
+        .map_err(|e| e.to_string())?;
+    let admin = server::bind(config.admin_listen, "admin endpoints")
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(listen = %config.listen, admin = %config.admin_listen, upstream = %config.upstream, "mcp-gateway started");
+    let serve = async {
+        tokio::join!(
+            server::serve_mcp(mcp, gateway.clone()),
+            server::serve_admin(admin, gateway.clone())
+        );
+    };
+    tokio::select! {
+        () = serve => {}
+        () = shutdown_signal() => tracing::info!("shutting down"),
+    }
+    if let Some(task) = audit_task {
+        task.shutdown(std::time::Duration::from_secs(5)).await;
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let config = Config::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            // EX_CONFIG: configuration problems are not transient.
+            ExitCode::from(78)
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The gateway's current policy: loaded from a file, reloaded when the file changes, and kept at
+//! the last good document when a new one is invalid. Until a first valid document arrives every
+//! MCP request is refused (fail closed).
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use mcp_runtime_policy::{Policy, PolicyDocument};
+
+/// How often the file's metadata is checked. Mounted ConfigMaps change by symlink swap, which a
+/// metadata check (following links) sees; polling avoids inotify's blind spots on such mounts.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+#[derive(Default)]
+struct State {
+    policy: Option<Arc<Policy>>,
+    last_error: Option<String>,
+    loaded_at: Option<jiff::Timestamp>,
+}
+
+/// Shared handle to the current policy.
+#[derive(Clone, Default)]
+pub struct PolicyStore {
+    state: Arc<RwLock<State>>,
+}
+
+/// Outcome of one load attempt, for metrics and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reload {
+    Loaded,
+    Rejected,
+    Unchanged,
+}
+
+impl PolicyStore {
+    pub fn current(&self) -> Option<Arc<Policy>> {
+        self.state.read().expect("policy lock").policy.clone()
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.state.read().expect("policy lock").last_error.clone()
+    }
+
+    pub fn loaded_at(&self) -> Option<jiff::Timestamp> {
+        self.state.read().expect("policy lock").loaded_at
+    }
+
+    /// Installs a document from bytes; an invalid one leaves the current policy in place.
+    pub fn load_bytes(&self, bytes: &[u8]) -> Reload {
+        match PolicyDocument::from_json(bytes) {
+            Ok(doc) => {
+                let mut state = self.state.write().expect("policy lock");
+                if state
+                    .policy
+                    .as_ref()
+                    .is_some_and(|p| p.revision() == doc.revision)
+                {
+                    state.last_error = None;
+                    return Reload::Unchanged;
+                }
+                tracing::info!(revision = %doc.revision, grants = doc.grants.len(), sessions = doc.sessions.len(), "policy loaded");
+                state.policy = Some(Arc::new(Policy::new(doc)));
+                state.last_error = None;
+                state.loaded_at = Some(jiff::Timestamp::now());
+                Reload::Loaded
+            }
+            Err(e) => {
+                let message = e.to_string();
+                tracing::warn!(error = %message, "policy rejected; keeping the last good one");
+                self.state.write().expect("policy lock").last_error = Some(message);
+                Reload::Rejected
+            }
+        }
+    }
+}
+
+/// Identity of a file version: changes whenever its content may have changed.
+fn stamp(path: &PathBuf) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+/// Loads `path` now, then watches it until the process ends.
+pub fn watch_file(store: PolicyStore, path: PathBuf, on_reload: impl Fn(Reload) + Send + 'static) {
+    tokio::spawn(async move {
+        let mut last = None;
+        let mut last_bytes: Option<Vec<u8>> = None;
+        loop {
+            let now = stamp(&path);
+            if now != last || last.is_none() {
+                match tokio::fs::read(&path).await {
+                    Ok(bytes) if last_bytes.as_deref() != Some(&bytes[..]) => {
+                        on_reload(store.load_bytes(&bytes));
+                        last_bytes = Some(bytes);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        let message = format!("cannot read policy file {}: {e}", path.display());
+                        if store.last_error().as_deref() != Some(&message) {
+                            tracing::warn!("{message}");
+                        }
+                        store.state.write().expect("policy lock").last_error = Some(message);
+                    }
+                }
+                last = now;
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    });
+}

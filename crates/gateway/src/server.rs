@@ -1,0 +1,115 @@
+//! Listeners: the MCP listener and the admin listener.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+use crate::proxy::Gateway;
+
+/// Serves the MCP listener until the process ends.
+pub async fn serve_mcp(listener: TcpListener, gateway: Arc<Gateway>) {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let gateway = gateway.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| gateway.clone().handle(req));
+            let result = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Serves /healthz, /ready, /metrics and /config/status.
+pub async fn serve_admin(listener: TcpListener, gateway: Arc<Gateway>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let gateway = gateway.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| admin(gateway.clone(), req));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn text(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .body(Full::new(Bytes::from(body)))
+        .expect("static response")
+}
+
+async fn admin(
+    gateway: Arc<Gateway>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let policy = gateway.store.current();
+    Ok(match req.uri().path() {
+        "/healthz" => text(StatusCode::OK, "text/plain", "ok\n".into()),
+        "/ready" => match &policy {
+            Some(_) => text(StatusCode::OK, "text/plain", "ready\n".into()),
+            None => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "application/json",
+                serde_json::json!({"status": "not_ready", "reason": "policy_not_loaded", "last_error": gateway.store.last_error()}).to_string(),
+            ),
+        },
+        "/config/status" => text(
+            StatusCode::OK,
+            "application/json",
+            serde_json::json!({
+                "ready": policy.is_some(),
+                "revision": policy.as_ref().map(|p| p.revision().to_owned()),
+                "server": policy.as_ref().map(|p| format!("{}/{}", p.document().server.namespace, p.document().server.name)),
+                "loaded_at": gateway.store.loaded_at().map(|t| t.to_string()),
+                "last_error": gateway.store.last_error(),
+            })
+            .to_string(),
+        ),
+        "/metrics" => {
+            if let Some(audit) = &gateway.audit {
+                let stats = audit.stats();
+                gateway.metrics.audit_pending.set(stats.spooled_pending as i64);
+                gateway.metrics.audit_dropped.set(stats.dropped as i64);
+                gateway.metrics.audit_emitted.set(stats.emitted as i64);
+            }
+            text(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", gateway.metrics.encode())
+        }
+        _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+    })
+}
+
+/// Binds a listener with a message that names the address.
+pub async fn bind(addr: SocketAddr, what: &str) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot listen for {what} on {addr}: {e}"))
+    })
+}

@@ -1,0 +1,343 @@
+//! Test harness: real processes on loopback — the official Python SDK's MCP server behind the
+//! `mcp-gateway` binary, and the SDK's client (or curl) in front.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use jiff::{SignedDuration, Timestamp};
+use mcp_runtime_api::manifest::{self, Manifest};
+use mcp_runtime_api::render::{RenderOptions, render_policy};
+use mcp_runtime_token::{Identity, TokenKey};
+use serde_json::Value;
+
+pub const KEY: &[u8] = b"test-key-0123456789abcdef0123456789";
+
+/// Paths of the installed peers (scripts/peers.sh). Fails loudly when they are missing: the
+/// README's test command installs them.
+pub struct Peers {
+    pub python: PathBuf,
+    pub env: Vec<(String, String)>,
+}
+
+pub fn peers() -> Peers {
+    let cache = std::env::var_os("MCP_RUNTIME_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/mcp-runtime")
+        });
+    let env_file = cache.join("peers/env.sh");
+    let text = std::fs::read_to_string(&env_file)
+        .unwrap_or_else(|e| panic!("MCP peers are not installed ({}: {e}); run scripts/peers.sh (the README test command does)", env_file.display()));
+    let env: Vec<(String, String)> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
+        .collect();
+    let python = env
+        .iter()
+        .find(|(k, _)| k == "PEERS_PYTHON")
+        .map(|(_, v)| PathBuf::from(v))
+        .expect("PEERS_PYTHON");
+    Peers { python, env }
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed on drop, with its stderr kept in a file for failure messages.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn spawn(mut cmd: Command, log: PathBuf) -> Proc {
+    let file = std::fs::File::create(&log).unwrap();
+    cmd.stdout(Stdio::null()).stderr(file);
+    Proc {
+        child: cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}")),
+        log,
+    }
+}
+
+pub fn wait_port(port: u16, proc: &mut Proc, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = proc.child.try_wait() {
+            panic!("{what} exited with {status}:\n{}", proc.log_tail());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "{what} did not listen on {port} within 30 s:\n{}",
+        proc.log_tail()
+    );
+}
+
+pub fn tempdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mcp-gw-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Renders the policy of the one MCPServer in `yaml` (plus its grants and sessions).
+pub fn render(yaml: &str) -> String {
+    let (mut servers, mut grants, mut sessions) = (vec![], vec![], vec![]);
+    for m in manifest::parse("test.yaml", yaml, "test").unwrap() {
+        match m {
+            Manifest::Server(s) => servers.push(*s),
+            Manifest::Grant(g) => grants.push(g),
+            Manifest::Session(s) => sessions.push(s),
+        }
+    }
+    render_policy(&servers[0], &grants, &sessions, &RenderOptions::default())
+        .unwrap()
+        .document
+        .to_json_pretty()
+}
+
+/// A gateway in front of the Python SDK server, with its files in a temp dir.
+pub struct Stack {
+    pub dir: PathBuf,
+    pub url: String,
+    pub admin: String,
+    pub policy_file: PathBuf,
+    pub audit_file: PathBuf,
+    pub gateway: Proc,
+    pub upstream: Proc,
+    pub peers: Peers,
+}
+
+impl Stack {
+    pub fn start(name: &str, policy_yaml: &str, extra_args: &[&str]) -> Stack {
+        let peers = peers();
+        let dir = tempdir(name);
+        let up_port = free_port();
+        let mut up = Command::new(&peers.python);
+        up.arg(repo_root().join("tests/peers/py_server.py"))
+            .arg(up_port.to_string());
+        let mut upstream = spawn(up, dir.join("upstream.log"));
+        wait_port(up_port, &mut upstream, "python MCP server");
+        let policy_file = dir.join("policy.json");
+        std::fs::write(&policy_file, render(policy_yaml)).unwrap();
+        let key_file = dir.join("token.key");
+        std::fs::write(&key_file, KEY).unwrap();
+        let audit_file = dir.join("audit.jsonl");
+        let (port, admin_port) = (free_port(), free_port());
+        let mut gw = Command::new(env!("CARGO_BIN_EXE_mcp-gateway"));
+        gw.args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--admin-listen",
+            &format!("127.0.0.1:{admin_port}"),
+        ])
+        .args(["--upstream", &format!("http://127.0.0.1:{up_port}")])
+        .arg("--policy-file")
+        .arg(&policy_file)
+        .arg("--token-key-file")
+        .arg(&key_file)
+        .arg("--audit-file")
+        .arg(&audit_file)
+        .arg("--audit-spool-dir")
+        .arg(dir.join("spool"))
+        .args(extra_args);
+        let mut gateway = spawn(gw, dir.join("gateway.log"));
+        wait_port(port, &mut gateway, "mcp-gateway");
+        let stack = Stack {
+            dir,
+            url: format!("http://127.0.0.1:{port}/mcp"),
+            admin: format!("http://127.0.0.1:{admin_port}"),
+            policy_file,
+            audit_file,
+            gateway,
+            upstream,
+            peers,
+        };
+        stack.wait_ready();
+        stack
+    }
+
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if curl(&[
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &format!("{}/ready", self.admin),
+            ])
+            .stdout
+                == b"200"
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("gateway not ready:\n{}", self.gateway.log_tail());
+    }
+
+    /// Runs the SDK client; returns its exit code and JSON lines.
+    pub fn client(&self, era: &str, token: Option<&str>, args: &[&str]) -> (i32, Vec<Value>) {
+        let mut cmd = Command::new(&self.peers.python);
+        cmd.arg(repo_root().join("tests/peers/py_client.py")).args([
+            "--url",
+            &self.url,
+            "--era",
+            era,
+            "--timeout",
+            "20",
+        ]);
+        if let Some(t) = token {
+            cmd.args(["--token", t]);
+        }
+        let out = cmd.args(args).output().unwrap();
+        let lines = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        (out.status.code().unwrap_or(-1), lines)
+    }
+
+    pub fn audit_events(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.audit_file)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+            .collect()
+    }
+
+    /// Waits until an audit event matches `pred` (the file is flushed in batches).
+    pub fn wait_audit(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(e) = self.audit_events().into_iter().find(|e| pred(e)) {
+                return e;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no audit event {what}; have:\n{:#?}",
+                self.audit_events()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+pub fn token(
+    server: &str,
+    human: Option<&str>,
+    agent: Option<&str>,
+    session: Option<&str>,
+    ttl_secs: i64,
+) -> String {
+    TokenKey::from_secret(KEY)
+        .unwrap()
+        .mint(
+            server,
+            Identity {
+                human: human.map(Into::into),
+                agent: agent.map(Into::into),
+                team: None,
+                session: session.map(Into::into),
+            },
+            Timestamp::now(),
+            SignedDuration::from_secs(ttl_secs),
+        )
+        .unwrap()
+}
+
+pub fn curl(args: &[&str]) -> Output {
+    Command::new("curl")
+        .args(["-sS", "--max-time", "20"])
+        .args(args)
+        .output()
+        .expect("curl")
+}
+
+/// A raw POST: returns (status, headers text, body).
+pub fn post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String, String) {
+    let dir = std::env::temp_dir();
+    let body_file = dir.join(format!(
+        "mcp-gw-body-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
+    std::fs::write(&body_file, body).unwrap();
+    let mut args: Vec<String> = vec![
+        "-D".into(),
+        "-".into(),
+        "-X".into(),
+        "POST".into(),
+        url.into(),
+    ];
+    for (k, v) in headers {
+        args.push("-H".into());
+        args.push(format!("{k}: {v}"));
+    }
+    args.push("--data-binary".into());
+    args.push(format!("@{}", body_file.display()));
+    let out = curl(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let _ = std::fs::remove_file(body_file);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_owned(), body.to_owned())
+}
+
+/// Reads lines of a child's stdout as they come, with arrival times.
+pub fn timed_lines(child: &mut Child) -> Vec<(Duration, String)> {
+    let start = Instant::now();
+    let stdout = child.stdout.take().unwrap();
+    BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .map(|l| (start.elapsed(), l))
+        .collect()
+}

@@ -1,0 +1,450 @@
+//! The governed request path end to end: the official Python MCP SDK (client and `MCPServer`)
+//! through the `mcp-gateway` binary, in both protocol eras.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+const SERVER: &str = "test/py";
+
+const POLICY: &str = "
+apiVersion: mcpruntime.org/v1alpha1
+kind: MCPServer
+metadata: {name: py, namespace: test}
+spec:
+  image: python-peer
+  tools:
+    - {name: echo, sideEffect: read}
+    - {name: upper, sideEffect: read, requiredTrust: medium}
+    - {name: delete_record, sideEffect: destructive, requiredTrust: high}
+    - {name: add, sideEffect: write}
+    - {name: slow_steps, sideEffect: read}
+  session: {required: true}
+  gateway: {enabled: true}
+---
+apiVersion: mcpruntime.org/v1alpha1
+kind: MCPAccessGrant
+metadata: {name: alice, namespace: test}
+spec:
+  serverRef: {name: py}
+  subject: {humanID: alice, agentID: claude}
+  maxTrust: high
+  allowedSideEffects: [read, destructive]
+  toolRules:
+    - {name: echo, decision: allow}
+    - {name: upper, decision: allow}
+    - {name: slow_steps, decision: allow}
+    - {name: delete_record, decision: deny}
+---
+apiVersion: mcpruntime.org/v1alpha1
+kind: MCPAccessGrant
+metadata: {name: bob, namespace: test}
+spec:
+  serverRef: {name: py}
+  subject: {humanID: bob}
+  maxTrust: high
+  allowedSideEffects: [read]
+---
+apiVersion: mcpruntime.org/v1alpha1
+kind: MCPAccessGrant
+metadata: {name: dave-erin, namespace: test}
+spec:
+  serverRef: {name: py}
+  subject: {agentID: worker}
+  maxTrust: high
+  allowedSideEffects: [read]
+---
+apiVersion: mcpruntime.org/v1alpha1
+kind: MCPAgentSession
+metadata: {name: s-alice, namespace: test}
+spec: {serverRef: {name: py}, subject: {humanID: alice, agentID: claude}, consentedTrust: low, expiresAt: '2099-01-01T00:00:00Z'}
+---
+apiVersion: mcpruntime.org/v1alpha1
+kind: MCPAgentSession
+metadata: {name: s-bob, namespace: test}
+spec: {serverRef: {name: py}, subject: {humanID: bob}, consentedTrust: high, expiresAt: '2099-01-01T00:00:00Z'}
+---
+apiVersion: mcpruntime.org/v1alpha1
+kind: MCPAgentSession
+metadata: {name: s-carol, namespace: test}
+spec: {serverRef: {name: py}, subject: {humanID: carol}, consentedTrust: high, expiresAt: '2099-01-01T00:00:00Z'}
+---
+apiVersion: mcpruntime.org/v1alpha1
+kind: MCPAgentSession
+metadata: {name: s-dave, namespace: test}
+spec: {serverRef: {name: py}, subject: {agentID: worker}, consentedTrust: high, revoked: true, expiresAt: '2099-01-01T00:00:00Z'}
+---
+apiVersion: mcpruntime.org/v1alpha1
+kind: MCPAgentSession
+metadata: {name: s-erin, namespace: test}
+spec: {serverRef: {name: py}, subject: {agentID: worker}, consentedTrust: high, expiresAt: '2020-01-01T00:00:00Z'}
+";
+
+fn alice() -> String {
+    token(SERVER, Some("alice"), Some("claude"), Some("s-alice"), 600)
+}
+
+fn result_text(lines: &[Value]) -> String {
+    lines
+        .iter()
+        .find_map(|l| l.pointer("/result/content/0/text").and_then(Value::as_str))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn error_of(lines: &[Value]) -> Value {
+    lines
+        .iter()
+        .find_map(|l| l.get("error").cloned())
+        .unwrap_or(Value::Null)
+}
+
+#[test]
+fn sdk_calls_are_allowed_and_denied_with_reasons_in_both_eras() {
+    let stack = Stack::start("eras", POLICY, &[]);
+    let bob = token(SERVER, Some("bob"), None, Some("s-bob"), 600);
+    let carol = token(SERVER, Some("carol"), None, Some("s-carol"), 600);
+    let dave = token(SERVER, None, Some("worker"), Some("s-dave"), 600);
+    let erin = token(SERVER, None, Some("worker"), Some("s-erin"), 600);
+    let no_session = token(SERVER, Some("alice"), Some("claude"), None, 600);
+    let bad_session = token(SERVER, Some("alice"), Some("claude"), Some("nope"), 600);
+    for era in ["handshake", "stateless"] {
+        let (code, lines) =
+            stack.client(era, Some(&alice()), &["call", "echo", r#"{"text":"hi"}"#]);
+        assert_eq!(
+            (code, result_text(&lines).as_str()),
+            (0, "hi"),
+            "{era}: {lines:?}\n{}",
+            stack.gateway.log_tail()
+        );
+
+        let denials: [(&str, &str, &str); 10] = [
+            (&alice(), "upper", "trust_too_low"),
+            (&alice(), "delete_record", "tool_denied"),
+            (&alice(), "add", "tool_not_granted"),
+            (&bob, "add", "side_effect_not_allowed"),
+            (&bob, "fail", "tool_side_effect_unknown"),
+            (&carol, "echo", "no_matching_grant"),
+            (&dave, "echo", "session_revoked"),
+            (&erin, "echo", "session_expired"),
+            (&no_session, "echo", "missing_session"),
+            (&bad_session, "echo", "session_not_found"),
+        ];
+        for (tok, tool, reason) in denials {
+            let (code, lines) = stack.client(
+                era,
+                Some(tok),
+                &["call", tool, r#"{"text":"x","a":1,"b":2,"id":"1"}"#],
+            );
+            let error = error_of(&lines);
+            assert_eq!(code, 3, "{era} {tool} expected {reason}: {lines:?}");
+            assert_eq!(error["code"], -32003, "{era} {tool}: {error}");
+            assert_eq!(error["data"]["reason"], reason, "{era} {tool}: {error}");
+            assert!(
+                error["message"].as_str().unwrap().contains(reason),
+                "{error}"
+            );
+        }
+    }
+    // Trust fields travel with the denial and the audit event.
+    let (_, lines) = stack.client(
+        "stateless",
+        Some(&alice()),
+        &["call", "upper", r#"{"text":"x"}"#],
+    );
+    let data = &error_of(&lines)["data"];
+    assert_eq!(
+        (
+            data["required_trust"].as_str(),
+            data["effective_trust"].as_str()
+        ),
+        (Some("medium"), Some("low"))
+    );
+    assert_eq!(data["matched_grant"], "test/alice");
+    let event = stack.wait_audit("trust_too_low", |e| e["reason"] == "trust_too_low");
+    assert_eq!(event["decision"], "deny");
+    assert_eq!(event["tool"], "upper");
+    assert_eq!(event["human_id"], "alice");
+    assert_eq!(event["effective_trust"], "low");
+    assert!(
+        event["policy_revision"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    assert!(
+        event.get("arguments").is_none(),
+        "arguments are not recorded by default"
+    );
+    let allowed = stack.wait_audit("allowed echo", |e| {
+        e["tool"] == "echo" && e["decision"] == "allow"
+    });
+    assert_eq!(allowed["upstream_status"], 200);
+}
+
+#[test]
+fn tools_list_is_filtered_to_callable_tools_in_both_eras() {
+    let stack = Stack::start("list", POLICY, &[]);
+    for era in ["handshake", "stateless"] {
+        let (code, lines) = stack.client(era, Some(&alice()), &["list-tools"]);
+        assert_eq!(code, 0, "{era}: {lines:?}");
+        let mut names: Vec<String> = lines[0]["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect();
+        names.sort();
+        // upper needs medium (alice consented low), delete_record is denied, add/fail not granted.
+        assert_eq!(names, ["echo", "slow_steps"], "{era}");
+    }
+    let event = stack.wait_audit("list", |e| {
+        e["rpc_method"] == "tools/list" && e["tools_hidden"].as_u64() > Some(0)
+    });
+    assert_eq!(event["tools_listed"], 2);
+    assert_eq!(event["tools_hidden"], 4);
+}
+
+#[test]
+fn progress_notifications_stream_through_one_by_one() {
+    let stack = Stack::start("progress", POLICY, &[]);
+    for era in ["handshake", "stateless"] {
+        let (code, lines) = stack.client(
+            era,
+            Some(&alice()),
+            &["call-progress", "--steps", "3", "--delay", "0.4"],
+        );
+        assert_eq!(code, 0, "{era}: {lines:?}");
+        let times: Vec<f64> = lines
+            .iter()
+            .filter_map(|l| l.get("progress").and(l["elapsed"].as_f64()))
+            .collect();
+        assert_eq!(times.len(), 3, "{era}: {lines:?}");
+        // Each notification arrives while the tool still runs, about one delay apart — not all
+        // at once when the result is ready.
+        assert!(
+            times[1] - times[0] > 0.25 && times[2] - times[1] > 0.25,
+            "{era}: buffered? {times:?}"
+        );
+    }
+}
+
+#[test]
+fn hostile_and_malformed_requests_are_refused_before_the_upstream() {
+    let stack = Stack::start("hostile", POLICY, &["--max-body-bytes", "4096"]);
+    let auth = format!("Bearer {}", alice());
+    let h = |extra: &[(&'static str, &'static str)]| {
+        let mut v: Vec<(&str, &str)> = vec![
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+        ];
+        v.extend_from_slice(extra);
+        v
+    };
+    let with_auth = |mut v: Vec<(&'static str, &'static str)>, a: &'static str| {
+        v.push(("authorization", a));
+        v
+    };
+    let auth: &'static str = Box::leak(auth.into_boxed_str());
+
+    // No token, expired token, forged token: 401 with a challenge and a JSON-RPC body.
+    let call = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}"#;
+    let (status, head, body) = post(&stack.url, &h(&[]), call);
+    assert_eq!(status, 401, "{head}{body}");
+    assert!(
+        head.to_lowercase()
+            .contains("www-authenticate: bearer realm=\"mcp-runtime\""),
+        "{head}"
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["error"]["data"]["reason"],
+        "missing_bearer_token"
+    );
+    let expired: &'static str = Box::leak(
+        format!(
+            "Bearer {}",
+            token(SERVER, Some("alice"), Some("claude"), Some("s-alice"), -5)
+        )
+        .into_boxed_str(),
+    );
+    let (status, head, body) = post(&stack.url, &with_auth(h(&[]), expired), call);
+    assert_eq!(status, 401);
+    assert!(head.contains("error=\"invalid_token\""), "{head}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["error"]["data"]["reason"],
+        "token_expired"
+    );
+    let other_server: &'static str = Box::leak(
+        format!(
+            "Bearer {}",
+            token(
+                "test/other",
+                Some("alice"),
+                Some("claude"),
+                Some("s-alice"),
+                60
+            )
+        )
+        .into_boxed_str(),
+    );
+    assert_eq!(
+        post(&stack.url, &with_auth(h(&[]), other_server), call).0,
+        401
+    );
+
+    // A spoofed identity header gains nothing: bob's token with alice's headers stays bob.
+    let bob: &'static str = Box::leak(
+        format!(
+            "Bearer {}",
+            token(SERVER, Some("bob"), None, Some("s-bob"), 60)
+        )
+        .into_boxed_str(),
+    );
+    let spoof = with_auth(
+        h(&[
+            ("x-mcp-human-id", "alice"),
+            ("x-mcp-agent-id", "claude"),
+            ("x-mcp-agent-session", "s-alice"),
+        ]),
+        bob,
+    );
+    let delete = br#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_record","arguments":{"id":"1"}}}"#;
+    let (status, _, body) = post(&stack.url, &spoof, delete);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (status, v["error"]["data"]["reason"].as_str()),
+        (200, Some("side_effect_not_allowed")),
+        "{body}"
+    );
+    let event = stack.wait_audit("spoof", |e| e["rpc_id"] == 2);
+    assert_eq!(
+        (event["human_id"].as_str(), event.get("agent_id")),
+        (Some("bob"), None)
+    );
+
+    // Malformed, ambiguous, oversized.
+    let (status, _, body) = post(
+        &stack.url,
+        &with_auth(h(&[]), auth),
+        b"{\"jsonrpc\":\"2.0\",",
+    );
+    assert_eq!(status, 400);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["error"]["code"],
+        -32700
+    );
+    let ambiguous = br#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","name":"delete_record"}}"#;
+    let (status, _, body) = post(&stack.url, &with_auth(h(&[]), auth), ambiguous);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("duplicate field `name`"), "{body}");
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"{}"}}}}}}"#,
+        "x".repeat(5000)
+    );
+    let (status, _, body) = post(&stack.url, &with_auth(h(&[]), auth), big.as_bytes());
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["error"]["data"]["reason"],
+        "body_too_large"
+    );
+
+    // Stateless era: headers that disagree with the body never reach policy or upstream.
+    let mismatched = with_auth(
+        h(&[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "echo"),
+        ]),
+        auth,
+    );
+    let (status, _, body) = post(&stack.url, &mismatched, br#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"delete_record","arguments":{"id":"1"}}}"#);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (status, v["error"]["code"].as_i64()),
+        (400, Some(-32020)),
+        "{body}"
+    );
+
+    // Batches: refused where the version forbids them; where allowed, one forbidden call
+    // refuses the whole batch.
+    let batch = br#"[{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"echo","arguments":{"text":"a"}}},{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"delete_record","arguments":{"id":"1"}}}]"#;
+    let (status, _, body) = post(
+        &stack.url,
+        &with_auth(h(&[("mcp-protocol-version", "2025-06-18")]), auth),
+        batch,
+    );
+    assert_eq!(status, 400, "{body}");
+    let (status, _, body) = post(
+        &stack.url,
+        &with_auth(h(&[("mcp-protocol-version", "2025-03-26")]), auth),
+        batch,
+    );
+    let answers: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        answers[0]["error"]["data"]["reason"], "batch_denied",
+        "{body}"
+    );
+    assert_eq!(
+        answers[1]["error"]["data"]["reason"], "tool_denied",
+        "{body}"
+    );
+    let upstream_log = std::fs::read_to_string(&stack.upstream.log).unwrap_or_default();
+    assert!(
+        !upstream_log.contains("delete_record"),
+        "a denied call reached the upstream:\n{upstream_log}"
+    );
+    assert_eq!(json!(null), Value::Null);
+}
+
+#[test]
+fn policy_changes_apply_without_restart_and_bad_documents_are_ignored() {
+    let stack = Stack::start("reload", POLICY, &[]);
+    let (code, _) = stack.client(
+        "stateless",
+        Some(&alice()),
+        &["call", "echo", r#"{"text":"hi"}"#],
+    );
+    assert_eq!(code, 0);
+    // A broken document keeps the last good policy.
+    std::fs::write(&stack.policy_file, "{ not json").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let (code, _) = stack.client(
+        "stateless",
+        Some(&alice()),
+        &["call", "echo", r#"{"text":"hi"}"#],
+    );
+    assert_eq!(code, 0, "last good policy kept");
+    let status = curl(&[&format!("{}/config/status", stack.admin)]);
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert!(
+        status["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("not valid JSON"),
+        "{status}"
+    );
+    // Revoking alice's session takes effect on the next call.
+    let revoked = POLICY.replace(
+        "subject: {humanID: alice, agentID: claude}, consentedTrust: low",
+        "subject: {humanID: alice, agentID: claude}, consentedTrust: low, revoked: true",
+    );
+    std::fs::write(&stack.policy_file, render(&revoked)).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let (code, lines) = stack.client(
+            "stateless",
+            Some(&alice()),
+            &["call", "echo", r#"{"text":"hi"}"#],
+        );
+        if code == 3 {
+            assert_eq!(error_of(&lines)["data"]["reason"], "session_revoked");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "revocation not applied"
+        );
+    }
+}
