@@ -16,6 +16,9 @@ cargo fmt --all -- --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "cargo build --workspace (tests run the binaries together)"
+cargo build --workspace --locked
+
 step "cargo test --workspace"
 cargo test --workspace --locked
 

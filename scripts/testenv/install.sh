@@ -199,35 +199,35 @@ build_kwok() {
 }
 
 main() {
-mkdir -p "$BIN_DIR" "$SRC_DIR" "$GOMODCACHE" "$GOCACHE"
-local start_ts=$SECONDS
+  mkdir -p "$BIN_DIR" "$SRC_DIR" "$GOMODCACHE" "$GOCACHE"
+  local start_ts=$SECONDS
 
-# Serialise concurrent installs (parallel test processes, CI jobs sharing a cache).
-exec 9>"$TESTENV_ROOT/.install.lock"
-if command -v flock >/dev/null 2>&1; then
-  if ! flock -n 9; then
-    log "another install is running; waiting for its lock ($TESTENV_ROOT/.install.lock)"
-    flock 9
+  # Serialise concurrent installs (parallel test processes, CI jobs sharing a cache).
+  exec 9>"$TESTENV_ROOT/.install.lock"
+  if command -v flock >/dev/null 2>&1; then
+    if ! flock -n 9; then
+      log "another install is running; waiting for its lock ($TESTENV_ROOT/.install.lock)"
+      flock 9
+    fi
   fi
-fi
 
-local built=0
-if stamp_ok etcd "$ETCD_STAMP" etcd; then log "etcd $ETCD_VERSION: cached"; else build_etcd; built=1; fi
-if stamp_ok kwok "$KWOK_STAMP" kwok; then log "kwok $KWOK_VERSION: cached"; else build_kwok; built=1; fi
-if stamp_ok kubernetes "$K8S_STAMP" "${K8S_BINS[@]}"; then log "kubernetes $K8S_VERSION: cached"; else build_kubernetes; built=1; fi
+  local built=0
+  if stamp_ok etcd "$ETCD_STAMP" etcd; then log "etcd $ETCD_VERSION: cached"; else build_etcd; built=1; fi
+  if stamp_ok kwok "$KWOK_STAMP" kwok; then log "kwok $KWOK_VERSION: cached"; else build_kwok; built=1; fi
+  if stamp_ok kubernetes "$K8S_STAMP" "${K8S_BINS[@]}"; then log "kubernetes $K8S_VERSION: cached"; else build_kubernetes; built=1; fi
 
-cat >"$BIN_DIR/versions.env" <<EOF
+  cat >"$BIN_DIR/versions.env" <<EOF
 MCP_TESTENV_K8S_VERSION=$K8S_VERSION
 MCP_TESTENV_ETCD_VERSION=$ETCD_VERSION
 MCP_TESTENV_KWOK_VERSION=$KWOK_VERSION
 EOF
 
-if [[ "$built" == "1" ]]; then
-  log "installed into $BIN_DIR ($(du -sh "$BIN_DIR" | cut -f1)); total time $((SECONDS - start_ts)) s"
-else
-  log "up to date in $BIN_DIR; total time $((SECONDS - start_ts)) s"
-fi
-printf '%s\n' "$BIN_DIR"
+  if [[ "$built" == "1" ]]; then
+    log "installed into $BIN_DIR ($(du -sh "$BIN_DIR" | cut -f1)); total time $((SECONDS - start_ts)) s"
+  else
+    log "up to date in $BIN_DIR; total time $((SECONDS - start_ts)) s"
+  fi
+  printf '%s\n' "$BIN_DIR"
 }
 
 main "$@"

@@ -6,6 +6,9 @@
     testenv.py stop DIR     kill everything started for DIR and remove its state
     testenv.py status DIR   show which components are alive (exit 1 if any is not)
 
+With MCP_TESTENV_WATCH_PID=PID, start also leaves a watchdog that stops the testenv once PID exits
+(for test processes that cannot reliably run stop.sh, e.g. a static shared cluster in cargo test).
+
 Binaries come from scripts/testenv/install.sh (cache: ${MCP_RUNTIME_CACHE:-~/.cache/mcp-runtime}).
 Only the Python standard library and `openssl` are needed. See docs/testenv.md.
 """
@@ -170,32 +173,49 @@ class Launcher:
         (self.dir / "pids").write_text("".join(l + "\n" for l in lines))
 
 
-def kill_all(d: Path, grace: float = 10.0) -> None:
-    entries = read_pids(d)
-    # reverse start order: kwok, scheduler, controller-manager, apiserver, etcd
-    entries.sort(key=lambda e: -COMPONENTS.index(e[0]) if e[0] in COMPONENTS else 0)
-    live = [(n, p, s) for (n, p, s) in entries if alive(p, None if s == "-" else s)]
-    for name, pid, _ in live:
-        for target in (lambda: os.killpg(pid, signal.SIGTERM), lambda: os.kill(pid, signal.SIGTERM)):
-            try:
-                target()
-                break
-            except ProcessLookupError:
-                continue
-            except PermissionError:
-                continue
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(alive(p, None if s == "-" else s) for _, p, s in live):
-        reap()
-        time.sleep(0.1)
-    for name, pid, s in live:
-        if alive(pid, None if s == "-" else s):
-            log(f"{name} (pid {pid}) did not stop after {grace:.0f}s; SIGKILL")
-            for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
-                try:
-                    target()
-                except (ProcessLookupError, PermissionError):
-                    pass
+# Stop order and SIGTERM grace per stage. The clients go first; kube-apiserver, once its clients
+# are gone, still waits up to --request-timeout (60 s) for its own loopback watches before it
+# exits, which a throwaway test cluster does not need: it gets 2 s, then SIGKILL.
+STOP_STAGES = [
+    (("kwok", "kube-scheduler", "kube-controller-manager"), 5.0),
+    (("kube-apiserver",), 2.0),
+    (("etcd",), 5.0),
+]
+
+
+def _signal(pid: int, sig: int) -> None:
+    for fn in (os.killpg, os.kill):  # the component's process group, else the process
+        try:
+            fn(pid, sig)
+            return
+        except (ProcessLookupError, PermissionError):
+            continue
+
+
+def kill_all(d: Path, grace_scale: float = 1.0) -> None:
+    entries = [e for e in read_pids(d) if e[1] != os.getpid()]  # the watchdog may be the caller
+    known = {n for stage, _ in STOP_STAGES for n in stage}
+    stages = list(STOP_STAGES) + [(tuple(n for n, _, _ in entries if n not in known), 5.0)]
+    for names, grace in stages:
+        live = [(n, p, None if s == "-" else s) for (n, p, s) in entries if n in names]
+        live = [(n, p, s) for (n, p, s) in live if alive(p, s)]
+        if not live:
+            continue
+        for _, pid, _ in live:
+            _signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace * grace_scale
+        while time.monotonic() < deadline and any(alive(p, s) for _, p, s in live):
+            reap()
+            time.sleep(0.05)
+        for name, pid, s in live:
+            if alive(pid, s):
+                if name != "kube-apiserver":
+                    log(f"{name} (pid {pid}) did not stop after SIGTERM; SIGKILL")
+                _signal(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(alive(p, s) for _, p, s in live):
+            reap()
+            time.sleep(0.05)
     reap()
 
 
@@ -396,7 +416,8 @@ def start(d: Path) -> int:
         if os.environ.get("MCP_TESTENV_KEEP_ON_FAILURE") == "1":
             log(f"MCP_TESTENV_KEEP_ON_FAILURE=1: leaving processes running; scripts/testenv/stop.sh {d}")
         else:
-            kill_all(d, grace=5)
+            kill_all(d, grace_scale=0.5)
+            clean(d, keep_logs=True)
             log(f"stopped everything that was started; logs kept in {d / 'logs'}")
         return 1
     log(f"ready in {time.monotonic() - t_start:.1f}s: {env['MCP_TESTENV_API_URL']}  KUBECONFIG={env['KUBECONFIG']}")
@@ -439,7 +460,7 @@ def _start(d: Path, bins: Path, versions: dict[str, str], L: Launcher) -> dict[s
         except StartError:
             if attempt < 2 and "address already in use" in tail(L.logs / "etcd.log", 200):
                 log("etcd port was taken; retrying with new ports")
-                kill_all(d, grace=5)
+                kill_all(d, grace_scale=0.5)
                 L.forget("etcd")
                 shutil.rmtree(d / "etcd", ignore_errors=True)
                 (d / "etcd").mkdir(mode=0o700)
@@ -465,12 +486,21 @@ def _start(d: Path, bins: Path, versions: dict[str, str], L: Launcher) -> dict[s
             f"--token-auth-file={pki / 'tokens.csv'}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--allow-privileged=true",
+            # The "kubernetes" Service would get the advertise address 127.0.0.1 as endpoint, which
+            # Endpoints validation rejects (loopback) every 10 s; nothing in-cluster needs it.
+            "--endpoint-reconciler-type=none",
             "--profiling=false",
             "--v=1",
         ])
         crt = pki / "serving" / "apiserver.crt"
+
+        def serving_cert_written():
+            # the self-signed file holds two PEM blocks (cert, CA); the key is written after it
+            return (crt.exists() and crt.read_text().count("-----END CERTIFICATE-----") >= 2
+                    and (pki / "serving" / "apiserver.key").exists())
+
         try:
-            wait_until("kube-apiserver serving certificate", 60, crt.exists, L, ("etcd", "kube-apiserver"))
+            wait_until("kube-apiserver serving certificate", 60, serving_cert_written, L, ("etcd", "kube-apiserver"))
             break
         except StartError:
             if attempt < 2 and "address already in use" in tail(L.logs / "kube-apiserver.log", 200):
@@ -481,7 +511,6 @@ def _start(d: Path, bins: Path, versions: dict[str, str], L: Launcher) -> dict[s
                 L.forget("kube-apiserver")
                 continue
             raise
-    time.sleep(0.2)  # the cert and key are written one after the other
     ca_pem = extract_ca(crt)
     write_atomic(pki / "ca.crt", ca_pem, 0o644)
     api = Api(api_url, token, pki / "ca.crt")
@@ -579,6 +608,13 @@ def _start(d: Path, bins: Path, versions: dict[str, str], L: Launcher) -> dict[s
         "MCP_TESTENV_KWOK_PID": pids["kwok"],
         "MCP_TESTENV_PIDS": ",".join(pids[c] for c in COMPONENTS),
     }
+    watch_pid = os.environ.get("MCP_TESTENV_WATCH_PID", "").strip()
+    if watch_pid:
+        if not watch_pid.isdigit() or not alive(int(watch_pid)):
+            raise StartError(f"MCP_TESTENV_WATCH_PID={watch_pid!r} is not a running process")
+        w = L.spawn("watchdog", [sys.executable, str(HERE / "testenv.py"), "watch", str(d), watch_pid,
+                                 proc_starttime(int(watch_pid)) or "-"])
+        env["MCP_TESTENV_WATCHDOG_PID"] = str(w.pid)
     for k, v in env.items():
         if any(ch in v for ch in " \t\n'\"$`\\#="):
             raise StartError(f"unexpected character in env value {k}={v!r}")
@@ -608,7 +644,7 @@ def stop(d: Path, keep_logs: bool) -> int:
         return 0
     t0 = time.monotonic()
     kill_all(d)
-    left = [(n, p) for n, p, s in read_pids(d) if alive(p, None if s == "-" else s)]
+    left = [(n, p) for n, p, s in read_pids(d) if p != os.getpid() and alive(p, None if s == "-" else s)]
     if left:
         log(f"still alive after SIGKILL: {left}")
         return 1
@@ -634,7 +670,22 @@ def status(d: Path) -> int:
     return 0 if ok else 1
 
 
+def watch(d: Path, pid: int, starttime: str) -> int:
+    """Watchdog (MCP_TESTENV_WATCH_PID): stop the testenv in d once process pid has exited."""
+    st = None if starttime == "-" else starttime
+    log(f"watchdog: will stop {d} when pid {pid} exits")
+    while alive(pid, st):
+        if not (d / "pids").exists():
+            log("watchdog: testenv was stopped by someone else; exiting")
+            return 0
+        time.sleep(0.5)
+    log(f"watchdog: pid {pid} exited; stopping {d}")
+    return stop(d, keep_logs=os.environ.get("MCP_TESTENV_KEEP_LOGS") == "1")
+
+
 def main(argv: list[str]) -> int:
+    if len(argv) == 5 and argv[1] == "watch":
+        return watch(Path(argv[2]), int(argv[3]), argv[4])
     if len(argv) < 3 or argv[1] not in ("start", "stop", "status"):
         print(__doc__, file=sys.stderr)
         return 2

@@ -45,6 +45,17 @@ pub struct ServerEntry {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     pub spec: MCPServerSpec,
+    /// How `mcp-runtime dev` runs the server locally (not part of the MCPServer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev: Option<DevSettings>,
+}
+
+/// Local development settings of a server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevSettings {
+    /// Command starting the server; `{port}` is replaced by `spec.port`.
+    pub command: Vec<String>,
 }
 
 impl MetadataFile {
@@ -147,6 +158,7 @@ impl ServerEntry {
             namespace: None,
             labels: BTreeMap::new(),
             spec,
+            dev: None,
         }
     }
 

@@ -298,7 +298,7 @@ impl Auditor {
         c.in_flight.fetch_add(1, Ordering::SeqCst);
         if c.closing.load(Ordering::SeqCst) {
             c.drop_events(1, "audit is shut down");
-        } else if let Err(e) = tx.send(Box::new(event)).map_err(|e| std::sync::mpsc::TrySendError::Disconnected(e.0)) {
+        } else if let Err(e) = tx.try_send(Box::new(event)) {
             let why = match e {
                 std::sync::mpsc::TrySendError::Full(_) => "audit queue full",
                 std::sync::mpsc::TrySendError::Disconnected(_) => "audit is shut down",

@@ -37,6 +37,70 @@ pub enum Command {
     /// Render a server's policy document and explain decisions.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Mint signed session tokens for the gateway.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Run a server from .mcp/servers.yaml locally behind the governing gateway.
+    ///
+    /// Starts the server (its `dev.command`), renders its policy from the access manifests,
+    /// starts mcp-gateway in front of it, prints the endpoint and a token per session, and
+    /// re-renders the policy whenever a manifest changes. Stop with Ctrl-C.
+    Dev(DevArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Mint a session token (JWT, HS256) that mcp-gateway verifies with the same key.
+    Mint(TokenMintArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenMintArgs {
+    /// File holding the signing key (at least 32 bytes).
+    #[arg(long)]
+    pub key_file: PathBuf,
+    /// The server the token is for, as NAMESPACE/NAME.
+    #[arg(long)]
+    pub server: String,
+    /// Human the agent acts for.
+    #[arg(long)]
+    pub human: Option<String>,
+    /// The agent.
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// The team.
+    #[arg(long)]
+    pub team: Option<String>,
+    /// The MCPAgentSession: NAME (in the server's namespace) or NAMESPACE/NAME.
+    #[arg(long)]
+    pub session: Option<String>,
+    /// Lifetime, e.g. 15m, 1h, 1d.
+    #[arg(long, default_value = "1h")]
+    pub ttl: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Server to run; optional when servers.yaml declares one.
+    pub server: Option<String>,
+    /// Directory holding servers.yaml.
+    #[arg(long, default_value = ".mcp")]
+    pub metadata_dir: PathBuf,
+    /// Access manifests (grants and sessions): files or directories; default `access` if present.
+    #[arg(long = "filename", short = 'f', value_name = "PATH")]
+    pub files: Vec<PathBuf>,
+    /// Port of the gateway's MCP listener.
+    #[arg(long, default_value_t = 8091)]
+    pub port: u16,
+    /// Port of the gateway's admin listener (/metrics, /ready).
+    #[arg(long, default_value_t = 9103)]
+    pub admin_port: u16,
+    /// Port the server listens on (replaces `{port}` in `dev.command`); default `spec.port`.
+    #[arg(long)]
+    pub server_port: Option<u16>,
+    /// Use an already running server at this URL instead of starting `dev.command`.
+    #[arg(long)]
+    pub upstream: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

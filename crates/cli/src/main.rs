@@ -12,8 +12,9 @@ use clap::Parser;
 
 use crate::cli::{
     AccessCommand, Cli, Command, GrantCommand, PolicyCommand, ServerCommand, SessionCommand,
+    TokenCommand,
 };
-use crate::commands::{access, policy, server};
+use crate::commands::{access, dev, policy, server};
 
 fn run(cli: Cli) -> error::Result<u8> {
     match cli.command {
@@ -27,6 +28,8 @@ fn run(cli: Cli) -> error::Result<u8> {
         }
         Command::Policy(PolicyCommand::Render(args)) => policy::render(args).map(|()| 0),
         Command::Policy(PolicyCommand::Explain(args)) => policy::explain(args),
+        Command::Token(TokenCommand::Mint(args)) => dev::mint(args).map(|()| 0),
+        Command::Dev(args) => dev::run(args),
     }
 }
 

@@ -122,10 +122,10 @@ pub fn grant_init(args: GrantInitArgs) -> Result<()> {
 }
 
 /// Parses `90m`, `24h`, `7d`, `30s`.
-fn parse_lifetime(text: &str) -> Result<SignedDuration> {
+pub fn parse_lifetime(text: &str) -> Result<SignedDuration> {
     let bad = || {
         CliError::hint(
-            format!("--expires-in `{text}` is not a lifetime"),
+            format!("`{text}` is not a lifetime"),
             "write a positive number followed by s, m, h or d, e.g. 24h",
         )
     };

@@ -1,3 +1,4 @@
 pub mod access;
+pub mod dev;
 pub mod policy;
 pub mod server;

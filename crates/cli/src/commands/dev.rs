@@ -1,0 +1,373 @@
+//! `mcp-runtime token mint` and `mcp-runtime dev`: a governed MCP endpoint on a laptop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use jiff::Timestamp;
+use mcp_runtime_api::manifest::Manifest;
+use mcp_runtime_api::metadata::{MetadataFile, ServerEntry};
+use mcp_runtime_api::render::{RenderOptions, render_policy};
+use mcp_runtime_token::{Identity, TokenKey};
+
+use crate::cli::{DevArgs, TokenMintArgs};
+use crate::commands::access::parse_lifetime;
+use crate::error::{CliError, Result};
+use crate::files;
+
+pub fn mint(args: TokenMintArgs) -> Result<()> {
+    let key =
+        TokenKey::from_secret(
+            &std::fs::read(&args.key_file).map_err(|source| CliError::Read {
+                path: args.key_file.clone(),
+                source,
+            })?,
+        )
+        .map_err(|e| CliError::Invalid(format!("{}: {e}", args.key_file.display())))?;
+    if !args.server.contains('/') {
+        return Err(CliError::hint(
+            format!("--server `{}` must be NAMESPACE/NAME", args.server),
+            "e.g. --server demo/hello",
+        ));
+    }
+    let identity = Identity {
+        human: args.human,
+        agent: args.agent,
+        team: args.team,
+        session: args.session,
+    };
+    let token = key
+        .mint(
+            &args.server,
+            identity,
+            Timestamp::now(),
+            parse_lifetime(&args.ttl)?,
+        )
+        .map_err(|e| {
+            CliError::hint(
+                e.to_string(),
+                "give at least one of --human, --agent, --team",
+            )
+        })?;
+    crate::output::write_stdout(&mut std::io::stdout().lock(), &format!("{token}\n"))
+}
+
+/// Kills its processes when dropped, so a failing `dev` leaves nothing behind.
+struct Children(Vec<(String, Child)>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A binary shipped with mcp-runtime: next to this executable, else on PATH.
+fn sibling(name: &str) -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join(name)))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+fn wait_ready(url: &str, children: &mut Children) -> Result<()> {
+    let (host, path) = url
+        .trim_start_matches("http://")
+        .split_once('/')
+        .unwrap_or((url, ""));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(mut s) = std::net::TcpStream::connect(host) {
+            use std::io::{Read, Write};
+            let _ = write!(
+                s,
+                "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+            );
+            let mut head = [0u8; 12];
+            if s.read_exact(&mut head).is_ok() && &head[9..12] == b"200" {
+                return Ok(());
+            }
+        }
+        for (name, child) in &mut children.0 {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(CliError::Invalid(format!(
+                    "{name} exited ({status}) before becoming ready"
+                )));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(CliError::Invalid(format!(
+        "{url} did not become ready within 20 s"
+    )))
+}
+
+fn wait_port(port: u16, children: &mut Children, what: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        for (name, child) in &mut children.0 {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(CliError::Invalid(format!(
+                    "{name} exited ({status}) before listening"
+                )));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(CliError::Invalid(format!(
+        "{what} did not listen on port {port} within 20 s"
+    )))
+}
+
+struct Project {
+    metadata: PathBuf,
+    access: Vec<PathBuf>,
+    wanted: Option<String>,
+}
+
+impl Project {
+    fn entry(&self) -> Result<ServerEntry> {
+        let path = self.metadata.join("servers.yaml");
+        let file = MetadataFile::parse(&path.display().to_string(), &files::read(&path)?)?;
+        let entries = file.servers;
+        match (&self.wanted, entries.len()) {
+            (None, 1) => Ok(entries.into_iter().next().expect("one entry")),
+            (None, n) => Err(CliError::hint(
+                format!("{} declares {n} servers", path.display()),
+                "name the one to run: mcp-runtime dev NAME",
+            )),
+            (Some(w), _) => entries.into_iter().find(|e| &e.name == w).ok_or_else(|| {
+                CliError::Invalid(format!("{} declares no server `{w}`", path.display()))
+            }),
+        }
+    }
+
+    /// Renders the policy; returns the document text and the sessions to mint tokens for.
+    fn render(&self, entry: &ServerEntry) -> Result<(String, Vec<(String, Identity)>)> {
+        let server = entry.to_manifest();
+        let namespace = server.metadata.namespace.clone().unwrap_or_default();
+        let (mut grants, mut sessions) = (Vec::new(), Vec::new());
+        if !self.access.is_empty() {
+            for m in files::load_manifests(&self.access, &namespace)? {
+                match m {
+                    Manifest::Grant(g) => grants.push(g),
+                    Manifest::Session(s) => sessions.push(s),
+                    Manifest::Server(_) => {}
+                }
+            }
+        }
+        let rendered = render_policy(
+            &server,
+            &grants,
+            &sessions,
+            &RenderOptions {
+                cluster: Some("dev".into()),
+            },
+        )
+        .map_err(|e| CliError::Invalid(e.to_string()))?;
+        for s in &rendered.skipped {
+            eprintln!(
+                "warning: {} {}/{} left out of the policy",
+                s.kind, s.namespace, s.name
+            );
+        }
+        let identities = rendered
+            .document
+            .sessions
+            .iter()
+            .map(|s| {
+                (
+                    format!("{}/{}", s.namespace, s.name),
+                    Identity {
+                        human: s.subject.human_id.clone(),
+                        agent: s.subject.agent_id.clone(),
+                        team: s.subject.team_id.clone(),
+                        session: Some(format!("{}/{}", s.namespace, s.name)),
+                    },
+                )
+            })
+            .collect();
+        Ok((rendered.document.to_json_pretty(), identities))
+    }
+
+    fn newest_change(&self) -> Option<SystemTime> {
+        let mut paths = vec![self.metadata.join("servers.yaml")];
+        for p in &self.access {
+            paths.push(p.clone());
+            if let Ok(dir) = std::fs::read_dir(p) {
+                paths.extend(dir.filter_map(|e| e.ok().map(|e| e.path())));
+            }
+        }
+        paths
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+            .max()
+    }
+}
+
+fn dev_key(state: &Path) -> Result<Vec<u8>> {
+    let path = state.join("token.key");
+    if let Ok(key) = std::fs::read(&path) {
+        return Ok(key);
+    }
+    let mut random = [0u8; 32];
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut random))
+        .map_err(|source| CliError::Read {
+            path: "/dev/urandom".into(),
+            source,
+        })?;
+    let key: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    files::write(&path, &key, true)?;
+    Ok(key.into_bytes())
+}
+
+pub fn run(args: DevArgs) -> Result<u8> {
+    let access = if args.files.is_empty() {
+        [PathBuf::from("access")]
+            .into_iter()
+            .filter(|p| p.exists())
+            .collect()
+    } else {
+        args.files.clone()
+    };
+    let project = Project {
+        metadata: args.metadata_dir.clone(),
+        access,
+        wanted: args.server.clone(),
+    };
+    let entry = project.entry()?;
+    let state = args.metadata_dir.join("dev");
+    std::fs::create_dir_all(&state).map_err(|source| CliError::Write {
+        path: state.clone(),
+        source,
+    })?;
+    let key_bytes = dev_key(&state)?;
+    let key = TokenKey::from_secret(&key_bytes).map_err(|e| CliError::Invalid(e.to_string()))?;
+    let policy_file = state.join("policy.json");
+    let (policy, sessions) = project.render(&entry)?;
+    files::write(&policy_file, &policy, true)?;
+
+    let mut children = Children(Vec::new());
+    let upstream = match &args.upstream {
+        Some(url) => url.clone(),
+        None => {
+            let command = entry.dev.as_ref().map(|d| d.command.clone()).filter(|c| !c.is_empty()).ok_or_else(|| {
+                CliError::hint(
+                    format!("server `{}` has no dev.command in servers.yaml", entry.name),
+                    "add `dev: {command: [my-server, --port, \"{port}\"]}` to the entry, or pass --upstream URL",
+                )
+            })?;
+            let port = args
+                .server_port
+                .map_or(entry.spec.port, i32::from)
+                .to_string();
+            let argv: Vec<String> = command.iter().map(|a| a.replace("{port}", &port)).collect();
+            let program = if argv[0].contains('/') {
+                PathBuf::from(&argv[0])
+            } else {
+                sibling(&argv[0])
+            };
+            eprintln!("starting {} on port {port}", argv[0]);
+            let child = Command::new(&program)
+                .args(&argv[1..])
+                .stdout(Stdio::null())
+                .spawn()
+                .map_err(|e| {
+                    CliError::hint(
+                        format!("cannot start {}: {e}", program.display()),
+                        "build it (cargo build) or fix dev.command",
+                    )
+                })?;
+            children.0.push((argv[0].clone(), child));
+            wait_port(port.parse().unwrap_or_default(), &mut children, &argv[0])?;
+            format!("http://127.0.0.1:{port}")
+        }
+    };
+    let gateway = Command::new(sibling("mcp-gateway"))
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{}", args.port),
+            "--admin-listen",
+            &format!("127.0.0.1:{}", args.admin_port),
+        ])
+        .args(["--upstream", &upstream])
+        .arg("--policy-file")
+        .arg(&policy_file)
+        .arg("--token-key-file")
+        .arg(state.join("token.key"))
+        .arg("--audit-file")
+        .arg(state.join("audit.jsonl"))
+        .arg("--audit-spool-dir")
+        .arg(state.join("spool"))
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            CliError::hint(
+                format!("cannot start mcp-gateway: {e}"),
+                "build it with `cargo build` (it is installed next to mcp-runtime)",
+            )
+        })?;
+    children.0.push(("mcp-gateway".into(), gateway));
+    wait_ready(
+        &format!("http://127.0.0.1:{}/ready", args.admin_port),
+        &mut children,
+    )?;
+
+    let audience = format!(
+        "{}/{}",
+        entry
+            .namespace
+            .as_deref()
+            .unwrap_or(mcp_runtime_api::metadata::DEFAULT_NAMESPACE),
+        entry.name
+    );
+    let url = format!("http://127.0.0.1:{}{}", args.port, "/mcp");
+    let mut out = format!(
+        "MCP endpoint: {url}\nserver: {audience} (policy {})\naudit log: {}\n",
+        state.join("policy.json").display(),
+        state.join("audit.jsonl").display()
+    );
+    for (name, identity) in sessions {
+        let token = key
+            .mint(
+                &audience,
+                identity,
+                Timestamp::now(),
+                jiff::SignedDuration::from_secs(12 * 3600),
+            )
+            .map_err(|e| CliError::Invalid(e.to_string()))?;
+        out.push_str(&format!("token for session {name}: {token}\n"));
+    }
+    out.push_str("call it with: Authorization: Bearer <token>   (Ctrl-C stops everything)\n");
+    crate::output::write_stdout(&mut std::io::stdout().lock(), &out)?;
+
+    // Keep the policy in step with the manifests until a process ends.
+    let mut seen = project.newest_change();
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        for (name, child) in &mut children.0 {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(CliError::Invalid(format!("{name} exited ({status})")));
+            }
+        }
+        let now = project.newest_change();
+        if now != seen {
+            seen = now;
+            match project.entry().and_then(|e| project.render(&e)) {
+                Ok((policy, _)) => {
+                    files::write(&policy_file, &policy, true)?;
+                    eprintln!("policy re-rendered");
+                }
+                Err(e) => eprintln!("error: {e} (the gateway keeps the previous policy)"),
+            }
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! `mcp-runtime dev` on the example: a newcomer's first governed endpoint, called with the
+//! official Python SDK client using the token `dev` prints.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use common::*;
+use serde_json::Value;
+
+fn workspace_binary(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_BIN_EXE_mcp-gateway"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built; run `cargo build --workspace` first (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn dev_serves_the_example_behind_the_gateway() {
+    let peers = peers();
+    let work = tempdir("dev");
+    // Copy the example so the test never writes into the repository.
+    let example = repo_root().join("examples/hello");
+    for sub in [".mcp", "access"] {
+        std::fs::create_dir_all(work.join(sub)).unwrap();
+        for entry in std::fs::read_dir(example.join(sub)).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_file() {
+                std::fs::copy(entry.path(), work.join(sub).join(entry.file_name())).unwrap();
+            }
+        }
+    }
+    let (port, admin, server_port) = (free_port(), free_port(), free_port());
+    let mut child = Command::new(workspace_binary("mcp-runtime"))
+        .args([
+            "dev",
+            "--port",
+            &port.to_string(),
+            "--admin-port",
+            &admin.to_string(),
+            "--server-port",
+            &server_port.to_string(),
+        ])
+        .current_dir(&work)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group, so the server and gateway it starts are stopped with it (as
+        // Ctrl-C does in a terminal).
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let group = format!("-{}", child.id());
+    let stop = move || {
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+    };
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut url = None;
+    let mut token = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(u) = line.strip_prefix("MCP endpoint: ") {
+            url = Some(u.to_owned());
+        }
+        if let Some(rest) = line.strip_prefix("token for session demo/alice-claude: ") {
+            token = Some(rest.to_owned());
+        }
+        if line.starts_with("call it with") {
+            break;
+        }
+    }
+    let (url, token) = match (url, token) {
+        (Some(u), Some(t)) => (u, t),
+        _ => {
+            stop();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "dev printed no endpoint/token:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    };
+    let call = |era: &str, tool: &str| {
+        let out = Command::new(&peers.python)
+            .arg(repo_root().join("tests/peers/py_client.py"))
+            .args([
+                "--url",
+                &url,
+                "--era",
+                era,
+                "--token",
+                &token,
+                "--timeout",
+                "20",
+                "call",
+                tool,
+                r#"{"text":"hello"}"#,
+            ])
+            .output()
+            .unwrap();
+        let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        (out.status.code(), lines)
+    };
+    for era in ["handshake", "stateless"] {
+        let (code, lines) = call(era, "echo");
+        assert_eq!(code, Some(0), "{era}: {lines:?}");
+        assert_eq!(lines[0]["result"]["content"][0]["text"], "hello", "{era}");
+        let (code, lines) = call(era, "upper");
+        assert_eq!(code, Some(3), "{era}: {lines:?}");
+        assert_eq!(
+            lines[0]["error"]["data"]["reason"], "trust_too_low",
+            "{era}"
+        );
+    }
+    stop();
+    let _ = child.wait();
+}
