@@ -151,15 +151,28 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// The official Python SDK's `MCPServer` (tests/peers/py_server.py) behind the gateway.
     pub fn start(name: &str, policy_yaml: &str, extra_args: &[&str]) -> Stack {
+        Self::start_with(name, policy_yaml, extra_args, |peers, port| {
+            let mut up = Command::new(&peers.python);
+            up.arg(repo_root().join("tests/peers/py_server.py"))
+                .arg(port.to_string());
+            up
+        })
+    }
+
+    /// `upstream(peers, port)` builds the command of the MCP server to put behind the gateway.
+    pub fn start_with(
+        name: &str,
+        policy_yaml: &str,
+        extra_args: &[&str],
+        upstream: impl FnOnce(&Peers, u16) -> Command,
+    ) -> Stack {
         let peers = peers();
         let dir = tempdir(name);
         let up_port = free_port();
-        let mut up = Command::new(&peers.python);
-        up.arg(repo_root().join("tests/peers/py_server.py"))
-            .arg(up_port.to_string());
-        let mut upstream = spawn(up, dir.join("upstream.log"));
-        wait_port(up_port, &mut upstream, "python MCP server");
+        let mut upstream = spawn(upstream(&peers, up_port), dir.join("upstream.log"));
+        wait_port(up_port, &mut upstream, "upstream MCP server");
         let policy_file = dir.join("policy.json");
         std::fs::write(&policy_file, render(policy_yaml)).unwrap();
         let key_file = dir.join("token.key");
@@ -219,26 +232,45 @@ impl Stack {
         panic!("gateway not ready:\n{}", self.gateway.log_tail());
     }
 
-    /// Runs the SDK client; returns its exit code and JSON lines.
+    /// Runs the Python SDK client; returns its exit code and JSON lines.
     pub fn client(&self, era: &str, token: Option<&str>, args: &[&str]) -> (i32, Vec<Value>) {
         let mut cmd = Command::new(&self.peers.python);
-        cmd.arg(repo_root().join("tests/peers/py_client.py")).args([
-            "--url",
-            &self.url,
-            "--era",
-            era,
-            "--timeout",
-            "20",
-        ]);
-        if let Some(t) = token {
-            cmd.args(["--token", t]);
-        }
-        let out = cmd.args(args).output().unwrap();
-        let lines = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        (out.status.code().unwrap_or(-1), lines)
+        cmd.arg(repo_root().join("tests/peers/py_client.py"));
+        cmd.args(["--url", &self.url, "--era", era, "--timeout", "20"]);
+        run_client(cmd, token, args)
+    }
+
+    /// Runs the TypeScript SDK client (handshake era).
+    pub fn ts_client(&self, token: Option<&str>, args: &[&str]) -> (i32, Vec<Value>) {
+        let mut cmd = Command::new("node");
+        cmd.arg(repo_root().join("tests/peers/ts_client.mjs"));
+        cmd.args(["--url", &self.url, "--timeout", "20"])
+            .envs(self.peers.env.iter().cloned());
+        run_client(cmd, token, args)
+    }
+}
+
+fn run_client(mut cmd: Command, token: Option<&str>, args: &[&str]) -> (i32, Vec<Value>) {
+    if let Some(t) = token {
+        cmd.args(["--token", t]);
+    }
+    let out = cmd.args(args).output().unwrap();
+    let lines = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    (out.status.code().unwrap_or(-1), lines)
+}
+
+impl Stack {
+    /// A path from the peers' environment (scripts/peers.sh).
+    pub fn env(&self, key: &str) -> String {
+        self.peers
+            .env
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("{key} is not in the peers environment"))
     }
 
     pub fn audit_events(&self) -> Vec<Value> {
