@@ -4,7 +4,7 @@
 //! proxy); `none` admits anonymous callers.
 
 use http::HeaderMap;
-use mcp_runtime_policy::{AuthMode, IdentityHeaders, PolicyDocument};
+use mcp_runtime_policy::{AuthMode, PolicyDocument};
 use mcp_runtime_token::{TokenError, TokenKey};
 
 /// A verified caller.
@@ -61,6 +61,45 @@ impl AuthFailure {
 pub struct AuthConfig {
     pub token_key: Option<TokenKey>,
     pub trust_identity_headers: bool,
+    /// Tokens already verified, so an agent's repeated calls skip the HMAC and claim parsing.
+    pub verified: VerifiedTokens,
+}
+
+impl AuthConfig {
+    pub fn new(token_key: Option<TokenKey>, trust_identity_headers: bool) -> Self {
+        Self {
+            token_key,
+            trust_identity_headers,
+            verified: VerifiedTokens::default(),
+        }
+    }
+}
+
+/// A bounded cache of verified tokens: token → (audience, caller, expiry). Entries are checked
+/// against the clock on every hit, so a cached token still expires to the second.
+#[derive(Default)]
+pub struct VerifiedTokens {
+    entries: std::sync::Mutex<std::collections::HashMap<String, (String, Caller, i64)>>,
+}
+
+/// Entries kept before the cache starts over (tokens are per agent session, so this is many
+/// concurrent agents).
+const VERIFIED_TOKENS_MAX: usize = 10_000;
+
+impl VerifiedTokens {
+    fn get(&self, token: &str, audience: &str, now: i64) -> Option<Caller> {
+        let entries = self.entries.lock().expect("token cache lock");
+        let (aud, caller, exp) = entries.get(token)?;
+        (aud == audience && now < *exp).then(|| caller.clone())
+    }
+
+    fn put(&self, token: &str, audience: &str, caller: &Caller, exp: i64) {
+        let mut entries = self.entries.lock().expect("token cache lock");
+        if entries.len() >= VERIFIED_TOKENS_MAX {
+            entries.clear();
+        }
+        entries.insert(token.to_owned(), (audience.to_owned(), caller.clone(), exp));
+    }
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -83,16 +122,21 @@ pub fn authenticate(
             let key = config.token_key.as_ref().ok_or(AuthFailure::NoKey)?;
             let token = bearer(headers).ok_or(AuthFailure::MissingToken)?;
             let audience = format!("{}/{}", doc.server.namespace, doc.server.name);
+            if let Some(caller) = config.verified.get(token, &audience, now.as_second()) {
+                return Ok(caller);
+            }
             let claims = key.verify(token, &audience, now).map_err(|e| match e {
                 TokenError::Expired => AuthFailure::ExpiredToken,
                 other => AuthFailure::InvalidToken(other.to_string()),
             })?;
-            Ok(Caller {
+            let caller = Caller {
                 human: claims.sub,
                 agent: claims.agent,
                 team: claims.team,
                 session: claims.sid,
-            })
+            };
+            config.verified.put(token, &audience, &caller, claims.exp);
+            Ok(caller)
         }
         AuthMode::Header => {
             if !config.trust_identity_headers {
@@ -120,10 +164,19 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Identity header names the gateway strips from every client request and sets from the
-/// verified caller for the upstream.
-pub fn identity_header_names(doc: &PolicyDocument) -> [String; 4] {
-    let defaults = IdentityHeaders::default();
-    let h = doc.auth.headers.clone().unwrap_or(defaults);
-    [h.human, h.agent, h.team, h.session]
+/// Identity headers the gateway always strips from client requests (the conventional names).
+pub const DEFAULT_IDENTITY_HEADERS: [&str; 4] = [
+    "x-mcp-human-id",
+    "x-mcp-agent-id",
+    "x-mcp-team-id",
+    "x-mcp-agent-session",
+];
+
+/// Identity header names of the policy (human, agent, team, session): stripped from every
+/// client request and set from the verified caller for the upstream.
+pub fn identity_header_names(doc: &PolicyDocument) -> [&str; 4] {
+    match &doc.auth.headers {
+        Some(h) => [&h.human, &h.agent, &h.team, &h.session],
+        None => DEFAULT_IDENTITY_HEADERS,
+    }
 }

@@ -17,7 +17,9 @@ use mcp_runtime_audit::{AuditEvent, Auditor, Decision as AuditDecision};
 use mcp_runtime_policy::{AuthMode, Decision, Identity, Policy, PolicyDocument, ToolCall};
 use serde_json::{Value, json};
 
-use crate::auth::{AuthConfig, AuthFailure, Caller, authenticate, identity_header_names};
+use crate::auth::{
+    AuthConfig, AuthFailure, Caller, DEFAULT_IDENTITY_HEADERS, authenticate, identity_header_names,
+};
 use crate::jsonrpc::{self, Body as RpcBody, Id, Message, Refusal};
 use crate::metrics::{DecisionLabels, Metrics, RequestLabels, method_label};
 use crate::policy_source::PolicyStore;
@@ -410,7 +412,6 @@ impl Gateway {
         let mut request = Request::builder().method(parts.method.clone()).uri(uri);
         let headers = request.headers_mut().expect("fresh builder");
         let stripped = identity_header_names(doc);
-        let default_names = identity_header_names(&PolicyDocument::new(Default::default()));
         for (name, value) in &parts.headers {
             let n = name.as_str();
             if is_hop_by_hop(n)
@@ -418,7 +419,7 @@ impl Gateway {
                 || (n == "authorization" && doc.auth.mode == AuthMode::Token)
                 || stripped
                     .iter()
-                    .chain(&default_names)
+                    .chain(&DEFAULT_IDENTITY_HEADERS)
                     .any(|s| s.eq_ignore_ascii_case(n))
             {
                 continue;
@@ -431,7 +432,7 @@ impl Gateway {
                 .iter()
                 .zip([&caller.human, &caller.agent, &caller.team, &caller.session])
         {
-            if let (Some(v), Ok(name)) = (value, HeaderName::try_from(name.as_str()))
+            if let (Some(v), Ok(name)) = (value, HeaderName::try_from(*name))
                 && let Ok(v) = HeaderValue::from_str(v)
             {
                 headers.insert(name, v);
