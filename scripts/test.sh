@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command of mcp-runtime (README): formatting, lints, and every test of the workspace.
 # Installs what the tests need (pinned, cached under ~/.cache/mcp-runtime): the official MCP SDK
-# peers the gateway is tested against.
+# peers the gateway is tested against, and a real Kubernetes control plane (scripts/testenv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +9,9 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 
 step "install test peers (official MCP SDKs; cached)"
 scripts/peers.sh >/dev/null
+
+step "install the Kubernetes test environment (kube-apiserver, etcd, kwok from Go modules; cached, ~8 min cold)"
+scripts/testenv/install.sh >/dev/null
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -1,0 +1,43 @@
+//! Everything a client controls before the policy decides: the JSON-RPC body, an SSE stream cut
+//! at arbitrary points, and the bearer token. None may panic; a parsed tool call always names its
+//! tool; splitting a stream never loses or invents bytes.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use mcp_runtime_gateway::jsonrpc::{self, Body, Message};
+use mcp_runtime_gateway::sse::{EventSplitter, event_data};
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(body) = jsonrpc::parse(data) {
+        let messages = match body {
+            Body::Single(m) => vec![m],
+            Body::Batch(ms) => ms,
+        };
+        for m in messages {
+            if let Message::Request(r) = m {
+                assert!(!r.method.is_empty());
+                if r.is_tool_call() {
+                    assert!(r.name.as_deref().is_some_and(|n| !n.is_empty()));
+                }
+            }
+        }
+    }
+
+    let cut = data.first().map_or(1, |b| *b as usize % 7 + 1);
+    let mut splitter = EventSplitter::default();
+    let mut out = Vec::new();
+    for chunk in data.chunks(cut) {
+        for event in splitter.push(chunk) {
+            let _ = event_data(&event);
+            out.extend_from_slice(&event);
+        }
+    }
+    out.extend_from_slice(&splitter.finish());
+    assert_eq!(out, data, "splitting must preserve the stream byte for byte");
+
+    if let Ok(token) = std::str::from_utf8(data) {
+        let key = mcp_runtime_token::TokenKey::from_secret(b"fuzz-key-0123456789abcdef0123456789").expect("key");
+        let _ = key.verify(token, "ns/server", jiff::Timestamp::UNIX_EPOCH);
+    }
+});
