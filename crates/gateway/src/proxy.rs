@@ -329,11 +329,9 @@ impl Gateway {
             {
                 let tool = r.name.as_deref().unwrap_or_default();
                 let decision = self.decide(policy, &ex.caller, tool);
+                self.emit_decision(doc, &ex, r, &decision, None, &bytes);
                 if !decision.allowed {
-                    self.emit_decision(doc, &ex, r, &decision, None, &bytes);
                     denied.push((r.id.clone(), denial(&r.id, tool, &decision)));
-                } else {
-                    self.emit_decision(doc, &ex, r, &decision, None, &bytes);
                 }
             }
         }

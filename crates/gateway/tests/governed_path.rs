@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const SERVER: &str = "test/py";
 
@@ -395,7 +395,6 @@ fn hostile_and_malformed_requests_are_refused_before_the_upstream() {
         !upstream_log.contains("delete_record"),
         "a denied call reached the upstream:\n{upstream_log}"
     );
-    assert_eq!(json!(null), Value::Null);
 }
 
 #[test]
