@@ -7,7 +7,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
 use crate::spool::SpoolWriter;
@@ -15,6 +15,8 @@ use crate::{AuditError, AuditEvent, Counters};
 
 /// How often an idle writer looks whether shutdown was requested.
 const IDLE_TICK: Duration = Duration::from_millis(50);
+/// How often a lingering writer drains the channel while it builds a batch.
+const LINGER_TICK: Duration = Duration::from_millis(10);
 
 pub(crate) struct JsonlSink {
     path: PathBuf,
@@ -74,20 +76,33 @@ impl Writer {
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             batch.push(first);
-            // Linger up to flush_interval to make a batch: one write and one fsync for many events.
+            // Linger up to flush_interval to make a batch: one write and one fsync for many
+            // events. The writer sleeps rather than waits on the channel meanwhile, so emitters
+            // never wake it per event (a context switch per event costs the proxy a quarter of
+            // its throughput on two cores); it drains what accumulated on each tick.
             let until = Instant::now() + self.flush_interval;
-            while batch.len() < self.batch_max_events {
+            loop {
+                let mut disconnected = false;
+                while batch.len() < self.batch_max_events {
+                    match self.rx.try_recv() {
+                        Ok(event) => batch.push(event),
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => {
+                            disconnected = true;
+                            break;
+                        }
+                    }
+                }
+                if disconnected
+                    || batch.len() >= self.batch_max_events
+                    || self.counters.closing.load(Ordering::Relaxed)
+                {
+                    break;
+                }
                 let Some(left) = until.checked_duration_since(Instant::now()) else {
                     break;
                 };
-                if self.counters.closing.load(Ordering::Relaxed) {
-                    break;
-                }
-                match self.rx.recv_timeout(left.min(IDLE_TICK)) {
-                    Ok(event) => batch.push(event),
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => break,
-                }
+                std::thread::sleep(left.min(LINGER_TICK));
             }
             self.write_batch(&mut batch);
         }
