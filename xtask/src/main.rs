@@ -1,4 +1,5 @@
-//! `cargo xtask generate`: writes the generated files under `deploy/` from the Rust types.
+//! `cargo xtask generate`: writes the generated files under `deploy/` from the Rust types
+//! (`deploy/crds/` from crates/api, `deploy/operator/` from crates/operator).
 //! Tests compare the committed files with the same generators, so CI fails on drift.
 
 use std::path::{Path, PathBuf};
@@ -17,6 +18,13 @@ fn generate() -> std::io::Result<()> {
     for (file, crd) in mcp_runtime_api::crd::all() {
         let path = dir.join(file);
         std::fs::write(&path, mcp_runtime_api::crd::to_yaml(&crd))?;
+        eprintln!("wrote {}", path.display());
+    }
+    let dir = root().join("deploy/operator");
+    std::fs::create_dir_all(&dir)?;
+    for (file, text) in mcp_runtime_operator::manifests::files() {
+        let path = dir.join(file);
+        std::fs::write(&path, text)?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())

@@ -1,0 +1,174 @@
+//! Wires the three controllers to shared watch streams.
+//!
+//! - MCPServers are watched once; the stream fills the server cache, tells the grant and session
+//!   controllers when a server appears, disappears or switches its gateway (via the indexes), and
+//!   drives the server controller (generation changes only: status writes do not loop).
+//! - Grants and sessions are watched once each; the streams fill their caches and indexes, make
+//!   the server controller re-render every server whose policy a change touches (old and new
+//!   target; across namespaces), and drive their own status controllers.
+//! - Owned Deployments, Services, Ingresses and ConfigMaps (label
+//!   `app.kubernetes.io/managed-by=mcp-runtime`) trigger their server, so drift and deletions
+//!   are repaired and readiness is observed without polling.
+
+use std::sync::Arc;
+
+use futures::channel::mpsc;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, predicates, watcher};
+use kube::{Api, Client};
+use mcp_runtime_api::{MANAGER, MCPAccessGrant, MCPAgentSession, MCPServer};
+
+use crate::access;
+use crate::config::Config;
+use crate::context::{Context, Synced};
+use crate::index::{ServerPresence, TargetIndex};
+use crate::metrics::Metrics;
+use crate::resources::MANAGED_BY_LABEL;
+use crate::server;
+
+/// Runs the controllers until the future is dropped (leadership lost, shutdown).
+pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
+    let concurrency = config.concurrency;
+    let wc = watcher::Config::default().any_semantic();
+
+    let (server_store, server_writer) = reflector::store::<MCPServer>();
+    let (grant_store, grant_writer) = reflector::store::<MCPAccessGrant>();
+    let (session_store, session_writer) = reflector::store::<MCPAgentSession>();
+    let grant_index = Arc::new(TargetIndex::<MCPAccessGrant>::default());
+    let session_index = Arc::new(TargetIndex::<MCPAgentSession>::default());
+    let presence = Arc::new(ServerPresence::default());
+    let synced = Arc::new(Synced::new());
+    let (server_tx, server_rx) = mpsc::unbounded::<ObjectRef<MCPServer>>();
+    let (grant_tx, grant_rx) = mpsc::unbounded::<ObjectRef<MCPAccessGrant>>();
+    let (session_tx, session_rx) = mpsc::unbounded::<ObjectRef<MCPAgentSession>>();
+
+    let server_events = {
+        let (gi, si, synced) = (grant_index.clone(), session_index.clone(), synced.clone());
+        watcher(Api::<MCPServer>::all(client.clone()), wc.clone())
+            .default_backoff()
+            .reflect(server_writer)
+            .inspect_ok(move |event| {
+                if matches!(event, watcher::Event::InitDone) {
+                    synced.mark(Synced::SERVERS);
+                }
+                for key in presence.apply(event) {
+                    for g in gi.objects_for(&key) {
+                        let _ = grant_tx.unbounded_send(g);
+                    }
+                    for s in si.objects_for(&key) {
+                        let _ = session_tx.unbounded_send(s);
+                    }
+                }
+            })
+            .applied_objects()
+            .predicate_filter(predicates::generation, Default::default())
+    };
+    let grant_events = {
+        let (gi, tx, synced) = (grant_index.clone(), server_tx.clone(), synced.clone());
+        watcher(Api::<MCPAccessGrant>::all(client.clone()), wc.clone())
+            .default_backoff()
+            .reflect(grant_writer)
+            .inspect_ok(move |event| {
+                if matches!(event, watcher::Event::InitDone) {
+                    synced.mark(Synced::GRANTS);
+                }
+                for key in gi.apply(event) {
+                    let _ = tx.unbounded_send(key);
+                }
+            })
+            .applied_objects()
+            .predicate_filter(predicates::generation, Default::default())
+    };
+    let session_events = {
+        let (si, tx, synced) = (session_index.clone(), server_tx, synced.clone());
+        watcher(Api::<MCPAgentSession>::all(client.clone()), wc.clone())
+            .default_backoff()
+            .reflect(session_writer)
+            .inspect_ok(move |event| {
+                if matches!(event, watcher::Event::InitDone) {
+                    synced.mark(Synced::SESSIONS);
+                }
+                for key in si.apply(event) {
+                    let _ = tx.unbounded_send(key);
+                }
+            })
+            .applied_objects()
+            .predicate_filter(predicates::generation, Default::default())
+    };
+
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        config,
+        server_store.clone(),
+        grant_store.clone(),
+        session_store.clone(),
+        grant_index,
+        session_index,
+        metrics.clone(),
+        synced.clone(),
+    ));
+
+    let owned = watcher::Config::default()
+        .any_semantic()
+        .labels(&format!("{MANAGED_BY_LABEL}={MANAGER}"));
+    let cc = controller::Config::default().concurrency(concurrency);
+    let servers = Controller::for_stream(server_events, server_store.clone())
+        .owns(Api::<Deployment>::all(client.clone()), owned.clone())
+        .owns(Api::<Service>::all(client.clone()), owned.clone())
+        .owns(Api::<Ingress>::all(client.clone()), owned.clone())
+        .owns(Api::<ConfigMap>::all(client.clone()), owned)
+        .reconcile_on(server_rx)
+        .with_config(cc.clone())
+        .run(server::reconcile, server::error_policy, ctx.clone())
+        .for_each(|r| async move { log_result("MCPServer", r.map(|(o, _)| o.to_string())) });
+    let grants = Controller::for_stream(grant_events, grant_store.clone())
+        .reconcile_on(grant_rx)
+        .with_config(cc.clone())
+        .run(
+            access::reconcile::<MCPAccessGrant>,
+            access::error_policy::<MCPAccessGrant>,
+            ctx.clone(),
+        )
+        .for_each(|r| async move { log_result("MCPAccessGrant", r.map(|(o, _)| o.to_string())) });
+    let sessions = Controller::for_stream(session_events, session_store.clone())
+        .reconcile_on(session_rx)
+        .with_config(cc)
+        .run(
+            access::reconcile::<MCPAgentSession>,
+            access::error_policy::<MCPAgentSession>,
+            ctx.clone(),
+        )
+        .for_each(|r| async move { log_result("MCPAgentSession", r.map(|(o, _)| o.to_string())) });
+    // Not Store::wait_until_ready: the controllers' appliers wait on those (see Synced).
+    let report_sync = async {
+        while !synced.wait(Synced::ALL).await {}
+        metrics.set_synced();
+        tracing::info!(
+            servers = server_store.len(),
+            grants = grant_store.len(),
+            sessions = session_store.len(),
+            "caches synced"
+        );
+    };
+    futures::join!(servers, grants, sessions, report_sync);
+}
+
+fn log_result<E: std::error::Error>(
+    kind: &str,
+    r: Result<String, controller::Error<E, watcher::Error>>,
+) {
+    match r {
+        Ok(obj) => tracing::debug!(kind, object = %obj, "reconciled"),
+        // Logged with the object and the retry delay by the error policies.
+        Err(controller::Error::ReconcilerFailed(..)) => {}
+        Err(controller::Error::QueueError(e)) => {
+            tracing::warn!(kind, error = %e, "watch failed; retrying with backoff")
+        }
+        Err(e) => tracing::debug!(kind, error = %e, "controller event"),
+    }
+}

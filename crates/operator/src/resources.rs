@@ -1,0 +1,820 @@
+//! The objects an MCPServer asks for, built as pure functions of the server, the operator's
+//! configuration and the rendered policy (no IO, unit-tested here, applied by the controller
+//! with server-side apply).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Probe, ResourceRequirements, SeccompProfile, SecretKeySelector, SecretVolumeSource,
+    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, TCPSocketAction, Volume,
+    VolumeMount,
+};
+use k8s_openapi::api::networking::v1::{
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
+    IngressServiceBackend, IngressSpec, ServiceBackendPort,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{Resource, ResourceExt};
+use mcp_runtime_api::server::{ResourceSpec, RolloutStrategy};
+use mcp_runtime_api::{MANAGER, MCPServer};
+use mcp_runtime_policy::{AuthMode, PolicyDocument};
+
+use crate::config::Config;
+
+/// Label naming the server an object belongs to.
+pub const SERVER_LABEL: &str = "mcpruntime.org/server";
+/// Label telling stable and canary pods apart.
+pub const TRACK_LABEL: &str = "mcpruntime.org/rollout-track";
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Annotation on the policy ConfigMap: the revision of the document inside.
+pub const POLICY_REVISION_ANNOTATION: &str = "mcpruntime.org/policy-revision";
+/// Key of the policy document in its ConfigMap.
+pub const POLICY_KEY: &str = "policy.json";
+/// Port of the gateway's admin listener (/healthz, /ready, /metrics).
+pub const GATEWAY_ADMIN_PORT: i32 = 9103;
+pub const POLICY_DIR: &str = "/var/run/mcp-runtime/policy";
+pub const TOKEN_DIR: &str = "/var/run/mcp-runtime/token";
+pub const ANALYTICS_DIR: &str = "/var/run/mcp-runtime/analytics";
+
+/// Name of the ConfigMap holding a server's policy document.
+pub fn policy_config_map_name(server: &str) -> String {
+    format!("{server}-gateway-policy")
+}
+
+/// Name of a server's canary Deployment.
+pub fn canary_name(server: &str) -> String {
+    format!("{server}-canary")
+}
+
+/// A problem with the spec that only the operator can see (it depends on its configuration).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct SpecProblem {
+    pub path: &'static str,
+    pub message: String,
+}
+
+/// Everything an MCPServer owns, as it should be.
+#[derive(Clone, Debug)]
+pub struct Desired {
+    pub service_account: ServiceAccount,
+    pub deployment: Deployment,
+    /// The canary Deployment for `rollout.strategy: Canary`; otherwise it must not exist.
+    pub canary: Option<Deployment>,
+    pub service: Service,
+    pub ingress: Ingress,
+    /// The gateway's policy; `None` when the gateway is off (the ConfigMap must not exist).
+    pub policy: Option<ConfigMap>,
+}
+
+fn labels(server: &str) -> BTreeMap<String, String> {
+    [
+        ("app.kubernetes.io/name".to_owned(), server.to_owned()),
+        (MANAGED_BY_LABEL.to_owned(), MANAGER.to_owned()),
+        (SERVER_LABEL.to_owned(), server.to_owned()),
+    ]
+    .into()
+}
+
+fn owner(server: &MCPServer) -> OwnerReference {
+    server
+        .controller_owner_ref(&())
+        .expect("an MCPServer read from the API has a name and uid")
+}
+
+fn meta(server: &MCPServer, name: String) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: server.namespace(),
+        labels: Some(labels(&server.name_any())),
+        owner_references: Some(vec![owner(server)]),
+        ..Default::default()
+    }
+}
+
+/// `image[:tag]` with the registry replaced by `registry` when given.
+pub fn resolve_image(image: &str, tag: Option<&str>, registry: Option<&str>) -> String {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    let mut image = image.to_owned();
+    if let Some(tag) = tag.filter(|t| !t.is_empty())
+        && !last.contains(':')
+        && !image.contains('@')
+    {
+        image = format!("{image}:{tag}");
+    }
+    match registry
+        .map(|r| r.trim_end_matches('/'))
+        .filter(|r| !r.is_empty())
+    {
+        None => image,
+        Some(registry) => {
+            let rest = match image.split_once('/') {
+                Some((first, rest))
+                    if first.contains('.') || first.contains(':') || first == "localhost" =>
+                {
+                    rest.to_owned()
+                }
+                _ => image,
+            };
+            format!("{registry}/{rest}")
+        }
+    }
+}
+
+fn resources(
+    spec: Option<&ResourceSpec>,
+    default_cpu: &str,
+    default_memory: &str,
+) -> ResourceRequirements {
+    let amounts = |a: Option<&mcp_runtime_api::server::ResourceAmounts>| {
+        let mut m = BTreeMap::new();
+        if let Some(a) = a {
+            if let Some(cpu) = a.cpu.as_ref().filter(|v| !v.is_empty()) {
+                m.insert("cpu".to_owned(), Quantity(cpu.clone()));
+            }
+            if let Some(mem) = a.memory.as_ref().filter(|v| !v.is_empty()) {
+                m.insert("memory".to_owned(), Quantity(mem.clone()));
+            }
+        }
+        m
+    };
+    let limits = amounts(spec.and_then(|s| s.limits.as_ref()));
+    let mut requests = amounts(spec.and_then(|s| s.requests.as_ref()));
+    // Requests make scheduling honest; limits are the user's call.
+    for (k, v) in [("cpu", default_cpu), ("memory", default_memory)] {
+        if !requests.contains_key(k) && !limits.contains_key(k) {
+            requests.insert(k.to_owned(), Quantity(v.to_owned()));
+        }
+    }
+    ResourceRequirements {
+        limits: (!limits.is_empty()).then_some(limits),
+        requests: (!requests.is_empty()).then_some(requests),
+        ..Default::default()
+    }
+}
+
+fn int_or_percent(v: &str) -> IntOrString {
+    match v.parse::<i32>() {
+        Ok(n) => IntOrString::Int(n),
+        Err(_) => IntOrString::String(v.to_owned()),
+    }
+}
+
+fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.into()),
+        ..Default::default()
+    }
+}
+
+fn container_security() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn tcp_probe(port: &str, initial: i32, period: i32) -> Probe {
+    Probe {
+        tcp_socket: Some(TCPSocketAction {
+            port: IntOrString::String(port.to_owned()),
+            ..Default::default()
+        }),
+        initial_delay_seconds: Some(initial),
+        period_seconds: Some(period),
+        ..Default::default()
+    }
+}
+
+fn http_probe(path: &str, port: &str, initial: i32, period: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String(port.to_owned()),
+            ..Default::default()
+        }),
+        initial_delay_seconds: Some(initial),
+        period_seconds: Some(period),
+        ..Default::default()
+    }
+}
+
+/// Checks what depends on the operator's configuration; the rest of the spec was validated by
+/// `mcp_runtime_api::validate::server`.
+pub fn check(server: &MCPServer, config: &Config) -> Vec<SpecProblem> {
+    let spec = &server.spec;
+    let mut problems = Vec::new();
+    if spec.use_provisioned_registry
+        && spec.registry_override.as_deref().is_none_or(str::is_empty)
+        && config.provisioned_registry.is_none()
+    {
+        problems.push(SpecProblem {
+            path: "spec.useProvisionedRegistry",
+            message: "no provisioned registry is configured on the operator (MCP_PROVISIONED_REGISTRY); set spec.registryOverride or drop useProvisionedRegistry".into(),
+        });
+    }
+    if let Some(g) = spec.gateway.as_ref().filter(|g| g.enabled) {
+        for (path, port) in [("spec.port", spec.port), ("spec.gateway.port", g.port)] {
+            if port == GATEWAY_ADMIN_PORT {
+                problems.push(SpecProblem {
+                    path,
+                    message: format!(
+                        "port {GATEWAY_ADMIN_PORT} is taken by the gateway's admin listener (/ready, /metrics) in the same pod"
+                    ),
+                });
+            }
+        }
+    }
+    problems
+}
+
+/// The objects `server` should own. `policy` is the sealed document when the gateway is on.
+pub fn desired(server: &MCPServer, config: &Config, policy: Option<&PolicyDocument>) -> Desired {
+    let name = server.name_any();
+    let spec = &server.spec;
+    let gateway = spec.gateway.as_ref().filter(|g| g.enabled);
+    let auth_mode = spec.auth.as_ref().map(|a| a.mode).unwrap_or_default();
+
+    let service_account = ServiceAccount {
+        metadata: meta(server, name.clone()),
+        automount_service_account_token: Some(false),
+        ..Default::default()
+    };
+
+    // --- pod template ---------------------------------------------------------------------
+    let registry = spec
+        .registry_override
+        .as_deref()
+        .filter(|r| !r.is_empty())
+        .or(if spec.use_provisioned_registry {
+            config.provisioned_registry.as_deref()
+        } else {
+            None
+        });
+    let mut server_env: Vec<EnvVar> = spec
+        .env_vars
+        .iter()
+        .map(|e| env(&e.name, e.value.clone()))
+        .collect();
+    server_env.extend(spec.secret_env_vars.iter().map(|e| EnvVar {
+        name: e.name.clone(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: e.secret_key_ref.name.clone(),
+                key: e.secret_key_ref.key.clone(),
+                optional: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }));
+    let mut containers = vec![Container {
+        name: "server".to_owned(),
+        image: Some(resolve_image(
+            &spec.image,
+            spec.image_tag.as_deref(),
+            registry,
+        )),
+        image_pull_policy: Some("IfNotPresent".to_owned()),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".to_owned()),
+            container_port: spec.port,
+            protocol: Some("TCP".to_owned()),
+            ..Default::default()
+        }]),
+        env: (!server_env.is_empty()).then_some(server_env),
+        resources: Some(resources(spec.resources.as_ref(), "50m", "64Mi")),
+        security_context: Some(container_security()),
+        readiness_probe: Some(tcp_probe("http", 3, 5)),
+        liveness_probe: Some(tcp_probe("http", 5, 10)),
+        ..Default::default()
+    }];
+    let mut volumes = Vec::new();
+    if let Some(g) = gateway {
+        let mut gw_env = vec![
+            env("MCP_GATEWAY_LISTEN", format!("0.0.0.0:{}", g.port)),
+            env(
+                "MCP_GATEWAY_ADMIN_LISTEN",
+                format!("0.0.0.0:{GATEWAY_ADMIN_PORT}"),
+            ),
+            env(
+                "UPSTREAM_URL",
+                g.upstream_url
+                    .clone()
+                    .filter(|u| !u.is_empty())
+                    .unwrap_or_else(|| format!("http://127.0.0.1:{}", spec.port)),
+            ),
+            env("POLICY_FILE", format!("{POLICY_DIR}/{POLICY_KEY}")),
+            env("MCP_GATEWAY_AUDIT_SPOOL_DIR", "/tmp/mcp-gateway-spool"),
+        ];
+        if let Some(prefix) = g.strip_prefix.as_ref().filter(|p| !p.is_empty()) {
+            gw_env.push(env("STRIP_PREFIX", prefix.clone()));
+        }
+        let mut mounts = vec![
+            VolumeMount {
+                name: "gateway-policy".to_owned(),
+                mount_path: POLICY_DIR.to_owned(),
+                read_only: Some(true),
+                ..Default::default()
+            },
+            VolumeMount {
+                name: "gateway-tmp".to_owned(),
+                mount_path: "/tmp".to_owned(),
+                ..Default::default()
+            },
+        ];
+        volumes.push(Volume {
+            name: "gateway-policy".to_owned(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: policy_config_map_name(&name),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        volumes.push(Volume {
+            name: "gateway-tmp".to_owned(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Default::default()
+        });
+        match auth_mode {
+            AuthMode::Token => {
+                gw_env.push(env(
+                    "MCP_GATEWAY_TOKEN_KEY_FILE",
+                    format!("{TOKEN_DIR}/key"),
+                ));
+                mounts.push(VolumeMount {
+                    name: "gateway-token-key".to_owned(),
+                    mount_path: TOKEN_DIR.to_owned(),
+                    read_only: Some(true),
+                    ..Default::default()
+                });
+                volumes.push(Volume {
+                    name: "gateway-token-key".to_owned(),
+                    secret: Some(SecretVolumeSource {
+                        secret_name: Some(config.gateway_token_secret.clone()),
+                        items: Some(vec![KeyToPath {
+                            key: "key".to_owned(),
+                            path: "key".to_owned(),
+                            ..Default::default()
+                        }]),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                });
+            }
+            // The author chose header mode explicitly (see docs/crds.md): the gateway trusts
+            // identity headers only with this flag.
+            AuthMode::Header => gw_env.push(env("MCP_GATEWAY_TRUST_IDENTITY_HEADERS", "true")),
+            AuthMode::None | AuthMode::Oauth | AuthMode::Mtls => {}
+        }
+        if let Some(a) = spec.analytics.as_ref().filter(|a| !a.disabled) {
+            let url = a
+                .ingest_url
+                .clone()
+                .filter(|u| !u.is_empty())
+                .or_else(|| config.analytics_ingest_url.clone());
+            if let Some(url) = url {
+                gw_env.push(env("ANALYTICS_INGEST_URL", url));
+                if let Some(source) = a.source.as_ref().filter(|s| !s.is_empty()) {
+                    gw_env.push(env("ANALYTICS_SOURCE", source.clone()));
+                }
+                if let Some(key) = &a.api_key_secret_ref {
+                    gw_env.push(env(
+                        "MCP_GATEWAY_AUDIT_API_KEY_FILE",
+                        format!("{ANALYTICS_DIR}/api-key"),
+                    ));
+                    mounts.push(VolumeMount {
+                        name: "analytics-api-key".to_owned(),
+                        mount_path: ANALYTICS_DIR.to_owned(),
+                        read_only: Some(true),
+                        ..Default::default()
+                    });
+                    volumes.push(Volume {
+                        name: "analytics-api-key".to_owned(),
+                        secret: Some(SecretVolumeSource {
+                            secret_name: Some(key.name.clone()),
+                            items: Some(vec![KeyToPath {
+                                key: key.key.clone(),
+                                path: "api-key".to_owned(),
+                                ..Default::default()
+                            }]),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+        containers.push(Container {
+            name: "mcp-gateway".to_owned(),
+            image: Some(
+                g.image
+                    .clone()
+                    .filter(|i| !i.is_empty())
+                    .unwrap_or_else(|| config.gateway_image.clone()),
+            ),
+            image_pull_policy: Some("IfNotPresent".to_owned()),
+            ports: Some(vec![
+                ContainerPort {
+                    name: Some("gateway".to_owned()),
+                    container_port: g.port,
+                    protocol: Some("TCP".to_owned()),
+                    ..Default::default()
+                },
+                ContainerPort {
+                    name: Some("metrics".to_owned()),
+                    container_port: GATEWAY_ADMIN_PORT,
+                    protocol: Some("TCP".to_owned()),
+                    ..Default::default()
+                },
+            ]),
+            env: Some(gw_env),
+            resources: Some(resources(g.resources.as_ref(), "10m", "32Mi")),
+            security_context: Some(SecurityContext {
+                read_only_root_filesystem: Some(true),
+                ..container_security()
+            }),
+            readiness_probe: Some(http_probe("/ready", "metrics", 1, 5)),
+            liveness_probe: Some(http_probe("/healthz", "metrics", 5, 10)),
+            volume_mounts: Some(mounts),
+            ..Default::default()
+        });
+    }
+    let pod_spec = PodSpec {
+        service_account_name: Some(name.clone()),
+        automount_service_account_token: Some(false),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(65532),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_owned(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        image_pull_secrets: (!spec.image_pull_secrets.is_empty()).then(|| {
+            spec.image_pull_secrets
+                .iter()
+                .filter(|s| !s.is_empty())
+                .map(|s| k8s_openapi::api::core::v1::LocalObjectReference { name: s.clone() })
+                .collect()
+        }),
+        tolerations: (!config.pod_tolerations.is_empty()).then(|| config.pod_tolerations.clone()),
+        node_selector: (!config.pod_node_selector.is_empty())
+            .then(|| config.pod_node_selector.clone()),
+        containers,
+        volumes: (!volumes.is_empty()).then_some(volumes),
+        ..Default::default()
+    };
+
+    let rollout = spec.rollout.clone().unwrap_or_default();
+    let strategy = match rollout.strategy {
+        RolloutStrategy::Recreate => DeploymentStrategy {
+            type_: Some("Recreate".to_owned()),
+            rolling_update: None,
+        },
+        RolloutStrategy::RollingUpdate | RolloutStrategy::Canary => DeploymentStrategy {
+            type_: Some("RollingUpdate".to_owned()),
+            rolling_update: Some(RollingUpdateDeployment {
+                max_unavailable: rollout.max_unavailable.as_deref().map(int_or_percent),
+                max_surge: rollout.max_surge.as_deref().map(int_or_percent),
+            }),
+        },
+    };
+    let canary_replicas = match rollout.strategy {
+        RolloutStrategy::Canary => rollout.canary_replicas.unwrap_or(0).clamp(0, spec.replicas),
+        _ => 0,
+    };
+    let deployment = |track: &str, replicas: i32, name: String| {
+        let mut selector = BTreeMap::new();
+        selector.insert(SERVER_LABEL.to_owned(), server.name_any());
+        selector.insert(TRACK_LABEL.to_owned(), track.to_owned());
+        let mut pod_labels = labels(&server.name_any());
+        pod_labels.insert(TRACK_LABEL.to_owned(), track.to_owned());
+        let mut metadata = meta(server, name);
+        metadata
+            .labels
+            .get_or_insert_default()
+            .insert(TRACK_LABEL.to_owned(), track.to_owned());
+        Deployment {
+            metadata,
+            spec: Some(DeploymentSpec {
+                replicas: Some(replicas),
+                selector: LabelSelector {
+                    match_labels: Some(selector),
+                    ..Default::default()
+                },
+                strategy: Some(strategy.clone()),
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: Some(pod_labels),
+                        ..Default::default()
+                    }),
+                    spec: Some(pod_spec.clone()),
+                },
+                ..Default::default()
+            }),
+            status: None,
+        }
+    };
+    let stable = deployment("stable", spec.replicas - canary_replicas, name.clone());
+    let canary =
+        (canary_replicas > 0).then(|| deployment("canary", canary_replicas, canary_name(&name)));
+
+    // --- service and route ----------------------------------------------------------------
+    let mut ports = vec![ServicePort {
+        name: Some("http".to_owned()),
+        port: spec.service_port,
+        target_port: Some(IntOrString::String(
+            if gateway.is_some() { "gateway" } else { "http" }.to_owned(),
+        )),
+        protocol: Some("TCP".to_owned()),
+        ..Default::default()
+    }];
+    if gateway.is_some() {
+        ports.push(ServicePort {
+            name: Some("metrics".to_owned()),
+            port: GATEWAY_ADMIN_PORT,
+            target_port: Some(IntOrString::String("metrics".to_owned())),
+            protocol: Some("TCP".to_owned()),
+            ..Default::default()
+        });
+    }
+    let service = Service {
+        metadata: meta(server, name.clone()),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".to_owned()),
+            selector: Some([(SERVER_LABEL.to_owned(), name.clone())].into()),
+            ports: Some(ports),
+            ..Default::default()
+        }),
+        status: None,
+    };
+
+    let route = server.route_path();
+    let backend = IngressBackend {
+        service: Some(IngressServiceBackend {
+            name: name.clone(),
+            port: Some(ServiceBackendPort {
+                number: Some(spec.service_port),
+                name: None,
+            }),
+        }),
+        resource: None,
+    };
+    let mut paths = vec![HTTPIngressPath {
+        path: Some(route.clone()),
+        path_type: "Prefix".to_owned(),
+        backend: backend.clone(),
+    }];
+    if gateway.is_some() && auth_mode == AuthMode::Oauth {
+        // RFC 9728 protected-resource metadata, served by the gateway for this route.
+        paths.push(HTTPIngressPath {
+            path: Some(format!("/.well-known/oauth-protected-resource{route}")),
+            path_type: "Prefix".to_owned(),
+            backend,
+        });
+    }
+    let mut ingress_meta = meta(server, name.clone());
+    if !spec.ingress_annotations.is_empty() {
+        ingress_meta.annotations = Some(spec.ingress_annotations.clone());
+    }
+    let ingress = Ingress {
+        metadata: ingress_meta,
+        spec: Some(IngressSpec {
+            ingress_class_name: Some(
+                spec.ingress_class
+                    .clone()
+                    .filter(|c| !c.is_empty())
+                    .unwrap_or_else(|| config.ingress_class.clone()),
+            ),
+            rules: Some(vec![IngressRule {
+                host: spec
+                    .ingress_host
+                    .clone()
+                    .filter(|h| !h.is_empty())
+                    .or_else(|| config.default_ingress_host.clone()),
+                http: Some(HTTPIngressRuleValue { paths }),
+            }]),
+            ..Default::default()
+        }),
+        status: None,
+    };
+
+    let policy = match (gateway, policy) {
+        (Some(_), Some(doc)) => {
+            let mut metadata = meta(server, policy_config_map_name(&name));
+            metadata.annotations =
+                Some([(POLICY_REVISION_ANNOTATION.to_owned(), doc.revision.clone())].into());
+            Some(ConfigMap {
+                metadata,
+                data: Some([(POLICY_KEY.to_owned(), doc.to_json_pretty())].into()),
+                ..Default::default()
+            })
+        }
+        _ => None,
+    };
+
+    Desired {
+        service_account,
+        deployment: stable,
+        canary,
+        service,
+        ingress,
+        policy,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcp_runtime_api::MCPServerSpec;
+    use mcp_runtime_api::server::{GatewaySpec, RolloutSpec};
+    use mcp_runtime_policy::ServerRef;
+
+    fn server(spec: MCPServerSpec) -> MCPServer {
+        let mut s = MCPServer::new("hello", spec);
+        s.metadata.namespace = Some("demo".into());
+        s.metadata.uid = Some("uid-1".into());
+        s
+    }
+
+    fn doc() -> PolicyDocument {
+        PolicyDocument::new(ServerRef {
+            name: "hello".into(),
+            namespace: "demo".into(),
+            team_id: None,
+            cluster: None,
+        })
+        .seal()
+        .unwrap()
+    }
+
+    #[test]
+    fn images_get_their_tag_and_registry() {
+        assert_eq!(
+            resolve_image("ghcr.io/a/b", Some("1"), None),
+            "ghcr.io/a/b:1"
+        );
+        assert_eq!(
+            resolve_image("ghcr.io/a/b:2", Some("1"), None),
+            "ghcr.io/a/b:2"
+        );
+        assert_eq!(
+            resolve_image("a/b@sha256:00", Some("1"), None),
+            "a/b@sha256:00"
+        );
+        assert_eq!(
+            resolve_image("localhost:5000/b:1", None, Some("reg.io")),
+            "reg.io/b:1"
+        );
+        assert_eq!(
+            resolve_image("ghcr.io/a/b", None, Some("reg.io/")),
+            "reg.io/a/b"
+        );
+        assert_eq!(
+            resolve_image("acme/b", None, Some("reg.io")),
+            "reg.io/acme/b"
+        );
+        assert_eq!(resolve_image("b", Some("3"), Some("reg.io")), "reg.io/b:3");
+    }
+
+    #[test]
+    fn plain_server_has_no_gateway_and_routes_to_its_port() {
+        let s = server(MCPServerSpec::with_image("ghcr.io/acme/hello:1"));
+        let d = desired(&s, &Config::defaults(), None);
+        let pod = d
+            .deployment
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap();
+        assert_eq!(pod.containers.len(), 1);
+        assert_eq!(pod.service_account_name.as_deref(), Some("hello"));
+        let svc = d.service.spec.unwrap();
+        assert_eq!(svc.ports.as_ref().unwrap().len(), 1);
+        assert_eq!(
+            svc.ports.unwrap()[0].target_port,
+            Some(IntOrString::String("http".into()))
+        );
+        assert!(d.policy.is_none() && d.canary.is_none());
+        let ing = d.ingress.spec.unwrap();
+        assert_eq!(ing.ingress_class_name.as_deref(), Some("traefik"));
+        let rules = ing.rules.unwrap();
+        let path = &rules[0].http.as_ref().unwrap().paths[0];
+        assert_eq!(path.path.as_deref(), Some("/hello/mcp"));
+        let owner = &d.deployment.metadata.owner_references.unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.controller),
+            ("MCPServer", Some(true))
+        );
+        assert_eq!(
+            d.deployment.metadata.labels.unwrap()[MANAGED_BY_LABEL],
+            "mcp-runtime"
+        );
+    }
+
+    #[test]
+    fn gateway_sidecar_is_wired_to_the_policy_and_the_service_targets_it() {
+        let mut spec = MCPServerSpec::with_image("ghcr.io/acme/hello:1");
+        spec.gateway = Some(GatewaySpec::enabled());
+        let s = server(spec);
+        let d = desired(&s, &Config::defaults(), Some(&doc()));
+        let pod = d
+            .deployment
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .clone()
+            .unwrap();
+        let gw = pod
+            .containers
+            .iter()
+            .find(|c| c.name == "mcp-gateway")
+            .unwrap();
+        let env: BTreeMap<_, _> = gw
+            .env
+            .clone()
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.name, e.value.unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            env["POLICY_FILE"],
+            "/var/run/mcp-runtime/policy/policy.json"
+        );
+        assert_eq!(env["UPSTREAM_URL"], "http://127.0.0.1:8088");
+        assert_eq!(env["MCP_GATEWAY_LISTEN"], "0.0.0.0:8091");
+        assert!(env.contains_key("MCP_GATEWAY_TOKEN_KEY_FILE"));
+        let vols = pod.volumes.unwrap();
+        let policy_vol = vols.iter().find(|v| v.name == "gateway-policy").unwrap();
+        assert_eq!(
+            policy_vol.config_map.as_ref().unwrap().name,
+            "hello-gateway-policy"
+        );
+        let cm = d.policy.unwrap();
+        assert_eq!(cm.metadata.name.as_deref(), Some("hello-gateway-policy"));
+        assert!(cm.data.unwrap()[POLICY_KEY].contains("\"revision\": \"sha256:"));
+        let svc = d.service.spec.unwrap();
+        assert_eq!(
+            svc.ports.unwrap()[0].target_port,
+            Some(IntOrString::String("gateway".into()))
+        );
+    }
+
+    #[test]
+    fn canary_splits_replicas_and_operator_config_reaches_pods() {
+        let mut spec = MCPServerSpec::with_image("hello");
+        spec.replicas = 4;
+        spec.rollout = Some(RolloutSpec {
+            strategy: RolloutStrategy::Canary,
+            canary_replicas: Some(1),
+            max_surge: Some("25%".into()),
+            max_unavailable: Some("1".into()),
+        });
+        let mut config = Config::defaults();
+        config
+            .pod_node_selector
+            .insert("type".into(), "kwok".into());
+        let d = desired(&server(spec), &config, None);
+        let stable = d.deployment.spec.unwrap();
+        let canary = d.canary.unwrap();
+        assert_eq!(stable.replicas, Some(3));
+        assert_eq!(canary.spec.as_ref().unwrap().replicas, Some(1));
+        assert_eq!(canary.metadata.name.as_deref(), Some("hello-canary"));
+        let ru = stable.strategy.unwrap().rolling_update.unwrap();
+        assert_eq!(ru.max_surge, Some(IntOrString::String("25%".into())));
+        assert_eq!(ru.max_unavailable, Some(IntOrString::Int(1)));
+        assert_eq!(
+            stable.template.spec.unwrap().node_selector.unwrap()["type"],
+            "kwok"
+        );
+    }
+
+    #[test]
+    fn the_gateway_admin_port_is_reserved() {
+        let mut spec = MCPServerSpec::with_image("hello");
+        spec.port = 9103;
+        spec.gateway = Some(GatewaySpec::enabled());
+        let problems = check(&server(spec), &Config::defaults());
+        assert_eq!(problems[0].path, "spec.port");
+    }
+}
