@@ -672,19 +672,27 @@ where
     Fut: Future<Output = std::result::Result<T, String>>,
 {
     let deadline = Instant::now() + timeout;
+    let mut last: Option<String> = None;
     loop {
+        // Each check gets at least 5 s (more if more is left), so one slow check at the end does
+        // not hide the reason the previous ones gave.
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let last =
-            match tokio::time::timeout(remaining.max(Duration::from_millis(1)), check()).await {
-                Ok(Ok(value)) => return Ok(value),
-                Ok(Err(reason)) => reason,
-                Err(_) => "the check itself did not finish in time".to_owned(),
-            };
+        match tokio::time::timeout(remaining.max(Duration::from_secs(5)), check()).await {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(reason)) => last = Some(reason),
+            Err(_) => {
+                let why = "a check did not finish in time";
+                last = Some(match last {
+                    Some(previous) => format!("{previous}; then {why}"),
+                    None => why.to_owned(),
+                });
+            }
+        }
         if Instant::now() >= deadline {
             return Err(Error::Timeout {
                 what: what.to_owned(),
                 timeout,
-                last: Some(last),
+                last,
             });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

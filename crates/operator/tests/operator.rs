@@ -1,0 +1,786 @@
+//! The operator against a real kube-apiserver (kube-testenv), running as its ServiceAccount
+//! with the generated RBAC. Every test has its own namespace; every wait has a timeout.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::*;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service, ServiceAccount};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use mcp_runtime_api::{AccessPhase, MCPAccessGrant, MCPAgentSession, MCPServer, ServerPhase};
+use mcp_runtime_kube_testenv::eventually;
+
+fn server_yaml(name: &str, extra: &str) -> MCPServer {
+    yaml(&format!(
+        "apiVersion: mcpruntime.org/v1alpha1\nkind: MCPServer\nmetadata: {{name: {name}}}\nspec:\n  image: ghcr.io/acme/{name}:1\n  tools: [{{name: echo, sideEffect: read}}, {{name: refund, requiredTrust: high, sideEffect: destructive}}]\n{extra}"
+    ))
+}
+
+fn grant_yaml(name: &str, server: &str, server_ns: Option<&str>, extra: &str) -> MCPAccessGrant {
+    let ns = server_ns
+        .map(|n| format!(", namespace: {n}"))
+        .unwrap_or_default();
+    yaml(&format!(
+        "apiVersion: mcpruntime.org/v1alpha1\nkind: MCPAccessGrant\nmetadata: {{name: {name}}}\nspec:\n  serverRef: {{name: {server}{ns}}}\n  subject: {{humanID: alice}}\n  maxTrust: high\n  allowedSideEffects: [read]\n{extra}"
+    ))
+}
+
+fn session_yaml(name: &str, server: &str, expires_at: &str, extra: &str) -> MCPAgentSession {
+    yaml(&format!(
+        "apiVersion: mcpruntime.org/v1alpha1\nkind: MCPAgentSession\nmetadata: {{name: {name}}}\nspec:\n  serverRef: {{name: {server}}}\n  subject: {{humanID: alice, agentID: claude}}\n  consentedTrust: low\n  expiresAt: '{expires_at}'\n{extra}"
+    ))
+}
+
+const GATEWAY: &str = "  gateway: {enabled: true}\n";
+
+fn in_hours(h: i64) -> String {
+    let t = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_hours(h))
+        .unwrap();
+    jiff::Timestamp::from_second(t.as_second())
+        .unwrap()
+        .to_string()
+}
+
+async fn merge<K>(api: &Api<K>, name: &str, patch: serde_json::Value) -> K
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap_or_else(|e| panic!("patching {name}: {e}"))
+}
+
+async fn names<K>(client: &Client, ns: &str) -> BTreeSet<String>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Api::<K>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=mcp-runtime"))
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter(|o| o.meta().deletion_timestamp.is_none())
+        .map(ResourceExt::name_any)
+        .collect()
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[tokio::test]
+async fn crds_install_and_cel_rejects_bad_objects_with_readable_messages() {
+    let c = cluster();
+    let client = c.env.client().await;
+    let ns = c.env.namespace("cel").await;
+    let servers = server_api(&client, &ns);
+    let bad = server_yaml(
+        "bad",
+        "  port: 8091\n  gateway: {enabled: true, port: 8091}\n",
+    );
+    let err = servers
+        .create(&PostParams::default(), &bad)
+        .await
+        .expect_err("gateway.port == port must be rejected");
+    let msg = err.to_string();
+    assert!(msg.contains("gateway.port must differ from port"), "{msg}");
+
+    let grants: Api<MCPAccessGrant> = Api::namespaced(client.clone(), &ns);
+    let mut wildcard = grant_yaml("wild", "s", None, "");
+    wildcard.spec.subject = Default::default();
+    let msg = grants
+        .create(&PostParams::default(), &wildcard)
+        .await
+        .expect_err("a wildcard subject must be rejected")
+        .to_string();
+    assert!(msg.contains("wildcard subjects are not allowed"), "{msg}");
+
+    let canary = server_yaml(
+        "canary",
+        "  replicas: 2\n  rollout: {strategy: Canary, canaryReplicas: 2}\n",
+    );
+    let msg = servers
+        .create(&PostParams::default(), &canary)
+        .await
+        .expect_err("canaryReplicas == replicas must be rejected")
+        .to_string();
+    assert!(
+        msg.contains("0 < rollout.canaryReplicas < replicas"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn a_server_gets_exactly_its_objects_and_loses_them_on_update_and_delete() {
+    let c = cluster();
+    let client = c.env.client().await;
+    let ns = c.env.namespace("lifecycle").await;
+    let servers = server_api(&client, &ns);
+    servers
+        .create(&PostParams::default(), &server_yaml("hello", GATEWAY))
+        .await
+        .unwrap();
+    let ready = wait_phase(&servers, "hello", ServerPhase::Ready).await;
+    let status = ready.status.clone().unwrap();
+    assert!(status.deployment_ready && status.service_ready && status.ingress_ready);
+    assert!(status.gateway_ready && status.policy_ready);
+    let types: BTreeSet<String> = status.conditions.iter().map(|c| c.type_.clone()).collect();
+    assert_eq!(
+        types,
+        set(&[
+            "DeploymentReady",
+            "GatewayReady",
+            "IngressReady",
+            "PolicyReady",
+            "Ready",
+            "ServiceReady"
+        ])
+    );
+    assert!(
+        status
+            .conditions
+            .iter()
+            .all(|c| c.observed_generation == ready.metadata.generation)
+    );
+
+    // Exactly these objects, labelled, owned by the server, written by one field manager.
+    assert_eq!(names::<Deployment>(&client, &ns).await, set(&["hello"]));
+    assert_eq!(names::<Service>(&client, &ns).await, set(&["hello"]));
+    assert_eq!(names::<Ingress>(&client, &ns).await, set(&["hello"]));
+    assert_eq!(names::<ServiceAccount>(&client, &ns).await, set(&["hello"]));
+    assert_eq!(
+        names::<ConfigMap>(&client, &ns).await,
+        set(&["hello-gateway-policy"])
+    );
+    let deploy = Api::<Deployment>::namespaced(client.clone(), &ns)
+        .get("hello")
+        .await
+        .unwrap();
+    let owner = &deploy.owner_references()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+        ("MCPServer", "hello", Some(true))
+    );
+    let managers: BTreeSet<String> = deploy
+        .managed_fields()
+        .iter()
+        .filter(|f| f.operation.as_deref() == Some("Apply"))
+        .filter_map(|f| f.manager.clone())
+        .collect();
+    assert_eq!(managers, set(&["mcp-runtime-operator"]));
+    let pod_spec = deploy.spec.unwrap().template.spec.unwrap();
+    let containers: Vec<&str> = pod_spec
+        .containers
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(containers, ["server", "mcp-gateway"]);
+    assert_eq!(pod_spec.node_selector.unwrap()["type"], "kwok");
+
+    // The policy: the revision in the status is the one in the ConfigMap.
+    let doc = policy(&client, &ns, "hello")
+        .await
+        .expect("policy ConfigMap");
+    assert_eq!(
+        status.policy_revision.as_deref(),
+        Some(doc.revision.as_str())
+    );
+    assert_eq!(doc.tools.len(), 2);
+    assert_eq!(doc.server.cluster.as_deref(), Some("testenv"));
+    let ingress = Api::<Ingress>::namespaced(client.clone(), &ns)
+        .get("hello")
+        .await
+        .unwrap();
+    let spec = ingress.spec.unwrap();
+    assert_eq!(spec.ingress_class_name.as_deref(), Some("traefik"));
+    assert_eq!(
+        spec.rules.unwrap()[0].http.as_ref().unwrap().paths[0]
+            .path
+            .as_deref(),
+        Some("/hello/mcp")
+    );
+    let svc = Api::<Service>::namespaced(client.clone(), &ns)
+        .get("hello")
+        .await
+        .unwrap();
+    assert_eq!(
+        svc.spec.unwrap().ports.unwrap()[0].target_port,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("gateway".into()))
+    );
+
+    // Canary rollout: a second Deployment.
+    merge(&servers, "hello", serde_json::json!({"spec": {"replicas": 3, "rollout": {"strategy": "Canary", "canaryReplicas": 1}}})).await;
+    let s = wait_phase(&servers, "hello", ServerPhase::Ready).await;
+    assert!(s.status.unwrap().canary_ready);
+    assert_eq!(
+        names::<Deployment>(&client, &ns).await,
+        set(&["hello", "hello-canary"])
+    );
+    let stable = Api::<Deployment>::namespaced(client.clone(), &ns)
+        .get("hello")
+        .await
+        .unwrap();
+    assert_eq!(stable.spec.unwrap().replicas, Some(2));
+
+    // Gateway off, canary off: the ConfigMap and the canary go, the Service targets the server.
+    merge(&servers, "hello", serde_json::json!({"spec": {"replicas": 1, "rollout": null, "gateway": {"enabled": false}}})).await;
+    let s = wait_phase(&servers, "hello", ServerPhase::Ready).await;
+    let st = s.status.unwrap();
+    assert!(!st.policy_ready && !st.gateway_ready && st.policy_revision.is_none());
+    eventually(
+        "the policy ConfigMap and the canary to be deleted",
+        WAIT,
+        || {
+            let client = client.clone();
+            let ns = ns.clone();
+            async move {
+                let cms = names::<ConfigMap>(&client, &ns).await;
+                let deps = names::<Deployment>(&client, &ns).await;
+                if cms.is_empty() && deps == set(&["hello"]) {
+                    Ok(())
+                } else {
+                    Err(format!("{cms:?} {deps:?}"))
+                }
+            }
+        },
+    )
+    .await
+    .unwrap();
+    let deploy = Api::<Deployment>::namespaced(client.clone(), &ns)
+        .get("hello")
+        .await
+        .unwrap();
+    assert_eq!(
+        deploy.spec.unwrap().template.spec.unwrap().containers.len(),
+        1
+    );
+
+    // Delete: garbage collection removes everything it owned.
+    servers
+        .delete("hello", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    eventually("every owned object to be gone", WAIT, || {
+        let client = client.clone();
+        let ns = ns.clone();
+        async move {
+            let left: Vec<String> = [
+                names::<Deployment>(&client, &ns).await,
+                names::<Service>(&client, &ns).await,
+                names::<Ingress>(&client, &ns).await,
+                names::<ServiceAccount>(&client, &ns).await,
+                names::<ConfigMap>(&client, &ns).await,
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("left: {left:?}"))
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_no_forbidden(c.operator.lock().unwrap().log());
+}
+
+#[tokio::test]
+async fn a_server_is_ready_only_once_its_kwok_pods_are() {
+    let c = cluster();
+    let client = c.env.client().await;
+    let ns = c.env.namespace("readiness").await;
+    let servers = server_api(&client, &ns);
+    // Asks for more CPU than the kwok node has: the pod cannot be scheduled.
+    servers
+        .create(
+            &PostParams::default(),
+            &server_yaml("big", "  resources: {requests: {cpu: '64'}}\n"),
+        )
+        .await
+        .unwrap();
+    let s = wait_for(
+        &servers,
+        "big",
+        "the unschedulable server to wait for its replica",
+        WAIT,
+        |s| {
+            let st = s.status.as_ref();
+            let msg = st.and_then(|s| s.message.clone()).unwrap_or_default();
+            if st.and_then(|s| s.phase) == Some(ServerPhase::PartiallyReady)
+                && msg.contains("0/1 replicas available")
+            {
+                Ok(())
+            } else {
+                Err(format!("{:?}: {msg}", st.and_then(|s| s.phase)))
+            }
+        },
+    )
+    .await;
+    let st = s.status.unwrap();
+    assert!(!st.deployment_ready && st.service_ready && st.ingress_ready);
+    // It stays that way.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let s = servers.get("big").await.unwrap();
+    assert_eq!(s.status.unwrap().phase, Some(ServerPhase::PartiallyReady));
+
+    merge(
+        &servers,
+        "big",
+        serde_json::json!({"spec": {"resources": {"requests": {"cpu": "100m"}}}}),
+    )
+    .await;
+    wait_phase(&servers, "big", ServerPhase::Ready).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let running: Vec<Pod> = pods
+        .list(&ListParams::default().labels("mcpruntime.org/server=big"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+        .collect();
+    assert!(!running.is_empty(), "Ready without a ready pod");
+    assert!(
+        running
+            .iter()
+            .all(|p| p.spec.as_ref().unwrap().node_name.as_deref() == Some("kwok-node-0"))
+    );
+}
+
+#[tokio::test]
+async fn grant_and_session_changes_rerender_the_policy_and_their_statuses() {
+    let c = cluster();
+    let client = c.env.client().await;
+    let server_ns = c.env.namespace("policy-srv").await;
+    let access_ns = c.env.namespace("policy-acc").await;
+    let servers = server_api(&client, &server_ns);
+    servers
+        .create(&PostParams::default(), &server_yaml("payments", GATEWAY))
+        .await
+        .unwrap();
+    let first = wait_phase(&servers, "payments", ServerPhase::Ready).await;
+    let rev0 = first.status.unwrap().policy_revision.unwrap();
+
+    // A grant in another namespace targets the server.
+    let grants: Api<MCPAccessGrant> = Api::namespaced(client.clone(), &access_ns);
+    grants
+        .create(
+            &PostParams::default(),
+            &grant_yaml("alice", "payments", Some(&server_ns), ""),
+        )
+        .await
+        .unwrap();
+    let doc = wait_policy(
+        &client,
+        &server_ns,
+        "payments",
+        "the grant in the policy",
+        |d| {
+            d.grants
+                .iter()
+                .any(|g| g.name == "alice" && g.namespace == access_ns)
+        },
+    )
+    .await;
+    assert_ne!(doc.revision, rev0);
+    let g = wait_access(&grants, "alice", AccessPhase::Active, WAIT).await;
+    let st = g.status.unwrap();
+    assert!(
+        st.conditions
+            .iter()
+            .any(|c| c.type_ == "ServerFound" && c.status == "True")
+    );
+    assert!(
+        st.conditions
+            .iter()
+            .all(|c| c.observed_generation == g.metadata.generation)
+    );
+    // The server's status follows the policy.
+    wait_for(
+        &servers,
+        "payments",
+        "policyRevision to follow",
+        WAIT,
+        |s| {
+            let r = s.status.as_ref().and_then(|s| s.policy_revision.clone());
+            if r.as_deref() == Some(doc.revision.as_str()) {
+                Ok(())
+            } else {
+                Err(format!("{r:?}"))
+            }
+        },
+    )
+    .await;
+
+    // Disabling it: rendered disabled, status Disabled.
+    merge(
+        &grants,
+        "alice",
+        serde_json::json!({"spec": {"disabled": true}}),
+    )
+    .await;
+    wait_policy(&client, &server_ns, "payments", "the grant disabled", |d| {
+        d.grants.iter().any(|g| g.name == "alice" && g.disabled)
+    })
+    .await;
+    wait_access(&grants, "alice", AccessPhase::Disabled, WAIT).await;
+
+    // A grant for a server that does not exist yet, then the server appears.
+    let local: Api<MCPAccessGrant> = Api::namespaced(client.clone(), &server_ns);
+    local
+        .create(
+            &PostParams::default(),
+            &grant_yaml("early", "later", None, ""),
+        )
+        .await
+        .unwrap();
+    let g = wait_access(&local, "early", AccessPhase::ServerNotFound, WAIT).await;
+    assert!(
+        g.status
+            .unwrap()
+            .message
+            .unwrap()
+            .contains("does not exist")
+    );
+    servers
+        .create(&PostParams::default(), &server_yaml("later", GATEWAY))
+        .await
+        .unwrap();
+    wait_access(&local, "early", AccessPhase::Active, WAIT).await;
+    wait_policy(
+        &client,
+        &server_ns,
+        "later",
+        "the early grant in the new server's policy",
+        |d| d.grants.iter().any(|g| g.name == "early"),
+    )
+    .await;
+
+    // Moving a grant re-renders both servers.
+    merge(
+        &local,
+        "early",
+        serde_json::json!({"spec": {"serverRef": {"name": "payments"}}}),
+    )
+    .await;
+    wait_policy(&client, &server_ns, "later", "the moved grant gone", |d| {
+        d.grants.is_empty()
+    })
+    .await;
+    wait_policy(
+        &client,
+        &server_ns,
+        "payments",
+        "the moved grant present",
+        |d| d.grants.iter().any(|g| g.name == "early"),
+    )
+    .await;
+
+    // Sessions: rendered, revoked, deleted.
+    let sessions: Api<MCPAgentSession> = Api::namespaced(client.clone(), &server_ns);
+    sessions
+        .create(
+            &PostParams::default(),
+            &session_yaml("alice-claude", "payments", &in_hours(24), ""),
+        )
+        .await
+        .unwrap();
+    wait_policy(
+        &client,
+        &server_ns,
+        "payments",
+        "the session in the policy",
+        |d| {
+            d.sessions
+                .iter()
+                .any(|s| s.name == "alice-claude" && !s.revoked)
+        },
+    )
+    .await;
+    wait_access(&sessions, "alice-claude", AccessPhase::Active, WAIT).await;
+    merge(
+        &sessions,
+        "alice-claude",
+        serde_json::json!({"spec": {"revoked": true}}),
+    )
+    .await;
+    wait_policy(
+        &client,
+        &server_ns,
+        "payments",
+        "the session revoked",
+        |d| {
+            d.sessions
+                .iter()
+                .any(|s| s.name == "alice-claude" && s.revoked)
+        },
+    )
+    .await;
+    wait_access(&sessions, "alice-claude", AccessPhase::Revoked, WAIT).await;
+    sessions
+        .delete("alice-claude", &DeleteParams::default())
+        .await
+        .unwrap();
+    grants
+        .delete("alice", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_policy(
+        &client,
+        &server_ns,
+        "payments",
+        "deleted grant and session gone",
+        |d| d.sessions.is_empty() && d.grants.iter().all(|g| g.name != "alice"),
+    )
+    .await;
+
+    // Deleting the server: its grants report it.
+    servers
+        .delete("payments", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_access(&local, "early", AccessPhase::ServerNotFound, WAIT).await;
+}
+
+#[tokio::test]
+async fn a_session_turns_expired_at_expires_at_without_any_other_event() {
+    let c = cluster();
+    let client = c.env.client().await;
+    let ns = c.env.namespace("expiry").await;
+    let servers = server_api(&client, &ns);
+    servers
+        .create(&PostParams::default(), &server_yaml("clock", GATEWAY))
+        .await
+        .unwrap();
+    let expires = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_secs(6))
+        .unwrap();
+    let expires = jiff::Timestamp::from_second(expires.as_second()).unwrap();
+    let sessions: Api<MCPAgentSession> = Api::namespaced(client.clone(), &ns);
+    sessions
+        .create(
+            &PostParams::default(),
+            &session_yaml("short", "clock", &expires.to_string(), ""),
+        )
+        .await
+        .unwrap();
+    wait_access(&sessions, "short", AccessPhase::Active, WAIT).await;
+    assert!(
+        jiff::Timestamp::now() < expires,
+        "the set-up took longer than the session lives"
+    );
+    // Nothing else happens to it; it must flip on its own, right at expiresAt.
+    let s = wait_access(
+        &sessions,
+        "short",
+        AccessPhase::Expired,
+        Duration::from_secs(30),
+    )
+    .await;
+    let ready = s
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.status, "False");
+    let flipped = ready.last_transition_time.0;
+    assert!(
+        flipped >= expires,
+        "turned Expired at {flipped}, before expiresAt {expires}"
+    );
+    let late = flipped.duration_since(expires);
+    assert!(
+        late < jiff::SignedDuration::from_secs(2),
+        "turned Expired {late:?} after expiresAt"
+    );
+}
+
+#[tokio::test]
+async fn the_operator_repairs_drift_and_takes_back_fields_from_conflicting_writers() {
+    let c = cluster();
+    let client = c.env.client().await;
+    let ns = c.env.namespace("drift").await;
+    let servers = server_api(&client, &ns);
+    servers
+        .create(&PostParams::default(), &server_yaml("steady", GATEWAY))
+        .await
+        .unwrap();
+    wait_phase(&servers, "steady", ServerPhase::Ready).await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+
+    // Another field manager forces its own replica count and image: a conflict the operator
+    // resolves by applying (forced) again.
+    let intruder = serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "steady"},
+        "spec": {"replicas": 4, "template": {"spec": {"containers": [{"name": "server", "image": "evil:latest"}]}}}
+    });
+    let plain = deployments
+        .patch(
+            "steady",
+            &PatchParams::apply("intruder"),
+            &Patch::Apply(&intruder),
+        )
+        .await
+        .expect_err("a non-forced apply conflicts with the operator's fields");
+    assert!(plain.to_string().contains("conflict"), "{plain}");
+    deployments
+        .patch(
+            "steady",
+            &PatchParams::apply("intruder").force(),
+            &Patch::Apply(&intruder),
+        )
+        .await
+        .unwrap();
+    wait_for(
+        &deployments,
+        "steady",
+        "the Deployment to be restored",
+        WAIT,
+        |d| {
+            let spec = d.spec.as_ref().unwrap();
+            let image = spec.template.spec.as_ref().unwrap().containers[0]
+                .image
+                .clone();
+            if spec.replicas == Some(1) && image.as_deref() == Some("ghcr.io/acme/steady:1") {
+                Ok(())
+            } else {
+                Err(format!("replicas {:?}, image {image:?}", spec.replicas))
+            }
+        },
+    )
+    .await;
+
+    // A deleted Service comes back.
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let uid = services.get("steady").await.unwrap().uid();
+    services
+        .delete("steady", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(
+        &services,
+        "steady",
+        "the Service to be recreated",
+        WAIT,
+        |s| {
+            if s.uid() != uid {
+                Ok(())
+            } else {
+                Err("still the old one".into())
+            }
+        },
+    )
+    .await;
+
+    // An edited policy ConfigMap is rewritten with the sealed document.
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    merge(
+        &cms,
+        "steady-gateway-policy",
+        serde_json::json!({"data": {"policy.json": "{\"tampered\": true}"}}),
+    )
+    .await;
+    wait_policy(&client, &ns, "steady", "the policy to be restored", |_| {
+        true
+    })
+    .await;
+    wait_phase(&servers, "steady", ServerPhase::Ready).await;
+}
+
+#[tokio::test]
+async fn specs_only_the_operator_can_judge_are_errors_with_an_event() {
+    let c = cluster();
+    let client = c.env.client().await;
+    let ns = c.env.namespace("invalid").await;
+    let servers = server_api(&client, &ns);
+    servers
+        .create(
+            &PostParams::default(),
+            &server_yaml("clash", "  port: 9103\n  gateway: {enabled: true}\n"),
+        )
+        .await
+        .unwrap();
+    let s = wait_phase(&servers, "clash", ServerPhase::Error).await;
+    let message = s.status.unwrap().message.unwrap();
+    assert!(
+        message.contains("spec.port: port 9103 is taken by the gateway's admin listener"),
+        "{message}"
+    );
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+    let found = eventually("a Warning event InvalidSpec", WAIT, || {
+        let events = events.clone();
+        async move {
+            let list = events
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            list.items
+                .into_iter()
+                .find(|e| {
+                    e.reason.as_deref() == Some("InvalidSpec")
+                        && e.type_.as_deref() == Some("Warning")
+                })
+                .ok_or_else(|| "none yet".to_owned())
+        }
+    })
+    .await
+    .unwrap();
+    assert!(found.note.unwrap().contains("9103"));
+    // Fixing the spec recovers.
+    merge(
+        &servers,
+        "clash",
+        serde_json::json!({"spec": {"port": 8088}}),
+    )
+    .await;
+    wait_phase(&servers, "clash", ServerPhase::Ready).await;
+}
+
+#[tokio::test]
+async fn metrics_health_and_readiness_are_served() {
+    let c = cluster();
+    let addr = c.metrics_addr.clone();
+    let (status, body) = eventually("/readyz to be 200", WAIT, || {
+        let addr = addr.clone();
+        async move {
+            match http_get(&addr, "/readyz") {
+                Ok((200, body)) => Ok((200, body)),
+                Ok((code, body)) => Err(format!("{code} {body}")),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("leader"), "{body}");
+    assert_eq!(http_get(&addr, "/healthz").unwrap().0, 200);
+    let (code, metrics) = http_get(&addr, "/metrics").unwrap();
+    assert_eq!(code, 200);
+    assert!(metrics.contains("mcp_operator_leader 1"), "{metrics}");
+    assert!(
+        metrics.contains("mcp_operator_reconcile_duration_seconds"),
+        "{metrics}"
+    );
+}
