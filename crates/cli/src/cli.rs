@@ -5,13 +5,15 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use mcp_runtime_policy::{SideEffect, Trust};
 
+use crate::commands::cluster::{ApplyArgs, GetArgs, ListArgs, NameArgs};
 use crate::output::Format;
 
 /// mcp-runtime: publish MCP servers on Kubernetes and govern who may call which tool.
 ///
-/// These commands work offline, on files: scaffold server metadata, generate MCPServer
-/// manifests, write access grants and agent sessions, render a server's policy document and
-/// explain a decision before anything reaches a cluster.
+/// Offline, on files: scaffold server metadata, generate MCPServer manifests, write access
+/// grants and agent sessions, render a server's policy document and explain a decision before
+/// anything reaches a cluster. Against a cluster (kubeconfig): apply, list, inspect and delete
+/// servers, grants and sessions.
 ///
 /// Exit codes: 0 success; 1 failure (bad input, IO); 2 usage error; 3 `policy explain` denied.
 #[derive(Debug, Parser)]
@@ -28,10 +30,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Describe MCP servers in .mcp/servers.yaml and generate their manifests.
+    /// Describe and generate MCP servers; apply, inspect and delete them on a cluster.
     #[command(subcommand)]
     Server(ServerCommand),
-    /// Write access grants and agent sessions.
+    /// Write access grants and agent sessions, manage them on a cluster.
     #[command(subcommand)]
     Access(AccessCommand),
     /// Render a server's policy document and explain decisions.
@@ -112,6 +114,16 @@ pub enum ServerCommand {
     Init(ServerInitArgs),
     /// Write one MCPServer manifest per server of .mcp/servers.yaml.
     Generate(ServerGenerateArgs),
+    /// Validate MCPServer manifests and server-side apply them to the cluster.
+    Apply(ApplyArgs),
+    /// List MCPServers with their phase, gateway, route and policy revision.
+    List(ListArgs),
+    /// Show one MCPServer (-o yaml|json for the whole object).
+    Get(GetArgs),
+    /// Show an MCPServer's phase, message and conditions as the operator reports them.
+    Status(GetArgs),
+    /// Delete an MCPServer; the operator's objects for it are garbage-collected.
+    Delete(NameArgs),
 }
 
 #[derive(Debug, Args)]
@@ -150,10 +162,10 @@ pub struct ServerGenerateArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum AccessCommand {
-    /// Write MCPAccessGrant manifests.
+    /// Write MCPAccessGrant manifests; apply, list and delete grants on a cluster.
     #[command(subcommand)]
     Grant(GrantCommand),
-    /// Write MCPAgentSession manifests.
+    /// Write MCPAgentSession manifests; apply, list and revoke sessions on a cluster.
     #[command(subcommand)]
     Session(SessionCommand),
 }
@@ -165,12 +177,24 @@ pub enum GrantCommand {
     /// Without --tool-rule the grant covers every tool of the server whose side effect it
     /// allows. With rules it covers only the tools named; a deny rule always wins.
     Init(GrantInitArgs),
+    /// Validate MCPAccessGrant manifests and server-side apply them to the cluster.
+    Apply(ApplyArgs),
+    /// List grants with their server, subject, trust and phase.
+    List(ListArgs),
+    /// Delete a grant; the policies of its server are re-rendered without it.
+    Delete(NameArgs),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum SessionCommand {
     /// Write an agent session: the trust a human consented to for an agent, until it expires.
     Init(SessionInitArgs),
+    /// Validate MCPAgentSession manifests and server-side apply them to the cluster.
+    Apply(ApplyArgs),
+    /// List sessions with their server, subject, trust, expiry and phase.
+    List(ListArgs),
+    /// Revoke a session (sets spec.revoked): the gateway refuses it from the next policy on.
+    Revoke(NameArgs),
 }
 
 /// Who a grant or session is for; at least one is required.

@@ -14,12 +14,40 @@ use crate::cli::{
     AccessCommand, Cli, Command, GrantCommand, PolicyCommand, ServerCommand, SessionCommand,
     TokenCommand,
 };
+use crate::commands::cluster::{self, Kind};
 use crate::commands::{access, dev, policy, server};
 
 fn run(cli: Cli) -> error::Result<u8> {
     match cli.command {
         Command::Server(ServerCommand::Init(args)) => server::init(args).map(|()| 0),
         Command::Server(ServerCommand::Generate(args)) => server::generate(args).map(|()| 0),
+        Command::Server(ServerCommand::Apply(args)) => {
+            cluster::apply(Kind::Server, args).map(|()| 0)
+        }
+        Command::Server(ServerCommand::List(args)) => cluster::list(Kind::Server, args).map(|()| 0),
+        Command::Server(ServerCommand::Get(args)) => cluster::server_get(args).map(|()| 0),
+        Command::Server(ServerCommand::Status(args)) => cluster::server_status(args).map(|()| 0),
+        Command::Server(ServerCommand::Delete(args)) => {
+            cluster::delete(Kind::Server, args).map(|()| 0)
+        }
+        Command::Access(AccessCommand::Grant(GrantCommand::Apply(args))) => {
+            cluster::apply(Kind::Grant, args).map(|()| 0)
+        }
+        Command::Access(AccessCommand::Grant(GrantCommand::List(args))) => {
+            cluster::list(Kind::Grant, args).map(|()| 0)
+        }
+        Command::Access(AccessCommand::Grant(GrantCommand::Delete(args))) => {
+            cluster::delete(Kind::Grant, args).map(|()| 0)
+        }
+        Command::Access(AccessCommand::Session(SessionCommand::Apply(args))) => {
+            cluster::apply(Kind::Session, args).map(|()| 0)
+        }
+        Command::Access(AccessCommand::Session(SessionCommand::List(args))) => {
+            cluster::list(Kind::Session, args).map(|()| 0)
+        }
+        Command::Access(AccessCommand::Session(SessionCommand::Revoke(args))) => {
+            cluster::session_revoke(args).map(|()| 0)
+        }
         Command::Access(AccessCommand::Grant(GrantCommand::Init(args))) => {
             access::grant_init(args).map(|()| 0)
         }
