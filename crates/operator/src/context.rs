@@ -11,6 +11,7 @@ use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use mcp_runtime_api::{MCPAccessGrant, MCPAgentSession, MCPServer};
 
+use crate::children::{Applied, Children};
 use crate::config::Config;
 use crate::index::TargetIndex;
 use crate::metrics::Metrics;
@@ -66,6 +67,10 @@ impl Default for Synced {
 
 pub struct Context {
     pub client: Client,
+    /// Caches of the objects servers own.
+    pub children: Children,
+    /// What the server controller last applied (see `children`).
+    pub applied: Arc<Applied>,
     pub config: Config,
     pub servers: Store<MCPServer>,
     pub grants: Store<MCPAccessGrant>,
@@ -82,6 +87,8 @@ impl Context {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         client: Client,
+        children: Children,
+        applied: Arc<Applied>,
         config: Config,
         servers: Store<MCPServer>,
         grants: Store<MCPAccessGrant>,
@@ -100,6 +107,8 @@ impl Context {
         );
         Self {
             client,
+            children,
+            applied,
             config,
             servers,
             grants,

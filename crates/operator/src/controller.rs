@@ -6,29 +6,31 @@
 //! - Grants and sessions are watched once each; the streams fill their caches and indexes, make
 //!   the server controller re-render every server whose policy a change touches (old and new
 //!   target; across namespaces), and drive their own status controllers.
-//! - Owned Deployments, Services, Ingresses and ConfigMaps (label
-//!   `app.kubernetes.io/managed-by=mcp-runtime`) trigger their server, so drift and deletions
-//!   are repaired and readiness is observed without polling.
+//! - Owned Deployments, Services, Ingresses, ConfigMaps and ServiceAccounts (label
+//!   `app.kubernetes.io/managed-by=mcp-runtime`) are cached and trigger their server, so drift
+//!   and deletions are repaired and readiness is observed without polling, and a reconcile
+//!   writes only what changed (see `children`).
 
 use std::sync::Arc;
 
 use futures::channel::mpsc;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, predicates, watcher};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use mcp_runtime_api::{MANAGER, MCPAccessGrant, MCPAgentSession, MCPServer};
 
 use crate::access;
+use crate::children::{Applied, Children};
 use crate::config::Config;
 use crate::context::{Context, Synced};
 use crate::index::{ServerPresence, TargetIndex};
 use crate::metrics::Metrics;
-use crate::resources::MANAGED_BY_LABEL;
+use crate::resources::{MANAGED_BY_LABEL, canary_name, policy_config_map_name};
 use crate::server;
 
 /// Runs the controllers until the future is dropped (leadership lost, shutdown).
@@ -43,18 +45,32 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
     let session_index = Arc::new(TargetIndex::<MCPAgentSession>::default());
     let presence = Arc::new(ServerPresence::default());
     let synced = Arc::new(Synced::new());
+    let applied = Arc::new(Applied::default());
     let (server_tx, server_rx) = mpsc::unbounded::<ObjectRef<MCPServer>>();
     let (grant_tx, grant_rx) = mpsc::unbounded::<ObjectRef<MCPAccessGrant>>();
     let (session_tx, session_rx) = mpsc::unbounded::<ObjectRef<MCPAgentSession>>();
 
     let server_events = {
         let (gi, si, synced) = (grant_index.clone(), session_index.clone(), synced.clone());
+        let applied = applied.clone();
         watcher(Api::<MCPServer>::all(client.clone()), wc.clone())
             .default_backoff()
             .reflect(server_writer)
             .inspect_ok(move |event| {
-                if matches!(event, watcher::Event::InitDone) {
-                    synced.mark(Synced::SERVERS);
+                match event {
+                    watcher::Event::InitDone => synced.mark(Synced::SERVERS),
+                    watcher::Event::Delete(s) => {
+                        let name = s.name_any();
+                        applied.forget(
+                            &s.namespace().unwrap_or_default(),
+                            &[
+                                name.clone(),
+                                canary_name(&name),
+                                policy_config_map_name(&name),
+                            ],
+                        );
+                    }
+                    _ => {}
                 }
                 for key in presence.apply(event) {
                     for g in gi.objects_for(&key) {
@@ -101,8 +117,48 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
             .predicate_filter(predicates::generation, Default::default())
     };
 
+    // Owned objects: cached (the server controller reads them instead of GETting) and
+    // triggering their server, deletions included.
+    let owned = watcher::Config::default()
+        .any_semantic()
+        .labels(&format!("{MANAGED_BY_LABEL}={MANAGER}"));
+    let (deployments, deployment_writer) = reflector::store::<Deployment>();
+    let (services, service_writer) = reflector::store::<Service>();
+    let (ingresses, ingress_writer) = reflector::store::<Ingress>();
+    let (config_maps, config_map_writer) = reflector::store::<ConfigMap>();
+    let (service_accounts, service_account_writer) = reflector::store::<ServiceAccount>();
+    let children = Children {
+        deployments,
+        services,
+        ingresses,
+        config_maps,
+        service_accounts,
+    };
+    fn owned_stream<K>(
+        client: &Client,
+        config: &watcher::Config,
+        writer: reflector::store::Writer<K>,
+    ) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+    where
+        K: kube::Resource<DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + Sync
+            + 'static,
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        watcher(Api::<K>::all(client.clone()), config.clone())
+            .default_backoff()
+            .reflect(writer)
+            .touched_objects()
+    }
+
     let ctx = Arc::new(Context::new(
         client.clone(),
+        children,
+        applied.clone(),
         config,
         server_store.clone(),
         grant_store.clone(),
@@ -113,15 +169,13 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
         synced.clone(),
     ));
 
-    let owned = watcher::Config::default()
-        .any_semantic()
-        .labels(&format!("{MANAGED_BY_LABEL}={MANAGER}"));
     let cc = controller::Config::default().concurrency(concurrency);
     let servers = Controller::for_stream(server_events, server_store.clone())
-        .owns(Api::<Deployment>::all(client.clone()), owned.clone())
-        .owns(Api::<Service>::all(client.clone()), owned.clone())
-        .owns(Api::<Ingress>::all(client.clone()), owned.clone())
-        .owns(Api::<ConfigMap>::all(client.clone()), owned)
+        .owns_stream(owned_stream(&client, &owned, deployment_writer))
+        .owns_stream(owned_stream(&client, &owned, service_writer))
+        .owns_stream(owned_stream(&client, &owned, ingress_writer))
+        .owns_stream(owned_stream(&client, &owned, config_map_writer))
+        .owns_stream(owned_stream(&client, &owned, service_account_writer))
         .reconcile_on(server_rx)
         .with_config(cc.clone())
         .run(server::reconcile, server::error_policy, ctx.clone())

@@ -11,6 +11,7 @@
 //! own RBAC and Deployment.
 
 pub mod access;
+pub mod children;
 pub mod config;
 pub mod context;
 pub mod controller;

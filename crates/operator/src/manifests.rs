@@ -96,9 +96,10 @@ pub struct Rbac {
 ///   namespaces) and write their status subresources;
 /// - `mcpservers/finalizers` update: owner references with `blockOwnerDeletion` need it where
 ///   the OwnerReferencesPermissionEnforcement admission plugin is on;
-/// - the owned kinds: get (ownership checks), list/watch (owned-object triggers), create and
-///   patch (server-side apply), delete (canary and policy ConfigMap when no longer wanted);
-///   ServiceAccounts are never watched or deleted (garbage collection removes them);
+/// - the owned kinds: get (ownership check before the first write of a name), list/watch
+///   (caches and owned-object triggers), create and patch (server-side apply), delete (canary
+///   and policy ConfigMap when no longer wanted); ServiceAccounts are never deleted by the
+///   operator (garbage collection removes them);
 /// - events.k8s.io Events for `kubectl describe`;
 /// - in its own namespace only: the leader Lease (get/update restricted to its name).
 pub fn rbac() -> Rbac {
@@ -136,7 +137,11 @@ pub fn rbac() -> Rbac {
                 &["services", "configmaps"],
                 &["get", "list", "watch", "create", "patch", "delete"],
             ),
-            rule(&[""], &["serviceaccounts"], &["get", "create", "patch"]),
+            rule(
+                &[""],
+                &["serviceaccounts"],
+                &["get", "list", "watch", "create", "patch"],
+            ),
             rule(
                 &["networking.k8s.io"],
                 &["ingresses"],

@@ -3,13 +3,13 @@
 //! what it observed in its status (and in Events when something goes wrong or changes).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
@@ -18,13 +18,11 @@ use mcp_runtime_api::render::{RenderError, RenderOptions, render_policy};
 use mcp_runtime_api::{
     API_VERSION, MCPAccessGrant, MCPAgentSession, MCPServer, MCPServerStatus, ServerPhase, validate,
 };
-use mcp_runtime_policy::PolicyDocument;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
+use crate::children::ChildError;
 use crate::config::IngressReadiness;
 use crate::context::{CACHE_SYNC_TIMEOUT, Context, FIELD_MANAGER, Synced};
-use crate::resources::{self, POLICY_KEY, canary_name, policy_config_map_name};
+use crate::resources::{self, canary_name, policy_config_map_name};
 use crate::status::{self, Check, Readiness};
 
 pub const CONTROLLER: &str = "mcpserver";
@@ -32,23 +30,14 @@ pub const CONTROLLER: &str = "mcpserver";
 /// Why a reconciliation failed. Every message names the object and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{action} {kind} {namespace}/{name}: {source}")]
-    Api {
-        action: &'static str,
-        kind: &'static str,
+    #[error(transparent)]
+    Child(#[from] ChildError),
+    #[error("writing the status of MCPServer {namespace}/{name}: {source}")]
+    Status {
         namespace: String,
         name: String,
         #[source]
         source: kube::Error,
-    },
-    #[error(
-        "{kind} {namespace}/{name} already exists and is not controlled by this MCPServer; \
-         rename the server or delete that {kind}"
-    )]
-    NotOwned {
-        kind: &'static str,
-        namespace: String,
-        name: String,
     },
     #[error("the {0} cache did not finish its first list within {CACHE_SYNC_TIMEOUT:?}")]
     CacheNotReady(&'static str),
@@ -58,37 +47,11 @@ impl Error {
     /// CamelCase reason for conditions, Events and metrics.
     pub fn reason(&self) -> &'static str {
         match self {
-            Error::Api { .. } => "ApplyFailed",
-            Error::NotOwned { .. } => "NameConflict",
+            Error::Child(ChildError::Api { .. }) => "ApplyFailed",
+            Error::Child(ChildError::NotOwned { .. }) => "NameConflict",
+            Error::Status { .. } => "StatusWriteFailed",
             Error::CacheNotReady(_) => "CacheNotReady",
         }
-    }
-}
-
-fn api_err<K: Resource<DynamicType = ()>>(
-    action: &'static str,
-    namespace: &str,
-    name: &str,
-) -> impl FnOnce(kube::Error) -> Error {
-    let (namespace, name) = (namespace.to_owned(), name.to_owned());
-    move |source| Error::Api {
-        action,
-        kind: kind_name::<K>(),
-        namespace,
-        name,
-        source,
-    }
-}
-
-fn kind_name<K: Resource<DynamicType = ()>>() -> &'static str {
-    match K::kind(&()).as_ref() {
-        "Deployment" => "Deployment",
-        "Service" => "Service",
-        "Ingress" => "Ingress",
-        "ConfigMap" => "ConfigMap",
-        "ServiceAccount" => "ServiceAccount",
-        "MCPServer" => "MCPServer",
-        _ => "object",
     }
 }
 
@@ -227,11 +190,11 @@ async fn write_status(
         &Patch::Apply(&patch),
     )
     .await
-    .map_err(api_err::<MCPServer>(
-        "writing the status of",
-        &namespace,
-        &name,
-    ))?;
+    .map_err(|source| Error::Status {
+        namespace: namespace.clone(),
+        name: name.clone(),
+        source,
+    })?;
     ctx.metrics
         .status_writes
         .get_or_create(&crate::metrics::ControllerLabels {
@@ -259,96 +222,6 @@ fn targeting(server: &MCPServer, ctx: &Context) -> (Vec<MCPAccessGrant>, Vec<MCP
         .map(|s| (*s).clone())
         .collect();
     (grants, sessions)
-}
-
-/// Fails unless `name` is absent or controlled by `server`.
-async fn ensure_ours<K>(
-    api: &Api<K>,
-    server: &MCPServer,
-    namespace: &str,
-    name: &str,
-) -> Result<bool, Error>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
-{
-    let existing = api
-        .get_metadata_opt(name)
-        .await
-        .map_err(api_err::<K>("reading", namespace, name))?;
-    match existing {
-        None => Ok(false),
-        Some(meta) => {
-            let uid = server.meta().uid.as_deref();
-            let ours = meta
-                .metadata
-                .owner_references
-                .unwrap_or_default()
-                .iter()
-                .any(|o| o.controller == Some(true) && Some(o.uid.as_str()) == uid);
-            if ours {
-                Ok(true)
-            } else {
-                Err(Error::NotOwned {
-                    kind: kind_name::<K>(),
-                    namespace: namespace.to_owned(),
-                    name: name.to_owned(),
-                })
-            }
-        }
-    }
-}
-
-/// Server-side applies `obj` (one field manager, forced: the operator owns these fields).
-async fn apply<K>(
-    client: &kube::Client,
-    server: &MCPServer,
-    namespace: &str,
-    obj: &K,
-) -> Result<K, Error>
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + Serialize
-        + std::fmt::Debug,
-{
-    let name = obj.name_any();
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    ensure_ours(&api, server, namespace, &name).await?;
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(obj),
-    )
-    .await
-    .map_err(api_err::<K>("applying", namespace, &name))
-}
-
-/// Deletes `name` if it exists and is controlled by `server`; true if something was deleted.
-async fn delete_ours<K>(
-    client: &kube::Client,
-    server: &MCPServer,
-    namespace: &str,
-    name: &str,
-) -> Result<bool, Error>
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    match ensure_ours(&api, server, namespace, name).await {
-        Ok(true) => {}
-        // Absent, or not ours: nothing of ours to delete.
-        Ok(false) | Err(Error::NotOwned { .. }) => return Ok(false),
-        Err(e) => return Err(e),
-    }
-    match api.delete(name, &DeleteParams::background()).await {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
-        Err(e) => Err(api_err::<K>("deleting", namespace, name)(e)),
-    }
 }
 
 /// Renders, applies and deletes; returns what was observed.
@@ -394,8 +267,10 @@ async fn apply_all(
         rendered.as_ref().map(|(r, _, _)| &r.document),
     );
 
+    let (applied, children) = (&ctx.applied, &ctx.children);
     if let (Some(cm), Some((r, grants, sessions))) = (&desired.policy, &rendered) {
-        let changed = write_policy(server, ctx, namespace, cm, &r.document).await?;
+        // Rewritten only when the document changes (its revision) or someone edited it.
+        let changed = applied.apply(client, children, server, cm).await?.changed;
         if changed {
             ctx.metrics.policy_writes.inc();
             ctx.event(
@@ -426,21 +301,38 @@ async fn apply_all(
         policy_check = Some(Check::ok("PolicyRendered", message));
         revision = Some(r.document.revision.clone());
     } else if !gateway_on {
-        delete_ours::<ConfigMap>(client, server, namespace, &policy_config_map_name(name)).await?;
+        let cm = policy_config_map_name(name);
+        applied
+            .delete::<ConfigMap>(client, children, server, namespace, &cm)
+            .await?;
     }
 
     // 2. The workload and its route.
-    apply(client, server, namespace, &desired.service_account).await?;
-    let deployment = apply(client, server, namespace, &desired.deployment).await?;
+    applied
+        .apply(client, children, server, &desired.service_account)
+        .await?;
+    let deployment = applied
+        .apply(client, children, server, &desired.deployment)
+        .await?
+        .object;
     let canary = match &desired.canary {
-        Some(c) => Some(apply(client, server, namespace, c).await?),
+        Some(c) => Some(applied.apply(client, children, server, c).await?.object),
         None => {
-            delete_ours::<Deployment>(client, server, namespace, &canary_name(name)).await?;
+            let canary = canary_name(name);
+            applied
+                .delete::<Deployment>(client, children, server, namespace, &canary)
+                .await?;
             None
         }
     };
-    let service = apply(client, server, namespace, &desired.service).await?;
-    let ingress = apply(client, server, namespace, &desired.ingress).await?;
+    let service = applied
+        .apply(client, children, server, &desired.service)
+        .await?
+        .object;
+    let ingress = applied
+        .apply(client, children, server, &desired.ingress)
+        .await?
+        .object;
 
     // 3. What we see.
     let deployment_check = deployment_readiness(&deployment);
@@ -475,57 +367,6 @@ async fn apply_all(
         canary: canary.as_ref().map(deployment_readiness),
         policy_revision: revision,
     })
-}
-
-/// Writes the policy ConfigMap unless it already holds a valid document of the same revision
-/// (so gateways never see a rewrite that changes nothing). Returns true when it wrote.
-async fn write_policy(
-    server: &MCPServer,
-    ctx: &Context,
-    namespace: &str,
-    desired: &ConfigMap,
-    doc: &PolicyDocument,
-) -> Result<bool, Error> {
-    let name = desired.name_any();
-    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
-    let existing = api
-        .get_opt(&name)
-        .await
-        .map_err(api_err::<ConfigMap>("reading", namespace, &name))?;
-    if let Some(cm) = &existing {
-        let uid = server.meta().uid.as_deref();
-        let ours = cm
-            .owner_references()
-            .iter()
-            .any(|o| o.controller == Some(true) && Some(o.uid.as_str()) == uid);
-        if !ours {
-            return Err(Error::NotOwned {
-                kind: "ConfigMap",
-                namespace: namespace.to_owned(),
-                name,
-            });
-        }
-        let current = cm
-            .data
-            .as_ref()
-            .and_then(|d| d.get(POLICY_KEY))
-            .and_then(|text| PolicyDocument::from_json(text.as_bytes()).ok());
-        let labels_ok = desired
-            .labels()
-            .iter()
-            .all(|(k, v)| cm.labels().get(k) == Some(v));
-        if current.is_some_and(|c| c.revision == doc.revision) && labels_ok {
-            return Ok(false);
-        }
-    }
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(desired),
-    )
-    .await
-    .map_err(api_err::<ConfigMap>("applying", namespace, &name))?;
-    Ok(true)
 }
 
 /// Ready when the Deployment controller has seen the current spec and every desired replica is
@@ -647,11 +488,6 @@ fn ingress_readiness(i: &Ingress, mode: IngressReadiness) -> Check {
             ),
         ),
     }
-}
-
-/// How long until the next resync; exposed for tests of the controller wiring.
-pub fn resync(ctx: &Context) -> Duration {
-    ctx.config.resync
 }
 
 #[cfg(test)]
