@@ -52,17 +52,7 @@ fn conformance_results_are_unchanged_by_the_gateway() {
     let upstream_port = std::cell::Cell::new(0);
     let stack = Stack::start_with("conformance", POLICY, &[], |peers, port| {
         upstream_port.set(port);
-        let everything = peers
-            .env
-            .iter()
-            .find(|(k, _)| k == "SERVER_EVERYTHING")
-            .map(|(_, v)| v.clone())
-            .unwrap();
-        let mut cmd = Command::new("node");
-        cmd.arg(everything)
-            .arg("streamableHttp")
-            .env("PORT", port.to_string());
-        cmd
+        server_everything(peers, port)
     });
     let direct = conformance(
         &stack,

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 use serde_json::Value;
 
@@ -31,19 +29,7 @@ spec:
 
 #[test]
 fn typescript_sdk_through_the_gateway_to_server_everything() {
-    let stack = Stack::start_with("ts", POLICY, &[], |peers, port| {
-        let everything = peers
-            .env
-            .iter()
-            .find(|(k, _)| k == "SERVER_EVERYTHING")
-            .map(|(_, v)| v.clone())
-            .unwrap();
-        let mut cmd = Command::new("node");
-        cmd.arg(everything)
-            .arg("streamableHttp")
-            .env("PORT", port.to_string());
-        cmd
-    });
+    let stack = Stack::start_with("ts", POLICY, &[], server_everything);
     let alice = token("test/everything", Some("alice"), None, None, 600);
 
     let (code, lines) = stack.ts_client(Some(&alice), &["call", "echo", r#"{"message":"hi"}"#]);

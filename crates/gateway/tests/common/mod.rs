@@ -138,6 +138,21 @@ pub fn render(yaml: &str) -> String {
         .to_json_pretty()
 }
 
+/// `@modelcontextprotocol/server-everything` (Streamable HTTP) on `port`.
+pub fn server_everything(peers: &Peers, port: u16) -> Command {
+    let path = peers
+        .env
+        .iter()
+        .find(|(k, _)| k == "SERVER_EVERYTHING")
+        .map(|(_, v)| v.clone())
+        .expect("SERVER_EVERYTHING in the peers environment");
+    let mut cmd = Command::new("node");
+    cmd.arg(path)
+        .arg("streamableHttp")
+        .env("PORT", port.to_string());
+    cmd
+}
+
 /// A gateway in front of the Python SDK server, with its files in a temp dir.
 pub struct Stack {
     pub dir: PathBuf,
