@@ -553,6 +553,7 @@ def _start(d: Path, bins: Path, versions: dict[str, str], L: Launcher) -> dict[s
         f"--config={d / 'kwok.yaml'}",
         f"--kubeconfig={kcfg}",
         "--manage-all-nodes=false",
+        "--node-lease-duration-seconds=40",  # kwok renews Node Leases, so nodes never go NotReady
         f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION[0]}={KWOK_ANNOTATION[1]}",
         f"--cidr={POD_CIDR}",
         f"--node-ip={NODE_IP}",

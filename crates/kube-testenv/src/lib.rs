@@ -136,24 +136,29 @@ impl TestEnv {
 
     /// Like [`TestEnv::start`], with the binaries taken from `bin` (`MCP_TESTENV_BIN`).
     pub fn start_with_binaries(bin: &Path) -> Result<TestEnv> {
+        let bin = bin.to_string_lossy();
+        Self::start_with_env(&[("MCP_TESTENV_BIN", &bin)])
+    }
+
+    /// Like [`TestEnv::start`], with extra environment for `start.sh` (the knobs of
+    /// docs/testenv.md, e.g. `MCP_TESTENV_NODES`, `MCP_TESTENV_TIMEOUT_SCALE`).
+    pub fn start_with_env(vars: &[(&str, &str)]) -> Result<TestEnv> {
         let dir = std::env::temp_dir().join(format!(
             "mcp-testenv-{}-{}",
             std::process::id(),
             unique_suffix()
         ));
-        Self::start_in_with(&dir, true, Some(bin))
+        Self::start_in_with(&dir, true, vars)
     }
 
     fn start_in(dir: &Path, stop_on_drop: bool) -> Result<TestEnv> {
-        Self::start_in_with(dir, stop_on_drop, None)
+        Self::start_in_with(dir, stop_on_drop, &[])
     }
 
-    fn start_in_with(dir: &Path, stop_on_drop: bool, bin: Option<&Path>) -> Result<TestEnv> {
+    fn start_in_with(dir: &Path, stop_on_drop: bool, vars: &[(&str, &str)]) -> Result<TestEnv> {
         let script = repo_root().join("scripts/testenv/start.sh");
         let mut cmd = Command::new(&script);
-        if let Some(bin) = bin {
-            cmd.env("MCP_TESTENV_BIN", bin);
-        }
+        cmd.envs(vars.iter().copied());
         let out = cmd
             .arg(dir)
             .env("MCP_TESTENV_WATCH_PID", std::process::id().to_string())

@@ -92,3 +92,27 @@ async fn the_apiserver_can_be_restarted_alone() {
         "{pids}"
     );
 }
+
+#[tokio::test]
+async fn kwok_renews_node_leases_so_nodes_stay_ready() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let env = TestEnv::shared();
+    let leases: Api<Lease> = Api::namespaced(env.client().await, "kube-node-lease");
+    let lease = mcp_runtime_kube_testenv::eventually(
+        "kwok to create the Lease of kwok-node-0",
+        Duration::from_secs(30),
+        || {
+            let leases = leases.clone();
+            async move {
+                leases
+                    .get_opt("kwok-node-0")
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| "no Lease yet".to_owned())
+            }
+        },
+    )
+    .await
+    .unwrap();
+    assert!(lease.spec.unwrap().renew_time.is_some());
+}
