@@ -55,6 +55,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
         let applied = applied.clone();
         watcher(Api::<MCPServer>::all(client.clone()), wc.clone())
             .default_backoff()
+            .modify(strip)
             .reflect(server_writer)
             .inspect_ok(move |event| {
                 match event {
@@ -88,6 +89,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
         let (gi, tx, synced) = (grant_index.clone(), server_tx.clone(), synced.clone());
         watcher(Api::<MCPAccessGrant>::all(client.clone()), wc.clone())
             .default_backoff()
+            .modify(strip)
             .reflect(grant_writer)
             .inspect_ok(move |event| {
                 if matches!(event, watcher::Event::InitDone) {
@@ -104,6 +106,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
         let (si, tx, synced) = (session_index.clone(), server_tx, synced.clone());
         watcher(Api::<MCPAgentSession>::all(client.clone()), wc.clone())
             .default_backoff()
+            .modify(strip)
             .reflect(session_writer)
             .inspect_ok(move |event| {
                 if matches!(event, watcher::Event::InitDone) {
@@ -151,6 +154,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
     {
         watcher(Api::<K>::all(client.clone()), config.clone())
             .default_backoff()
+            .modify(strip)
             .reflect(writer)
             .touched_objects()
     }
@@ -210,6 +214,16 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
         );
     };
     futures::join!(servers, grants, sessions, report_sync);
+}
+
+/// Drops what no reconcile reads before it is cached: managedFields are often the largest part
+/// of an object, and the last-applied annotation of client-side apply duplicates the object.
+fn strip<K: kube::Resource>(obj: &mut K) {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if let Some(a) = meta.annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
 }
 
 fn log_result<E: std::error::Error>(
