@@ -355,25 +355,15 @@ pub fn desired(server: &MCPServer, config: &Config, policy: Option<&PolicyDocume
                     "MCP_GATEWAY_TOKEN_KEY_FILE",
                     format!("{TOKEN_DIR}/key"),
                 ));
-                mounts.push(VolumeMount {
-                    name: "gateway-token-key".to_owned(),
-                    mount_path: TOKEN_DIR.to_owned(),
-                    read_only: Some(true),
-                    ..Default::default()
-                });
-                volumes.push(Volume {
-                    name: "gateway-token-key".to_owned(),
-                    secret: Some(SecretVolumeSource {
-                        secret_name: Some(config.gateway_token_secret.clone()),
-                        items: Some(vec![KeyToPath {
-                            key: "key".to_owned(),
-                            path: "key".to_owned(),
-                            ..Default::default()
-                        }]),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                });
+                let (mount, volume) = secret_file(
+                    "gateway-token-key",
+                    TOKEN_DIR,
+                    &config.gateway_token_secret,
+                    "key",
+                    "key",
+                );
+                mounts.push(mount);
+                volumes.push(volume);
             }
             // The author chose header mode explicitly (see docs/crds.md): the gateway trusts
             // identity headers only with this flag.
@@ -396,25 +386,15 @@ pub fn desired(server: &MCPServer, config: &Config, policy: Option<&PolicyDocume
                         "MCP_GATEWAY_AUDIT_API_KEY_FILE",
                         format!("{ANALYTICS_DIR}/api-key"),
                     ));
-                    mounts.push(VolumeMount {
-                        name: "analytics-api-key".to_owned(),
-                        mount_path: ANALYTICS_DIR.to_owned(),
-                        read_only: Some(true),
-                        ..Default::default()
-                    });
-                    volumes.push(Volume {
-                        name: "analytics-api-key".to_owned(),
-                        secret: Some(SecretVolumeSource {
-                            secret_name: Some(key.name.clone()),
-                            items: Some(vec![KeyToPath {
-                                key: key.key.clone(),
-                                path: "api-key".to_owned(),
-                                ..Default::default()
-                            }]),
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    });
+                    let (mount, volume) = secret_file(
+                        "analytics-api-key",
+                        ANALYTICS_DIR,
+                        &key.name,
+                        &key.key,
+                        "api-key",
+                    );
+                    mounts.push(mount);
+                    volumes.push(volume);
                 }
             }
         }
@@ -636,6 +616,37 @@ pub fn desired(server: &MCPServer, config: &Config, policy: Option<&PolicyDocume
         ingress,
         policy,
     }
+}
+
+/// Mounts one key of a Secret read-only as `dir/file`: how secrets reach the gateway without
+/// passing through its environment.
+fn secret_file(
+    volume: &str,
+    dir: &str,
+    secret: &str,
+    key: &str,
+    file: &str,
+) -> (VolumeMount, Volume) {
+    let mount = VolumeMount {
+        name: volume.to_owned(),
+        mount_path: dir.to_owned(),
+        read_only: Some(true),
+        ..Default::default()
+    };
+    let volume = Volume {
+        name: volume.to_owned(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.to_owned()),
+            items: Some(vec![KeyToPath {
+                key: key.to_owned(),
+                path: file.to_owned(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    (mount, volume)
 }
 
 #[cfg(test)]
