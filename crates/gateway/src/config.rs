@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::kube_source::{ConfigMapRef, DEFAULT_KEY, KubeAccess};
+
 /// mcp-gateway: governs every tool call to one MCP server.
 ///
 /// Proxies MCP Streamable HTTP (JSON and SSE, both protocol eras) to the upstream server,
@@ -13,6 +15,7 @@ use clap::Parser;
 /// rendered policy, filters `tools/list`, and records one audit event per decision.
 #[derive(Debug, Parser)]
 #[command(name = "mcp-gateway", version, max_term_width = 100)]
+#[command(group = clap::ArgGroup::new("policy_source").required(true).multiple(false))]
 pub struct Config {
     /// Address of the MCP listener.
     #[arg(long, env = "MCP_GATEWAY_LISTEN", default_value = "0.0.0.0:8091")]
@@ -24,8 +27,32 @@ pub struct Config {
     #[arg(long, env = "UPSTREAM_URL", default_value = "http://127.0.0.1:8088")]
     pub upstream: http::Uri,
     /// Rendered policy document (JSON); reloaded within 250 ms of a change.
-    #[arg(long, env = "POLICY_FILE")]
-    pub policy_file: PathBuf,
+    #[arg(long, env = "POLICY_FILE", group = "policy_source")]
+    pub policy_file: Option<PathBuf>,
+    /// Read the policy from this ConfigMap (`<namespace>/<name>`) through the Kubernetes API,
+    /// following every change as it happens (a watch); needs get, list and watch on it.
+    #[arg(long, env = "MCP_GATEWAY_POLICY_CONFIGMAP", group = "policy_source")]
+    pub policy_configmap: Option<ConfigMapRef>,
+    /// Key of the policy document in that ConfigMap.
+    #[arg(long, env = "MCP_GATEWAY_POLICY_CONFIGMAP_KEY", default_value = DEFAULT_KEY)]
+    pub policy_configmap_key: String,
+    /// Kubernetes API server; default: the pod's cluster (KUBERNETES_SERVICE_HOST/PORT).
+    #[arg(long, env = "MCP_GATEWAY_KUBE_API_URL")]
+    pub kube_api_url: Option<http::Uri>,
+    /// Bearer token for the Kubernetes API (re-read before every request).
+    #[arg(
+        long,
+        env = "MCP_GATEWAY_KUBE_TOKEN_FILE",
+        default_value = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    )]
+    pub kube_token_file: PathBuf,
+    /// CA certificate of the Kubernetes API server.
+    #[arg(
+        long,
+        env = "MCP_GATEWAY_KUBE_CA_FILE",
+        default_value = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+    )]
+    pub kube_ca_file: PathBuf,
     /// File holding the key that verifies session tokens (at least 32 bytes).
     #[arg(long, env = "MCP_GATEWAY_TOKEN_KEY_FILE")]
     pub token_key_file: Option<PathBuf>,
@@ -73,7 +100,37 @@ pub struct Config {
     pub audit_arguments: bool,
 }
 
+/// Where the policy comes from.
+pub enum PolicySource {
+    File(PathBuf),
+    ConfigMap(KubeAccess, ConfigMapRef),
+}
+
 impl Config {
+    pub fn policy_source(&self) -> Result<PolicySource, String> {
+        if let Some(path) = &self.policy_file {
+            return Ok(PolicySource::File(path.clone()));
+        }
+        let Some(config_map) = &self.policy_configmap else {
+            return Err("give --policy-file or --policy-configmap".to_owned());
+        };
+        let api_url = match &self.kube_api_url {
+            Some(url) => url.clone(),
+            None => KubeAccess::in_cluster_url()?,
+        };
+        Ok(PolicySource::ConfigMap(
+            KubeAccess {
+                api_url,
+                token_file: self.kube_token_file.clone(),
+                ca_file: self.kube_ca_file.clone(),
+            },
+            ConfigMapRef {
+                key: self.policy_configmap_key.clone(),
+                ..config_map.clone()
+            },
+        ))
+    }
+
     pub fn upstream_timeout(&self) -> Duration {
         Duration::from_secs(self.upstream_timeout_seconds)
     }

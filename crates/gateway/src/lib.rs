@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod config;
 pub mod jsonrpc;
+pub mod kube_source;
 pub mod metrics;
 pub mod policy_source;
 pub mod proxy;

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use clap::Parser;
 use mcp_runtime_audit::{AuditConfig, Auditor};
 use mcp_runtime_gateway::auth::AuthConfig;
-use mcp_runtime_gateway::config::Config;
+use mcp_runtime_gateway::config::{Config, PolicySource};
+use mcp_runtime_gateway::kube_source::watch_config_map;
 use mcp_runtime_gateway::metrics::{Metrics, ReloadLabels};
 use mcp_runtime_gateway::policy_source::{PolicyStore, Reload, watch_file};
 use mcp_runtime_gateway::proxy::{Gateway, Limits, Upstream};
@@ -30,14 +31,22 @@ async fn run(config: Config) -> Result<(), String> {
     let store = PolicyStore::default();
     let metrics = Metrics::new();
     let reloads = metrics.reloads.clone();
-    watch_file(store.clone(), config.policy_file.clone(), move |r| {
+    let on_reload = move |r| {
         let result = match r {
             Reload::Loaded => "loaded",
             Reload::Rejected => "rejected",
             Reload::Unchanged => "unchanged",
         };
         reloads.get_or_create(&ReloadLabels { result }).inc();
-    });
+    };
+    match config.policy_source()? {
+        PolicySource::File(path) => watch_file(store.clone(), path, on_reload),
+        PolicySource::ConfigMap(access, config_map) => {
+            tracing::info!(%config_map, api = %access.api_url, "policy from the Kubernetes API");
+            watch_config_map(store.clone(), access, config_map, on_reload)
+                .map_err(|e| format!("--kube-ca-file: {e}"))?;
+        }
+    }
     let (audit, audit_task) = if config.audit_file.is_some() || config.audit_ingest_url.is_some() {
         let api_key = match &config.audit_api_key_file {
             Some(p) => Some(

@@ -46,6 +46,11 @@ impl PolicyStore {
         self.state.read().expect("policy lock").loaded_at
     }
 
+    /// Records why the source cannot deliver a document now (the current policy stays).
+    pub fn set_error(&self, message: String) {
+        self.state.write().expect("policy lock").last_error = Some(message);
+    }
+
     /// Installs a document from bytes; an invalid one leaves the current policy in place.
     pub fn load_bytes(&self, bytes: &[u8]) -> Reload {
         match PolicyDocument::from_json(bytes) {
@@ -68,7 +73,7 @@ impl PolicyStore {
             Err(e) => {
                 let message = e.to_string();
                 tracing::warn!(error = %message, "policy rejected; keeping the last good one");
-                self.state.write().expect("policy lock").last_error = Some(message);
+                self.set_error(message);
                 Reload::Rejected
             }
         }
@@ -100,7 +105,7 @@ pub fn watch_file(store: PolicyStore, path: PathBuf, on_reload: impl Fn(Reload) 
                         if store.last_error().as_deref() != Some(&message) {
                             tracing::warn!("{message}");
                         }
-                        store.state.write().expect("policy lock").last_error = Some(message);
+                        store.set_error(message);
                     }
                 }
                 last = now;

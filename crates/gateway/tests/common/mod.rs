@@ -183,13 +183,35 @@ impl Stack {
         extra_args: &[&str],
         upstream: impl FnOnce(&Peers, u16) -> Command,
     ) -> Stack {
+        Self::launch(name, Some(policy_yaml), extra_args, upstream)
+    }
+
+    /// The Python SDK server behind a gateway whose policy source is given in `source_args`
+    /// (e.g. `--policy-configmap`) instead of a file.
+    pub fn start_with_policy_source(name: &str, source_args: &[&str]) -> Stack {
+        Self::launch(name, None, source_args, |peers, port| {
+            let mut up = Command::new(&peers.python);
+            up.arg(repo_root().join("tests/peers/py_server.py"))
+                .arg(port.to_string());
+            up
+        })
+    }
+
+    fn launch(
+        name: &str,
+        policy_yaml: Option<&str>,
+        extra_args: &[&str],
+        upstream: impl FnOnce(&Peers, u16) -> Command,
+    ) -> Stack {
         let peers = peers();
         let dir = tempdir(name);
         let up_port = free_port();
         let mut upstream = spawn(upstream(&peers, up_port), dir.join("upstream.log"));
         wait_port(up_port, &mut upstream, "upstream MCP server");
         let policy_file = dir.join("policy.json");
-        std::fs::write(&policy_file, render(policy_yaml)).unwrap();
+        if let Some(yaml) = policy_yaml {
+            std::fs::write(&policy_file, render(yaml)).unwrap();
+        }
         let key_file = dir.join("token.key");
         std::fs::write(&key_file, KEY).unwrap();
         let audit_file = dir.join("audit.jsonl");
@@ -201,16 +223,17 @@ impl Stack {
             "--admin-listen",
             &format!("127.0.0.1:{admin_port}"),
         ])
-        .args(["--upstream", &format!("http://127.0.0.1:{up_port}")])
-        .arg("--policy-file")
-        .arg(&policy_file)
-        .arg("--token-key-file")
-        .arg(&key_file)
-        .arg("--audit-file")
-        .arg(&audit_file)
-        .arg("--audit-spool-dir")
-        .arg(dir.join("spool"))
-        .args(extra_args);
+        .args(["--upstream", &format!("http://127.0.0.1:{up_port}")]);
+        if policy_yaml.is_some() {
+            gw.arg("--policy-file").arg(&policy_file);
+        }
+        gw.arg("--token-key-file")
+            .arg(&key_file)
+            .arg("--audit-file")
+            .arg(&audit_file)
+            .arg("--audit-spool-dir")
+            .arg(dir.join("spool"))
+            .args(extra_args);
         let mut gateway = spawn(gw, dir.join("gateway.log"));
         wait_port(port, &mut gateway, "mcp-gateway");
         let stack = Stack {
