@@ -18,6 +18,7 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
@@ -35,6 +36,8 @@ pub struct Children {
     pub ingresses: Store<Ingress>,
     pub config_maps: Store<ConfigMap>,
     pub service_accounts: Store<ServiceAccount>,
+    pub roles: Store<Role>,
+    pub role_bindings: Store<RoleBinding>,
 }
 
 /// A kind a server owns.
@@ -92,6 +95,20 @@ impl Child for ServiceAccount {
     const KIND: &'static str = "ServiceAccount";
     fn cache(children: &Children) -> &Store<Self> {
         &children.service_accounts
+    }
+}
+
+impl Child for Role {
+    const KIND: &'static str = "Role";
+    fn cache(children: &Children) -> &Store<Self> {
+        &children.roles
+    }
+}
+
+impl Child for RoleBinding {
+    const KIND: &'static str = "RoleBinding";
+    fn cache(children: &Children) -> &Store<Self> {
+        &children.role_bindings
     }
 }
 

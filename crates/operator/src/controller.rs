@@ -6,7 +6,8 @@
 //! - Grants and sessions are watched once each; the streams fill their caches and indexes, make
 //!   the server controller re-render every server whose policy a change touches (old and new
 //!   target; across namespaces), and drive their own status controllers.
-//! - Owned Deployments, Services, Ingresses, ConfigMaps and ServiceAccounts (label
+//! - Owned Deployments, Services, Ingresses, ConfigMaps, ServiceAccounts, Roles and
+//!   RoleBindings (label
 //!   `app.kubernetes.io/managed-by=mcp-runtime`) are cached and trigger their server, so drift
 //!   and deletions are repaired and readiness is observed without polling, and a reconcile
 //!   writes only what changed (see `children`).
@@ -18,6 +19,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, predicates, watcher};
@@ -30,7 +32,7 @@ use crate::config::Config;
 use crate::context::{Context, Synced};
 use crate::index::{ServerPresence, TargetIndex};
 use crate::metrics::Metrics;
-use crate::resources::{MANAGED_BY_LABEL, canary_name, policy_config_map_name};
+use crate::resources::{MANAGED_BY_LABEL, canary_name, policy_config_map_name, policy_reader_name};
 use crate::server;
 
 /// Runs the controllers until the future is dropped (leadership lost, shutdown).
@@ -68,6 +70,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
                                 name.clone(),
                                 canary_name(&name),
                                 policy_config_map_name(&name),
+                                policy_reader_name(&name),
                             ],
                         );
                     }
@@ -130,12 +133,16 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
     let (ingresses, ingress_writer) = reflector::store::<Ingress>();
     let (config_maps, config_map_writer) = reflector::store::<ConfigMap>();
     let (service_accounts, service_account_writer) = reflector::store::<ServiceAccount>();
+    let (roles, role_writer) = reflector::store::<Role>();
+    let (role_bindings, role_binding_writer) = reflector::store::<RoleBinding>();
     let children = Children {
         deployments,
         services,
         ingresses,
         config_maps,
         service_accounts,
+        roles,
+        role_bindings,
     };
     fn owned_stream<K>(
         client: &Client,
@@ -180,6 +187,8 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
         .owns_stream(owned_stream(&client, &owned, ingress_writer))
         .owns_stream(owned_stream(&client, &owned, config_map_writer))
         .owns_stream(owned_stream(&client, &owned, service_account_writer))
+        .owns_stream(owned_stream(&client, &owned, role_writer))
+        .owns_stream(owned_stream(&client, &owned, role_binding_writer))
         .reconcile_on(server_rx)
         .with_config(cc.clone())
         .run(server::reconcile, server::error_policy, ctx.clone())

@@ -100,6 +100,12 @@ pub struct Rbac {
 ///   (caches and owned-object triggers), create and patch (server-side apply), delete (canary
 ///   and policy ConfigMap when no longer wanted); ServiceAccounts are never deleted by the
 ///   operator (garbage collection removes them);
+/// - `rbac.authorization.k8s.io` roles and rolebindings, owned like the other kinds (same
+///   verbs; delete when the gateway is turned off): each gateway gets a Role letting its
+///   server's ServiceAccount get/list/watch exactly its policy ConfigMap. No `escalate` or
+///   `bind`: the API server's escalation check lets the operator create that Role and bind it
+///   because it holds configmaps get/list/watch itself (above); it cannot grant anything it
+///   does not hold;
 /// - events.k8s.io Events for `kubectl describe`;
 /// - in its own namespace only: the leader Lease (get/update restricted to its name).
 pub fn rbac() -> Rbac {
@@ -145,6 +151,11 @@ pub fn rbac() -> Rbac {
             rule(
                 &["networking.k8s.io"],
                 &["ingresses"],
+                &["get", "list", "watch", "create", "patch", "delete"],
+            ),
+            rule(
+                &["rbac.authorization.k8s.io"],
+                &["roles", "rolebindings"],
                 &["get", "list", "watch", "create", "patch", "delete"],
             ),
             rule(&["events.k8s.io"], &["events"], &["create", "patch"]),

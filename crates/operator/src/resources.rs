@@ -8,16 +8,17 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    Capabilities, ConfigMap, ConfigMapProjection, Container, ContainerPort, EmptyDirVolumeSource,
     EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec,
-    Probe, ResourceRequirements, SeccompProfile, SecretKeySelector, SecretVolumeSource,
-    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, TCPSocketAction, Volume,
-    VolumeMount,
+    Probe, ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecretKeySelector,
+    SecretVolumeSource, SecurityContext, Service, ServiceAccount, ServiceAccountTokenProjection,
+    ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
     IngressServiceBackend, IngressSpec, ServiceBackendPort,
 };
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -39,13 +40,24 @@ pub const POLICY_REVISION_ANNOTATION: &str = "mcpruntime.org/policy-revision";
 pub const POLICY_KEY: &str = "policy.json";
 /// Port of the gateway's admin listener (/healthz, /ready, /metrics).
 pub const GATEWAY_ADMIN_PORT: i32 = 9103;
-pub const POLICY_DIR: &str = "/var/run/mcp-runtime/policy";
+/// Where the gateway container (and only it) finds its API credential: the path in-cluster
+/// clients read by default, so the gateway needs no configuration for it.
+pub const KUBE_API_CREDENTIAL_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+/// Lifetime asked for the gateway's projected ServiceAccount token; the kubelet renews it at
+/// 80 % of that, and the gateway re-reads the file on every reconnect.
+pub const GATEWAY_TOKEN_EXPIRATION_SECONDS: i64 = 3600;
 pub const TOKEN_DIR: &str = "/var/run/mcp-runtime/token";
 pub const ANALYTICS_DIR: &str = "/var/run/mcp-runtime/analytics";
 
 /// Name of the ConfigMap holding a server's policy document.
 pub fn policy_config_map_name(server: &str) -> String {
     format!("{server}-gateway-policy")
+}
+
+/// Name of the Role (and its RoleBinding) letting a server's ServiceAccount read its policy
+/// ConfigMap through the API.
+pub fn policy_reader_name(server: &str) -> String {
+    format!("{server}-gateway-policy-reader")
 }
 
 /// Name of a server's canary Deployment.
@@ -70,8 +82,12 @@ pub struct Desired {
     pub canary: Option<Deployment>,
     pub service: Service,
     pub ingress: Ingress,
-    /// The gateway's policy; `None` when the gateway is off (the ConfigMap must not exist).
+    /// The gateway's policy; `None` when the gateway is off (the ConfigMap must not exist) or
+    /// the policy could not be rendered (the ConfigMap is left as it is).
     pub policy: Option<ConfigMap>,
+    /// Lets the server's ServiceAccount get, list and watch exactly its policy ConfigMap (the
+    /// gateway reads it through the API); `None` when the gateway is off (must not exist).
+    pub policy_reader: Option<(Role, RoleBinding)>,
 }
 
 fn labels(server: &str) -> BTreeMap<String, String> {
@@ -317,33 +333,32 @@ pub fn desired(server: &MCPServer, config: &Config, policy: Option<&PolicyDocume
                     .filter(|u| !u.is_empty())
                     .unwrap_or_else(|| format!("http://127.0.0.1:{}", spec.port)),
             ),
-            env("POLICY_FILE", format!("{POLICY_DIR}/{POLICY_KEY}")),
+            // Read and watched through the API (the Role below), so a revocation reaches the
+            // gateway in well under a second; a mounted ConfigMap is refreshed only when the
+            // kubelet syncs the pod (about a minute).
+            env(
+                "MCP_GATEWAY_POLICY_CONFIGMAP",
+                format!(
+                    "{}/{}",
+                    server.namespace().unwrap_or_default(),
+                    policy_config_map_name(&name)
+                ),
+            ),
             env("MCP_GATEWAY_AUDIT_SPOOL_DIR", "/tmp/mcp-gateway-spool"),
         ];
         if let Some(prefix) = g.strip_prefix.as_ref().filter(|p| !p.is_empty()) {
             gw_env.push(env("STRIP_PREFIX", prefix.clone()));
         }
+        let (api_mount, api_volume) = kube_api_credential("gateway-kube-api");
         let mut mounts = vec![
-            VolumeMount {
-                name: "gateway-policy".to_owned(),
-                mount_path: POLICY_DIR.to_owned(),
-                read_only: Some(true),
-                ..Default::default()
-            },
+            api_mount,
             VolumeMount {
                 name: "gateway-tmp".to_owned(),
                 mount_path: "/tmp".to_owned(),
                 ..Default::default()
             },
         ];
-        volumes.push(Volume {
-            name: "gateway-policy".to_owned(),
-            config_map: Some(ConfigMapVolumeSource {
-                name: policy_config_map_name(&name),
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
+        volumes.push(api_volume);
         volumes.push(Volume {
             name: "gateway-tmp".to_owned(),
             empty_dir: Some(EmptyDirVolumeSource::default()),
@@ -435,6 +450,7 @@ pub fn desired(server: &MCPServer, config: &Config, policy: Option<&PolicyDocume
     }
     let pod_spec = PodSpec {
         service_account_name: Some(name.clone()),
+        // No container gets an API credential by default; the gateway gets its own volume.
         automount_service_account_token: Some(false),
         security_context: Some(PodSecurityContext {
             run_as_non_root: Some(true),
@@ -607,6 +623,7 @@ pub fn desired(server: &MCPServer, config: &Config, policy: Option<&PolicyDocume
         }
         _ => None,
     };
+    let policy_reader = gateway.map(|_| policy_reader(server));
 
     Desired {
         service_account,
@@ -615,7 +632,83 @@ pub fn desired(server: &MCPServer, config: &Config, policy: Option<&PolicyDocume
         service,
         ingress,
         policy,
+        policy_reader,
     }
+}
+
+/// The Role and RoleBinding that let the server's ServiceAccount read its policy ConfigMap
+/// (and nothing else): get, and list/watch with a `metadata.name` field selector, which is
+/// what RBAC allows on `resourceNames`.
+fn policy_reader(server: &MCPServer) -> (Role, RoleBinding) {
+    let name = server.name_any();
+    let reader = policy_reader_name(&name);
+    let role = Role {
+        metadata: meta(server, reader.clone()),
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec![String::new()]),
+            resources: Some(vec!["configmaps".to_owned()]),
+            resource_names: Some(vec![policy_config_map_name(&name)]),
+            verbs: ["get", "list", "watch"].map(str::to_owned).to_vec(),
+            ..Default::default()
+        }]),
+    };
+    let binding = RoleBinding {
+        metadata: meta(server, reader.clone()),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".to_owned(),
+            kind: "Role".to_owned(),
+            name: reader,
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".to_owned(),
+            name,
+            namespace: server.namespace(),
+            ..Default::default()
+        }]),
+    };
+    (role, binding)
+}
+
+/// A projected volume with a ServiceAccount token and the cluster CA, mounted read-only where
+/// in-cluster clients look for them. Pods run with `automountServiceAccountToken: false`, so
+/// only the container this is mounted into can reach the API (the server container cannot).
+fn kube_api_credential(volume: &str) -> (VolumeMount, Volume) {
+    let mount = VolumeMount {
+        name: volume.to_owned(),
+        mount_path: KUBE_API_CREDENTIAL_DIR.to_owned(),
+        read_only: Some(true),
+        ..Default::default()
+    };
+    let volume = Volume {
+        name: volume.to_owned(),
+        projected: Some(ProjectedVolumeSource {
+            sources: Some(vec![
+                VolumeProjection {
+                    service_account_token: Some(ServiceAccountTokenProjection {
+                        path: "token".to_owned(),
+                        expiration_seconds: Some(GATEWAY_TOKEN_EXPIRATION_SECONDS),
+                        audience: None,
+                    }),
+                    ..Default::default()
+                },
+                VolumeProjection {
+                    config_map: Some(ConfigMapProjection {
+                        name: "kube-root-ca.crt".to_owned(),
+                        items: Some(vec![KeyToPath {
+                            key: "ca.crt".to_owned(),
+                            path: "ca.crt".to_owned(),
+                            ..Default::default()
+                        }]),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            ]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    (mount, volume)
 }
 
 /// Mounts one key of a Secret read-only as `dir/file`: how secrets reach the gateway without
@@ -724,7 +817,7 @@ mod tests {
             svc.ports.unwrap()[0].target_port,
             Some(IntOrString::String("http".into()))
         );
-        assert!(d.policy.is_none() && d.canary.is_none());
+        assert!(d.policy.is_none() && d.canary.is_none() && d.policy_reader.is_none());
         let ing = d.ingress.spec.unwrap();
         assert_eq!(ing.ingress_class_name.as_deref(), Some("traefik"));
         let rules = ing.rules.unwrap();
@@ -769,18 +862,78 @@ mod tests {
             .map(|e| (e.name, e.value.unwrap_or_default()))
             .collect();
         assert_eq!(
-            env["POLICY_FILE"],
-            "/var/run/mcp-runtime/policy/policy.json"
+            env["MCP_GATEWAY_POLICY_CONFIGMAP"],
+            "demo/hello-gateway-policy"
         );
+        assert!(!env.contains_key("POLICY_FILE"));
         assert_eq!(env["UPSTREAM_URL"], "http://127.0.0.1:8088");
         assert_eq!(env["MCP_GATEWAY_LISTEN"], "0.0.0.0:8091");
         assert!(env.contains_key("MCP_GATEWAY_TOKEN_KEY_FILE"));
-        let vols = pod.volumes.unwrap();
-        let policy_vol = vols.iter().find(|v| v.name == "gateway-policy").unwrap();
+
+        // Only the gateway gets an API credential: a projected token + CA where in-cluster
+        // clients look for them; nothing is automounted.
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        let vols = pod.volumes.clone().unwrap();
+        assert!(vols.iter().all(|v| v.config_map.is_none()));
+        let api_vol = vols.iter().find(|v| v.name == "gateway-kube-api").unwrap();
+        let sources = api_vol.projected.as_ref().unwrap().sources.clone().unwrap();
+        let token = sources[0].service_account_token.as_ref().unwrap();
         assert_eq!(
-            policy_vol.config_map.as_ref().unwrap().name,
-            "hello-gateway-policy"
+            (token.path.as_str(), token.expiration_seconds),
+            ("token", Some(3600))
         );
+        let ca = sources[1].config_map.as_ref().unwrap();
+        assert_eq!(ca.name, "kube-root-ca.crt");
+        let item = &ca.items.as_ref().unwrap()[0];
+        assert_eq!(
+            (item.key.as_str(), item.path.as_str()),
+            ("ca.crt", "ca.crt")
+        );
+        let gw_mount = gw
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.name == "gateway-kube-api")
+            .unwrap();
+        assert_eq!(
+            (gw_mount.mount_path.as_str(), gw_mount.read_only),
+            ("/var/run/secrets/kubernetes.io/serviceaccount", Some(true))
+        );
+        let srv = pod.containers.iter().find(|c| c.name == "server").unwrap();
+        assert!(srv.volume_mounts.is_none() && srv.env.is_none());
+
+        // The Role lets the server's ServiceAccount read exactly its policy ConfigMap.
+        let (role, binding) = d.policy_reader.unwrap();
+        assert_eq!(
+            role.metadata.name.as_deref(),
+            Some("hello-gateway-policy-reader")
+        );
+        let rules = role.rules.unwrap();
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].api_groups, Some(vec![String::new()]));
+        assert_eq!(rules[0].resources, Some(vec!["configmaps".to_owned()]));
+        assert_eq!(
+            rules[0].resource_names,
+            Some(vec!["hello-gateway-policy".to_owned()])
+        );
+        assert_eq!(rules[0].verbs, ["get", "list", "watch"]);
+        assert_eq!(binding.role_ref.kind, "Role");
+        assert_eq!(binding.role_ref.name, "hello-gateway-policy-reader");
+        let subject = &binding.subjects.unwrap()[0];
+        assert_eq!(
+            (
+                subject.kind.as_str(),
+                subject.name.as_str(),
+                subject.namespace.as_deref()
+            ),
+            ("ServiceAccount", "hello", Some("demo"))
+        );
+        assert_eq!(
+            binding.metadata.owner_references.unwrap()[0].controller,
+            Some(true)
+        );
+
         let cm = d.policy.unwrap();
         assert_eq!(cm.metadata.name.as_deref(), Some("hello-gateway-policy"));
         assert!(cm.data.unwrap()[POLICY_KEY].contains("\"revision\": \"sha256:"));

@@ -8,6 +8,7 @@ use std::time::Instant;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -22,7 +23,7 @@ use mcp_runtime_api::{
 use crate::children::ChildError;
 use crate::config::IngressReadiness;
 use crate::context::{CACHE_SYNC_TIMEOUT, Context, FIELD_MANAGER, Synced};
-use crate::resources::{self, canary_name, policy_config_map_name};
+use crate::resources::{self, canary_name, policy_config_map_name, policy_reader_name};
 use crate::status::{self, Check, Readiness};
 
 pub const CONTROLLER: &str = "mcpserver";
@@ -305,6 +306,23 @@ async fn apply_all(
         applied
             .delete::<ConfigMap>(client, children, server, namespace, &cm)
             .await?;
+    }
+    // The gateway reads that ConfigMap through the API as the server's ServiceAccount: its
+    // permission goes before the pods that need it, and goes away with the gateway.
+    match &desired.policy_reader {
+        Some((role, binding)) => {
+            applied.apply(client, children, server, role).await?;
+            applied.apply(client, children, server, binding).await?;
+        }
+        None => {
+            let reader = policy_reader_name(name);
+            applied
+                .delete::<RoleBinding>(client, children, server, namespace, &reader)
+                .await?;
+            applied
+                .delete::<Role>(client, children, server, namespace, &reader)
+                .await?;
+        }
     }
 
     // 2. The workload and its route.

@@ -20,6 +20,14 @@ fn rbac_grants_no_wildcards_and_no_secrets() {
     for rule in &rules {
         let resources = rule.resources.clone().unwrap_or_default();
         assert!(!rule.verbs.iter().any(|v| v == "*"), "{rule:?}");
+        // Roles the operator writes may grant only what it holds itself.
+        assert!(
+            !rule
+                .verbs
+                .iter()
+                .any(|v| ["escalate", "bind", "impersonate"].contains(&v.as_str())),
+            "{rule:?}"
+        );
         assert!(
             !resources.iter().any(|r| r == "*" || r == "secrets"),
             "{rule:?}"

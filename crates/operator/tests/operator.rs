@@ -11,7 +11,9 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchParams};
+use kube::core::WatchEvent;
 use kube::{Client, ResourceExt};
 use mcp_runtime_api::{AccessPhase, MCPAccessGrant, MCPAgentSession, MCPServer, ServerPhase};
 use mcp_runtime_kube_testenv::eventually;
@@ -163,6 +165,14 @@ async fn a_server_gets_exactly_its_objects_and_loses_them_on_update_and_delete()
         names::<ConfigMap>(&client, &ns).await,
         set(&["hello-gateway-policy"])
     );
+    assert_eq!(
+        names::<Role>(&client, &ns).await,
+        set(&["hello-gateway-policy-reader"])
+    );
+    assert_eq!(
+        names::<RoleBinding>(&client, &ns).await,
+        set(&["hello-gateway-policy-reader"])
+    );
     let deploy = Api::<Deployment>::namespaced(client.clone(), &ns)
         .get("hello")
         .await
@@ -239,18 +249,24 @@ async fn a_server_gets_exactly_its_objects_and_loses_them_on_update_and_delete()
     let st = s.status.unwrap();
     assert!(!st.policy_ready && !st.gateway_ready && st.policy_revision.is_none());
     eventually(
-        "the policy ConfigMap and the canary to be deleted",
+        "the policy ConfigMap, its Role and binding, and the canary to be deleted",
         WAIT,
         || {
             let client = client.clone();
             let ns = ns.clone();
             async move {
                 let cms = names::<ConfigMap>(&client, &ns).await;
+                let roles = names::<Role>(&client, &ns).await;
+                let bindings = names::<RoleBinding>(&client, &ns).await;
                 let deps = names::<Deployment>(&client, &ns).await;
-                if cms.is_empty() && deps == set(&["hello"]) {
+                if cms.is_empty()
+                    && roles.is_empty()
+                    && bindings.is_empty()
+                    && deps == set(&["hello"])
+                {
                     Ok(())
                 } else {
-                    Err(format!("{cms:?} {deps:?}"))
+                    Err(format!("{cms:?} {roles:?} {bindings:?} {deps:?}"))
                 }
             }
         },
@@ -281,6 +297,8 @@ async fn a_server_gets_exactly_its_objects_and_loses_them_on_update_and_delete()
                 names::<Ingress>(&client, &ns).await,
                 names::<ServiceAccount>(&client, &ns).await,
                 names::<ConfigMap>(&client, &ns).await,
+                names::<Role>(&client, &ns).await,
+                names::<RoleBinding>(&client, &ns).await,
             ]
             .into_iter()
             .flatten()
@@ -290,6 +308,277 @@ async fn a_server_gets_exactly_its_objects_and_loses_them_on_update_and_delete()
             } else {
                 Err(format!("left: {left:?}"))
             }
+        }
+    })
+    .await
+    .unwrap();
+    assert_no_forbidden(c.operator.lock().unwrap().log());
+}
+
+fn is_forbidden<T: std::fmt::Debug>(r: Result<T, kube::Error>) -> Result<(), String> {
+    match r {
+        Err(kube::Error::Api(s)) if s.code == 403 => Ok(()),
+        other => Err(format!("expected 403 Forbidden, got {other:?}")),
+    }
+}
+
+/// The gateway reads its policy through the API as the server's ServiceAccount, with a Role
+/// for exactly that ConfigMap; only the gateway container holds a credential.
+#[tokio::test]
+async fn the_gateway_alone_can_read_exactly_its_policy_through_the_api() {
+    let c = cluster();
+    let client = c.env.client().await;
+    let ns = c.env.namespace("policy-api").await;
+    let servers = server_api(&client, &ns);
+    servers
+        .create(&PostParams::default(), &server_yaml("reader", GATEWAY))
+        .await
+        .unwrap();
+    wait_phase(&servers, "reader", ServerPhase::Ready).await;
+
+    // The Role: one rule, exactly the policy ConfigMap, read verbs only; bound to the server's
+    // ServiceAccount; owned and labelled like the other children.
+    let role = Api::<Role>::namespaced(client.clone(), &ns)
+        .get("reader-gateway-policy-reader")
+        .await
+        .unwrap();
+    assert_eq!(
+        role.rules.clone().unwrap(),
+        vec![PolicyRule {
+            api_groups: Some(vec![String::new()]),
+            resources: Some(vec!["configmaps".into()]),
+            resource_names: Some(vec!["reader-gateway-policy".into()]),
+            verbs: vec!["get".into(), "list".into(), "watch".into()],
+            non_resource_urls: None,
+        }]
+    );
+    let binding = Api::<RoleBinding>::namespaced(client.clone(), &ns)
+        .get("reader-gateway-policy-reader")
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            binding.role_ref.kind.as_str(),
+            binding.role_ref.name.as_str()
+        ),
+        ("Role", "reader-gateway-policy-reader")
+    );
+    let subjects = binding.subjects.clone().unwrap();
+    assert_eq!(subjects.len(), 1);
+    assert_eq!(
+        (
+            subjects[0].kind.as_str(),
+            subjects[0].name.as_str(),
+            subjects[0].namespace.as_deref()
+        ),
+        ("ServiceAccount", "reader", Some(ns.as_str()))
+    );
+    for meta in [&role.metadata, &binding.metadata] {
+        let owner = &meta.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+            ("MCPServer", "reader", Some(true))
+        );
+        assert_eq!(
+            meta.labels.as_ref().unwrap()["mcpruntime.org/server"],
+            "reader"
+        );
+    }
+
+    // The pods: no automounted credential; the gateway alone gets the projected token and CA
+    // where in-cluster clients look, and reads its policy from the API (no policy file).
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let pod = pods
+        .list(&ListParams::default().labels("mcpruntime.org/server=reader"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .next()
+        .expect("a pod of the server");
+    let spec = pod.spec.unwrap();
+    assert_eq!(spec.automount_service_account_token, Some(false));
+    assert_eq!(spec.service_account_name.as_deref(), Some("reader"));
+    let volumes = spec.volumes.clone().unwrap_or_default();
+    let api_volume = volumes
+        .iter()
+        .find(|v| v.name == "gateway-kube-api")
+        .expect("the gateway's credential volume");
+    let sources = api_volume
+        .projected
+        .as_ref()
+        .unwrap()
+        .sources
+        .clone()
+        .unwrap();
+    let token = sources
+        .iter()
+        .find_map(|s| s.service_account_token.as_ref())
+        .unwrap();
+    assert_eq!(
+        (token.path.as_str(), token.expiration_seconds),
+        ("token", Some(3600))
+    );
+    let ca = sources.iter().find_map(|s| s.config_map.as_ref()).unwrap();
+    assert_eq!(ca.name, "kube-root-ca.crt");
+    let item = &ca.items.as_ref().unwrap()[0];
+    assert_eq!(
+        (item.key.as_str(), item.path.as_str()),
+        ("ca.crt", "ca.crt")
+    );
+    assert!(
+        volumes.iter().all(|v| v.config_map.is_none()),
+        "no mounted policy: {volumes:?}"
+    );
+    let container = |name: &str| {
+        spec.containers
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("container {name}"))
+            .clone()
+    };
+    let gateway = container("mcp-gateway");
+    let env: std::collections::BTreeMap<String, String> = gateway
+        .env
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.name, e.value.unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        env.get("MCP_GATEWAY_POLICY_CONFIGMAP").map(String::as_str),
+        Some(format!("{ns}/reader-gateway-policy").as_str())
+    );
+    assert!(!env.contains_key("POLICY_FILE"), "{env:?}");
+    let mounts = gateway.volume_mounts.unwrap();
+    let mount = mounts
+        .iter()
+        .find(|m| m.name == "gateway-kube-api")
+        .unwrap();
+    assert_eq!(
+        (mount.mount_path.as_str(), mount.read_only),
+        ("/var/run/secrets/kubernetes.io/serviceaccount", Some(true))
+    );
+    let server = container("server");
+    assert!(
+        server.volume_mounts.unwrap_or_default().is_empty(),
+        "the server container must get no volume"
+    );
+    assert!(
+        server
+            .env
+            .unwrap_or_default()
+            .iter()
+            .all(|e| !e.name.starts_with("MCP_GATEWAY") && !e.name.starts_with("KUBE")),
+        "the server container must get no API configuration"
+    );
+
+    // The Role works, and only for that ConfigMap: act as the server's ServiceAccount with a
+    // TokenRequest token, exactly as the gateway does.
+    let other: ConfigMap =
+        yaml("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: other}\ndata: {k: v}\n");
+    Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &other)
+        .await
+        .unwrap();
+    let creds = c.env.service_account(&ns, "reader").await.unwrap();
+    assert_eq!(creds.user, format!("system:serviceaccount:{ns}:reader"));
+    let as_gateway: Api<ConfigMap> = Api::namespaced(creds.client().await, &ns);
+    let by_name = "metadata.name=reader-gateway-policy";
+    let cm = as_gateway.get("reader-gateway-policy").await.unwrap();
+    assert!(cm.data.unwrap().contains_key("policy.json"));
+    let list = as_gateway
+        .list(&ListParams::default().fields(by_name))
+        .await
+        .unwrap();
+    assert_eq!(list.items.len(), 1);
+    let version = list.metadata.resource_version.unwrap();
+    // A watch from the list's version sees the next policy write (a new session).
+    let mut watch = Box::pin(
+        as_gateway
+            .watch(
+                &WatchParams::default().fields(by_name).timeout(30),
+                &version,
+            )
+            .await
+            .unwrap(),
+    );
+    let sessions: Api<MCPAgentSession> = Api::namespaced(client.clone(), &ns);
+    sessions
+        .create(
+            &PostParams::default(),
+            &session_yaml("alice-claude", "reader", &in_hours(1), ""),
+        )
+        .await
+        .unwrap();
+    let event = tokio::time::timeout(WAIT, futures::StreamExt::next(&mut watch))
+        .await
+        .expect("a watch event within the timeout")
+        .expect("the watch stays open")
+        .unwrap();
+    match event {
+        WatchEvent::Modified(cm) => {
+            assert_eq!(cm.name_any(), "reader-gateway-policy");
+            assert!(cm.data.unwrap()["policy.json"].contains("alice-claude"));
+        }
+        other => panic!("expected the policy to be modified, got {other:?}"),
+    }
+    drop(watch);
+    // Anything else is forbidden: another ConfigMap, the CA ConfigMap, listing or watching
+    // without the name selector, writing the policy.
+    is_forbidden(as_gateway.get("other").await).unwrap();
+    is_forbidden(as_gateway.get("kube-root-ca.crt").await).unwrap();
+    is_forbidden(as_gateway.list(&ListParams::default()).await).unwrap();
+    is_forbidden(
+        as_gateway
+            .list(&ListParams::default().fields("metadata.name=other"))
+            .await,
+    )
+    .unwrap();
+    is_forbidden(
+        as_gateway
+            .watch(&WatchParams::default().timeout(5), "0")
+            .await
+            .map(|_| ()),
+    )
+    .unwrap();
+    is_forbidden(
+        as_gateway
+            .patch(
+                "reader-gateway-policy",
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"data": {"policy.json": "{}"}})),
+            )
+            .await,
+    )
+    .unwrap();
+
+    // Gateway off: the Role and its binding go, and so does the access.
+    merge(
+        &servers,
+        "reader",
+        serde_json::json!({"spec": {"gateway": {"enabled": false}}}),
+    )
+    .await;
+    eventually("the policy reader Role and binding to go", WAIT, || {
+        let client = client.clone();
+        let ns = ns.clone();
+        async move {
+            let roles = names::<Role>(&client, &ns).await;
+            let bindings = names::<RoleBinding>(&client, &ns).await;
+            if roles.is_empty() && bindings.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{roles:?} {bindings:?}"))
+            }
+        }
+    })
+    .await
+    .unwrap();
+    eventually("the ServiceAccount to lose its access", WAIT, || {
+        let api = as_gateway.clone();
+        async move {
+            // The ConfigMap itself is gone too: 403 (not 404) shows the permission is.
+            is_forbidden(api.get("reader-gateway-policy").await)
         }
     })
     .await
