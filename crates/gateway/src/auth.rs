@@ -1,11 +1,14 @@
-//! Who is calling. In `token` mode the identity comes only from a verified session token; client
-//! identity headers are ignored and stripped. `header` mode trusts identity headers, and is only
+//! Who is calling. In `token` mode the identity comes only from a verified session token, in
+//! `oauth` mode from a verified access token of the policy's issuer (see [`crate::oauth`]); in
+//! both, client identity headers are ignored and stripped. `header` mode trusts identity headers, and is only
 //! honoured when the operator of the gateway explicitly allows it (behind an authenticating
 //! proxy); `none` admits anonymous callers.
 
 use http::HeaderMap;
 use mcp_runtime_policy::{AuthMode, PolicyDocument};
 use mcp_runtime_token::{TokenError, TokenKey};
+
+use crate::oauth::{OauthSettings, OauthVerifier};
 
 /// A verified caller.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -27,6 +30,10 @@ pub enum AuthFailure {
     ExpiredToken,
     #[error("this gateway is not configured to verify tokens (no token key)")]
     NoKey,
+    #[error("{0}")]
+    Misconfigured(String),
+    #[error("cannot verify access tokens: the issuer's keys are unavailable ({0})")]
+    IssuerUnavailable(String),
     #[error("auth mode `{0}` is not supported by this gateway")]
     Unsupported(AuthMode),
     #[error(
@@ -42,10 +49,24 @@ impl AuthFailure {
             AuthFailure::MissingToken => "missing_bearer_token",
             AuthFailure::InvalidToken(_) => "invalid_token",
             AuthFailure::ExpiredToken => "token_expired",
-            AuthFailure::NoKey | AuthFailure::Unsupported(_) | AuthFailure::HeadersNotTrusted => {
-                "auth_misconfigured"
-            }
+            AuthFailure::NoKey
+            | AuthFailure::Misconfigured(_)
+            | AuthFailure::Unsupported(_)
+            | AuthFailure::HeadersNotTrusted => "auth_misconfigured",
+            AuthFailure::IssuerUnavailable(_) => "issuer_unavailable",
         }
+    }
+
+    /// A fault of the gateway's setup or its issuer, not of the caller: HTTP 503, not 401.
+    pub fn is_gateway_fault(&self) -> bool {
+        matches!(
+            self,
+            AuthFailure::NoKey
+                | AuthFailure::Misconfigured(_)
+                | AuthFailure::IssuerUnavailable(_)
+                | AuthFailure::Unsupported(_)
+                | AuthFailure::HeadersNotTrusted
+        )
     }
 
     /// RFC 6750 error code for `WWW-Authenticate`.
@@ -61,15 +82,21 @@ impl AuthFailure {
 pub struct AuthConfig {
     pub token_key: Option<TokenKey>,
     pub trust_identity_headers: bool,
+    pub oauth: OauthVerifier,
     /// Tokens already verified, so an agent's repeated calls skip the HMAC and claim parsing.
     pub verified: VerifiedTokens,
 }
 
 impl AuthConfig {
-    pub fn new(token_key: Option<TokenKey>, trust_identity_headers: bool) -> Self {
+    pub fn new(
+        token_key: Option<TokenKey>,
+        trust_identity_headers: bool,
+        oauth: OauthSettings,
+    ) -> Self {
         Self {
             token_key,
             trust_identity_headers,
+            oauth: OauthVerifier::new(oauth),
             verified: VerifiedTokens::default(),
         }
     }
@@ -111,7 +138,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// Authenticates a request under the policy's auth mode.
-pub fn authenticate(
+pub async fn authenticate(
     config: &AuthConfig,
     doc: &PolicyDocument,
     headers: &HeaderMap,
@@ -150,8 +177,25 @@ pub fn authenticate(
                 session: header(headers, &names.session).map(str::to_owned),
             })
         }
+        AuthMode::Oauth => {
+            let issuer = doc.auth.issuer_url.as_deref().ok_or_else(|| {
+                AuthFailure::Misconfigured(
+                    "oauth mode needs spec.auth.issuerURL on the MCPServer".to_owned(),
+                )
+            })?;
+            let audience = config.oauth.audience(doc.auth.audience.as_deref())?;
+            let token = bearer(headers).ok_or(AuthFailure::MissingToken)?;
+            // Cached under the mode too, so a session token never passes for an access token.
+            let cache_audience = format!("oauth {issuer} {audience}");
+            if let Some(caller) = config.verified.get(token, &cache_audience, now.as_second()) {
+                return Ok(caller);
+            }
+            let (caller, exp) = config.oauth.verify(token, issuer, &audience).await?;
+            config.verified.put(token, &cache_audience, &caller, exp);
+            Ok(caller)
+        }
         AuthMode::None => Ok(Caller::default()),
-        mode @ (AuthMode::Oauth | AuthMode::Mtls) => Err(AuthFailure::Unsupported(mode)),
+        mode @ AuthMode::Mtls => Err(AuthFailure::Unsupported(mode)),
     }
 }
 

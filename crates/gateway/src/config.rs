@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::kube_source::{ConfigMapRef, DEFAULT_KEY, KubeAccess};
+use crate::oauth::{ClaimNames, OauthSettings};
 
 /// mcp-gateway: governs every tool call to one MCP server.
 ///
@@ -56,6 +57,30 @@ pub struct Config {
     /// File holding the key that verifies session tokens (at least 32 bytes).
     #[arg(long, env = "MCP_GATEWAY_TOKEN_KEY_FILE")]
     pub token_key_file: Option<PathBuf>,
+    /// oauth mode: the public URL of this MCP endpoint (RFC 9728 `resource`; the audience tokens
+    /// must carry when the MCPServer names none). Default: derived from each request's host.
+    #[arg(long, env = "MCP_GATEWAY_OAUTH_RESOURCE")]
+    pub oauth_resource: Option<http::Uri>,
+    /// oauth mode: a CA trusted for the issuer besides the system's roots (PEM).
+    #[arg(long, env = "MCP_GATEWAY_OAUTH_CA_FILE")]
+    pub oauth_ca_file: Option<PathBuf>,
+    /// oauth mode: the claim naming the human.
+    #[arg(long, env = "MCP_GATEWAY_OAUTH_HUMAN_CLAIM", default_value = "sub")]
+    pub oauth_human_claim: String,
+    /// oauth mode: claims naming the agent (the OAuth client), first present wins.
+    #[arg(
+        long,
+        env = "MCP_GATEWAY_OAUTH_AGENT_CLAIMS",
+        value_delimiter = ',',
+        default_value = "client_id,azp"
+    )]
+    pub oauth_agent_claims: Vec<String>,
+    /// oauth mode: the claim naming the team (none by default).
+    #[arg(long, env = "MCP_GATEWAY_OAUTH_TEAM_CLAIM")]
+    pub oauth_team_claim: Option<String>,
+    /// oauth mode: the claim naming the MCPAgentSession (none by default).
+    #[arg(long, env = "MCP_GATEWAY_OAUTH_SESSION_CLAIM")]
+    pub oauth_session_claim: Option<String>,
     /// Trust identity headers when the policy's auth mode is `header`. Only behind a proxy that
     /// authenticates callers and overwrites those headers.
     #[arg(long, env = "MCP_GATEWAY_TRUST_IDENTITY_HEADERS")]
@@ -107,6 +132,19 @@ pub enum PolicySource {
 }
 
 impl Config {
+    pub fn oauth(&self) -> OauthSettings {
+        OauthSettings {
+            resource: self.oauth_resource.clone(),
+            ca_file: self.oauth_ca_file.clone(),
+            claims: ClaimNames {
+                human: self.oauth_human_claim.clone(),
+                agent: self.oauth_agent_claims.clone(),
+                team: self.oauth_team_claim.clone(),
+                session: self.oauth_session_claim.clone(),
+            },
+        }
+    }
+
     pub fn policy_source(&self) -> Result<PolicySource, String> {
         if let Some(path) = &self.policy_file {
             return Ok(PolicySource::File(path.clone()));

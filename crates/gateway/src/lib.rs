@@ -11,6 +11,7 @@ pub mod config;
 pub mod jsonrpc;
 pub mod kube_source;
 pub mod metrics;
+pub mod oauth;
 pub mod policy_source;
 pub mod proxy;
 pub mod server;

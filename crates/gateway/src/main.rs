@@ -71,7 +71,7 @@ async fn run(config: Config) -> Result<(), String> {
     };
     let gateway = Arc::new(Gateway {
         store,
-        auth: AuthConfig::new(token_key, config.trust_identity_headers),
+        auth: AuthConfig::new(token_key, config.trust_identity_headers, config.oauth()),
         upstream,
         limits: Limits {
             max_body_bytes: config.max_body_bytes,

@@ -22,6 +22,7 @@ use crate::auth::{
 };
 use crate::jsonrpc::{self, Body as RpcBody, Id, Message, Refusal};
 use crate::metrics::{DecisionLabels, Metrics, RequestLabels, method_label};
+use crate::oauth;
 use crate::policy_source::PolicyStore;
 use crate::sse;
 
@@ -163,11 +164,28 @@ impl Gateway {
             );
         };
         let doc = policy.document();
-        let caller = match authenticate(&self.auth, doc, req.headers(), Timestamp::now()) {
+        let oauth = doc.auth.mode == AuthMode::Oauth;
+        if oauth
+            && req.method() == Method::GET
+            && let Some(path) = req
+                .uri()
+                .path()
+                .strip_prefix("/.well-known/oauth-protected-resource")
+        {
+            return self.protected_resource_metadata(doc, req.headers(), path);
+        }
+        let caller = match authenticate(&self.auth, doc, req.headers(), Timestamp::now()).await {
             Ok(caller) => caller,
             Err(failure) => {
                 self.emit_simple(Some(doc), &req, start, failure.reason());
-                return unauthorized(doc, &failure);
+                let metadata = oauth.then(|| {
+                    oauth::metadata_url(&oauth::resource_url(
+                        self.auth.oauth.settings().resource.as_ref(),
+                        req.headers(),
+                        req.uri().path(),
+                    ))
+                });
+                return unauthorized(doc, &failure, metadata.as_deref());
             }
         };
         let exchange = Exchange {
@@ -187,6 +205,37 @@ impl Gateway {
                 Err(resp) => resp,
             }
         }
+    }
+
+    /// RFC 9728 protected-resource metadata: where clients get tokens for this endpoint.
+    fn protected_resource_metadata(
+        &self,
+        doc: &PolicyDocument,
+        headers: &HeaderMap,
+        resource_path: &str,
+    ) -> Response<GatewayBody> {
+        let Some(issuer) = doc.auth.issuer_url.as_deref() else {
+            return unauthorized(
+                doc,
+                &AuthFailure::Misconfigured(
+                    "oauth mode needs spec.auth.issuerURL on the MCPServer".to_owned(),
+                ),
+                None,
+            );
+        };
+        let resource = oauth::resource_url(
+            self.auth.oauth.settings().resource.as_ref(),
+            headers,
+            if resource_path.is_empty() {
+                "/"
+            } else {
+                resource_path
+            },
+        );
+        json_response(
+            StatusCode::OK,
+            oauth::metadata_document(&resource, issuer).to_string(),
+        )
     }
 
     async fn post(
@@ -414,7 +463,10 @@ impl Gateway {
             let n = name.as_str();
             if is_hop_by_hop(n)
                 || n == "host"
-                || (n == "authorization" && doc.auth.mode == AuthMode::Token)
+                // The gateway consumed the credential; the upstream gets the verified identity
+                // (no token passthrough, as the MCP authorization spec requires).
+                || (n == "authorization"
+                    && matches!(doc.auth.mode, AuthMode::Token | AuthMode::Oauth))
                 || stripped
                     .iter()
                     .chain(&DEFAULT_IDENTITY_HEADERS)
@@ -655,12 +707,15 @@ fn bad_gateway(message: &str) -> Response<GatewayBody> {
     )
 }
 
-fn unauthorized(doc: &PolicyDocument, failure: &AuthFailure) -> Response<GatewayBody> {
-    if matches!(
-        failure,
-        AuthFailure::NoKey | AuthFailure::Unsupported(_) | AuthFailure::HeadersNotTrusted
-    ) {
-        tracing::error!(error = %failure, "gateway cannot authenticate callers; refusing every request");
+/// HTTP 401 with the challenge of the MCP authorization spec (`resource_metadata` in oauth
+/// mode), or 503 when the fault is the gateway's.
+fn unauthorized(
+    doc: &PolicyDocument,
+    failure: &AuthFailure,
+    resource_metadata: Option<&str>,
+) -> Response<GatewayBody> {
+    if failure.is_gateway_fault() {
+        tracing::error!(error = %failure, "gateway cannot authenticate callers; refusing the request");
         return json_response(
             StatusCode::SERVICE_UNAVAILABLE,
             jsonrpc::error_response(
@@ -671,10 +726,13 @@ fn unauthorized(doc: &PolicyDocument, failure: &AuthFailure) -> Response<Gateway
             ),
         );
     }
-    let mut challenge = format!(
-        "Bearer realm=\"mcp-runtime\", scope=\"{}/{}\"",
-        doc.server.namespace, doc.server.name
-    );
+    let mut challenge = match resource_metadata {
+        Some(url) => format!("Bearer realm=\"mcp-runtime\", resource_metadata=\"{url}\""),
+        None => format!(
+            "Bearer realm=\"mcp-runtime\", scope=\"{}/{}\"",
+            doc.server.namespace, doc.server.name
+        ),
+    };
     if let Some(error) = failure.bearer_error() {
         challenge.push_str(&format!(
             ", error=\"{error}\", error_description=\"{}\"",
