@@ -383,7 +383,18 @@ pub fn desired(server: &MCPServer, config: &Config, policy: Option<&PolicyDocume
             // The author chose header mode explicitly (see docs/crds.md): the gateway trusts
             // identity headers only with this flag.
             AuthMode::Header => gw_env.push(env("MCP_GATEWAY_TRUST_IDENTITY_HEADERS", "true")),
-            AuthMode::None | AuthMode::Oauth | AuthMode::Mtls => {}
+            // The public URL clients reach (RFC 9728 `resource`, and the audience when
+            // spec.auth.audience is unset); without an ingress host the gateway derives it from
+            // each request.
+            AuthMode::Oauth => {
+                if let Some(host) = ingress_host(spec, config) {
+                    gw_env.push(env(
+                        "MCP_GATEWAY_OAUTH_RESOURCE",
+                        format!("https://{host}{}", server.route_path()),
+                    ));
+                }
+            }
+            AuthMode::None | AuthMode::Mtls => {}
         }
         if let Some(a) = spec.analytics.as_ref().filter(|a| !a.disabled) {
             let url = a
@@ -598,11 +609,7 @@ pub fn desired(server: &MCPServer, config: &Config, policy: Option<&PolicyDocume
                     .unwrap_or_else(|| config.ingress_class.clone()),
             ),
             rules: Some(vec![IngressRule {
-                host: spec
-                    .ingress_host
-                    .clone()
-                    .filter(|h| !h.is_empty())
-                    .or_else(|| config.default_ingress_host.clone()),
+                host: ingress_host(spec, config),
                 http: Some(HTTPIngressRuleValue { paths }),
             }]),
             ..Default::default()
@@ -634,6 +641,14 @@ pub fn desired(server: &MCPServer, config: &Config, policy: Option<&PolicyDocume
         policy,
         policy_reader,
     }
+}
+
+/// The host the server's Ingress answers on, if any.
+fn ingress_host(spec: &mcp_runtime_api::MCPServerSpec, config: &Config) -> Option<String> {
+    spec.ingress_host
+        .clone()
+        .filter(|h| !h.is_empty())
+        .or_else(|| config.default_ingress_host.clone())
 }
 
 /// The Role and RoleBinding that let the server's ServiceAccount read its policy ConfigMap
@@ -831,6 +846,63 @@ mod tests {
         assert_eq!(
             d.deployment.metadata.labels.unwrap()[MANAGED_BY_LABEL],
             "mcp-runtime"
+        );
+    }
+
+    fn gateway_env(d: &Desired) -> BTreeMap<String, String> {
+        let pod = d
+            .deployment
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .clone()
+            .unwrap();
+        let gw = pod
+            .containers
+            .iter()
+            .find(|c| c.name == "mcp-gateway")
+            .unwrap();
+        gw.env
+            .clone()
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.name, e.value.unwrap_or_default()))
+            .collect()
+    }
+
+    #[test]
+    fn oauth_gateways_learn_their_public_url_from_the_ingress_host() {
+        use mcp_runtime_api::server::AuthSpec;
+        let mut spec = MCPServerSpec::with_image("ghcr.io/acme/hello:1");
+        spec.gateway = Some(GatewaySpec::enabled());
+        spec.auth = Some(AuthSpec {
+            mode: AuthMode::Oauth,
+            issuer_url: Some("https://idp.example.com".into()),
+            ..Default::default()
+        });
+        let without_host = desired(&server(spec.clone()), &Config::defaults(), Some(&doc()));
+        let env = gateway_env(&without_host);
+        assert!(!env.contains_key("MCP_GATEWAY_OAUTH_RESOURCE"));
+        assert!(!env.contains_key("MCP_GATEWAY_TOKEN_KEY_FILE"));
+        spec.ingress_host = Some("mcp.example.com".into());
+        let d = desired(&server(spec), &Config::defaults(), Some(&doc()));
+        assert_eq!(
+            gateway_env(&d)["MCP_GATEWAY_OAUTH_RESOURCE"],
+            "https://mcp.example.com/hello/mcp"
+        );
+        let paths = d.ingress.spec.unwrap().rules.unwrap()[0]
+            .http
+            .clone()
+            .unwrap()
+            .paths;
+        assert!(
+            paths
+                .iter()
+                .any(|p| p.path.as_deref()
+                    == Some("/.well-known/oauth-protected-resource/hello/mcp")),
+            "{paths:?}"
         );
     }
 
