@@ -174,7 +174,7 @@ fn emit(auditor: &Auditor, from: usize, n: usize) -> BTreeSet<String> {
     (from..from + n)
         .map(|i| {
             let e = event(i);
-            let id = e.event_id.clone();
+            let id = e.event_id.to_string();
             auditor.emit(e);
             id
         })
@@ -341,7 +341,7 @@ async fn jsonl_sink_writes_one_line_per_event() {
     let ids: Vec<String> = (0..250)
         .map(|i| {
             let e = event(i);
-            let id = e.event_id.clone();
+            let id = e.event_id.to_string();
             auditor.emit(e);
             id
         })
@@ -363,7 +363,7 @@ async fn jsonl_sink_writes_one_line_per_event() {
         assert!(raw["time"].as_str().unwrap().ends_with('Z'));
         let e: AuditEvent = serde_json::from_str(line).unwrap();
         assert_eq!(raw["decision"], e.decision.as_str());
-        seen.push(e.event_id);
+        seen.push(e.event_id.to_string());
     }
     assert_eq!(seen, ids, "in emission order");
     assert!(!dir.join("spool").exists(), "no spool without an ingest");
@@ -432,7 +432,11 @@ async fn emit_never_blocks_when_the_writer_is_stalled() {
         .collect();
     assert_eq!(written.len(), 11);
     assert!(written[0].arguments.is_some());
-    assert!(written[1..].iter().all(|e| ids.contains(&e.event_id)));
+    assert!(
+        written[1..]
+            .iter()
+            .all(|e| ids.contains(&e.event_id.to_string()))
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -448,7 +452,7 @@ async fn full_spool_drops_new_events_and_counts_them() {
     let ordered: Vec<String> = (0..200)
         .map(|i| {
             let e = event(i);
-            let id = e.event_id.clone();
+            let id = e.event_id.to_string();
             auditor.emit(e);
             id
         })
