@@ -3,7 +3,12 @@
 //! The JSON form is the contract with the ingest and with readers of the JSON-lines file:
 //! snake_case field names, `time` in RFC 3339, and every `Option` field left out when `None`.
 //! Fields may be added; existing ones keep their name and meaning.
+//!
+//! Text fields are `Cow<str>`: the gateway builds an event from borrowed request and policy data
+//! and the event is serialised on the spot (see [`crate::Auditor::emit`]), so building one costs
+//! no copy of those strings. A deserialised event owns its text (`AuditEvent<'static>`).
 
+use std::borrow::Cow;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -36,70 +41,70 @@ impl std::fmt::Display for Decision {
 
 /// One audit record. Build it with [`AuditEvent::new`], then assign the optional fields.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct AuditEvent {
+pub struct AuditEvent<'a> {
     /// A UUID (version 7: time-ordered), set by [`AuditEvent::new`] from [`next_event_id`];
     /// delivery is at-least-once and the ingest dedupes on it.
     pub event_id: Uuid,
     /// When the decision was taken (RFC 3339 in JSON).
     pub time: Timestamp,
     /// The component that emitted the event, e.g. `hello-gateway`.
-    pub source: String,
+    pub source: Cow<'a, str>,
     /// The MCP server (the `MCPServer` name).
-    pub server: String,
-    pub namespace: String,
+    pub server: Cow<'a, str>,
+    pub namespace: Cow<'a, str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster: Option<String>,
+    pub cluster: Option<Cow<'a, str>>,
     /// The team owning the server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub team_id: Option<String>,
+    pub team_id: Option<Cow<'a, str>>,
 
     // Identity of the caller.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub human_id: Option<String>,
+    pub human_id: Option<Cow<'a, str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub agent_id: Option<String>,
+    pub agent_id: Option<Cow<'a, str>>,
     /// The caller's team (not the server's: see `team_id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subject_team_id: Option<String>,
+    pub subject_team_id: Option<Cow<'a, str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session_id: Option<String>,
+    pub session_id: Option<Cow<'a, str>>,
 
     // The request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub protocol_version: Option<String>,
-    pub http_method: String,
+    pub protocol_version: Option<Cow<'a, str>>,
+    pub http_method: Cow<'a, str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rpc_method: Option<String>,
+    pub rpc_method: Option<Cow<'a, str>>,
     /// The JSON-RPC `id` as sent (string or number).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rpc_id: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tool: Option<String>,
+    pub tool: Option<Cow<'a, str>>,
 
     // The decision.
     pub decision: Decision,
     /// Stable reason code, e.g. `allowed`, `trust_too_low`, `invalid_token`.
-    pub reason: String,
+    pub reason: Cow<'a, str>,
     /// False when the policy is in `observe` mode: a deny was recorded but the call went through.
     pub enforced: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub required_trust: Option<String>,
+    pub required_trust: Option<Cow<'a, str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub admin_trust: Option<String>,
+    pub admin_trust: Option<Cow<'a, str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub consented_trust: Option<String>,
+    pub consented_trust: Option<Cow<'a, str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub effective_trust: Option<String>,
+    pub effective_trust: Option<Cow<'a, str>>,
     /// The grant that decided, as `namespace/name`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub matched_grant: Option<String>,
+    pub matched_grant: Option<Cow<'a, str>>,
     /// The session that was used, as `namespace/name`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub matched_session: Option<String>,
+    pub matched_session: Option<Cow<'a, str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy_revision: Option<String>,
+    pub policy_revision: Option<Cow<'a, str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy_version: Option<String>,
+    pub policy_version: Option<Cow<'a, str>>,
 
     // The outcome.
     /// HTTP status returned by the upstream MCP server (absent when the call was not forwarded).
@@ -108,7 +113,7 @@ pub struct AuditEvent {
     /// Time spent in the gateway for this request, upstream included.
     pub latency_ms: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trace_id: Option<String>,
+    pub trace_id: Option<Cow<'a, str>>,
     /// For `tools/list`: how many tools were returned and how many were filtered out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tools_listed: Option<u32>,
@@ -119,17 +124,17 @@ pub struct AuditEvent {
     pub arguments: Option<serde_json::Value>,
 }
 
-impl AuditEvent {
+impl<'a> AuditEvent<'a> {
     /// A new event with a fresh `event_id`, `time` = now, `enforced = true`, `latency_ms = 0`
     /// and every optional field `None`.
     pub fn new(
-        source: impl Into<String>,
-        server: impl Into<String>,
-        namespace: impl Into<String>,
-        http_method: impl Into<String>,
+        source: impl Into<Cow<'a, str>>,
+        server: impl Into<Cow<'a, str>>,
+        namespace: impl Into<Cow<'a, str>>,
+        http_method: impl Into<Cow<'a, str>>,
         decision: Decision,
-        reason: impl Into<String>,
-    ) -> AuditEvent {
+        reason: impl Into<Cow<'a, str>>,
+    ) -> AuditEvent<'a> {
         let time = Timestamp::now();
         AuditEvent {
             event_id: next_event_id(time),
@@ -165,6 +170,51 @@ impl AuditEvent {
             tools_listed: None,
             tools_hidden: None,
             arguments: None,
+        }
+    }
+
+    /// The same event owning all its text, e.g. to move it into a task.
+    pub fn into_owned(self) -> AuditEvent<'static> {
+        fn own(c: Cow<'_, str>) -> Cow<'static, str> {
+            Cow::Owned(c.into_owned())
+        }
+        fn own_opt(c: Option<Cow<'_, str>>) -> Option<Cow<'static, str>> {
+            c.map(own)
+        }
+        AuditEvent {
+            event_id: self.event_id,
+            time: self.time,
+            source: own(self.source),
+            server: own(self.server),
+            namespace: own(self.namespace),
+            cluster: own_opt(self.cluster),
+            team_id: own_opt(self.team_id),
+            human_id: own_opt(self.human_id),
+            agent_id: own_opt(self.agent_id),
+            subject_team_id: own_opt(self.subject_team_id),
+            session_id: own_opt(self.session_id),
+            protocol_version: own_opt(self.protocol_version),
+            http_method: own(self.http_method),
+            rpc_method: own_opt(self.rpc_method),
+            rpc_id: self.rpc_id,
+            tool: own_opt(self.tool),
+            decision: self.decision,
+            reason: own(self.reason),
+            enforced: self.enforced,
+            required_trust: own_opt(self.required_trust),
+            admin_trust: own_opt(self.admin_trust),
+            consented_trust: own_opt(self.consented_trust),
+            effective_trust: own_opt(self.effective_trust),
+            matched_grant: own_opt(self.matched_grant),
+            matched_session: own_opt(self.matched_session),
+            policy_revision: own_opt(self.policy_revision),
+            policy_version: own_opt(self.policy_version),
+            upstream_status: self.upstream_status,
+            latency_ms: self.latency_ms,
+            trace_id: own_opt(self.trace_id),
+            tools_listed: self.tools_listed,
+            tools_hidden: self.tools_hidden,
+            arguments: self.arguments,
         }
     }
 }
@@ -247,8 +297,24 @@ mod tests {
         assert_eq!(id, e.event_id);
         let time = o["time"].as_str().unwrap();
         assert!(time.parse::<Timestamp>().is_ok(), "{time}");
-        let back: AuditEvent = serde_json::from_value(v).unwrap();
+        let back: AuditEvent<'_> = serde_json::from_value(v).unwrap();
         assert_eq!(back, e);
+    }
+
+    #[test]
+    fn borrowed_and_owned_events_are_the_same() {
+        let human = String::from("alice");
+        let mut e = AuditEvent::new("gw", "s", "n", "POST", Decision::Allow, "allowed");
+        e.human_id = Some(Cow::Borrowed(&human));
+        let owned = e.clone().into_owned();
+        drop(human);
+        let mut e2 = owned.clone();
+        e2.human_id = Some("alice".into());
+        assert_eq!(owned, e2);
+        assert_eq!(
+            serde_json::to_string(&owned).unwrap(),
+            serde_json::to_string(&e2).unwrap()
+        );
     }
 
     #[test]

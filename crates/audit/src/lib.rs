@@ -1,11 +1,11 @@
 //! Audit events and their delivery.
 //!
 //! The gateway builds an [`AuditEvent`] per decision and hands it to an [`Auditor`], a cheap
-//! `Clone` handle whose [`Auditor::emit`] never blocks: it tries to put the event in a bounded
-//! channel and counts a drop when the channel is full. A writer thread takes events from the
-//! channel in batches and
+//! `Clone` handle whose [`Auditor::emit`] never waits for IO: it serialises the event on the
+//! calling thread into a bounded in-memory queue of JSON lines and counts a drop when the queue is
+//! full. A writer thread takes the queue in batches and
 //!
-//! - appends them to a JSON-lines file (one event per line, flushed at each batch), and/or
+//! - appends them to a JSON-lines file (one event per line, one write per batch), and/or
 //! - appends them to a write-ahead **spool** on disk (fsync per batch), from which a shipper task
 //!   POSTs `{"events":[...]}` to the ingest, retrying with backoff until it answers 2xx. A
 //!   persisted cursor records what the ingest acknowledged, so a restart resumes where the last
@@ -16,16 +16,19 @@
 //! `event_id`. See `docs/audit.md`.
 
 mod event;
+mod queue;
 mod shipper;
 mod spool;
 mod writer;
 
+use std::cell::RefCell;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-pub use event::{AuditEvent, Decision};
+pub use event::{AuditEvent, Decision, next_event_id};
+use queue::{Queue, Refused};
 
 /// Default for [`AuditConfig::spool_max_bytes`]: 256 MiB.
 pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 256 * 1024 * 1024;
@@ -51,7 +54,8 @@ pub struct AuditConfig {
     pub batch_max_events: usize,
     /// How long the writer waits to fill a batch: the latency added to an event.
     pub flush_interval: Duration,
-    /// Capacity of the channel between [`Auditor::emit`] and the writer.
+    /// Most events queued between [`Auditor::emit`] and the writer (and at most 64 MiB of
+    /// JSON); beyond it events are dropped and counted.
     pub channel_capacity: usize,
     /// First delay before retrying a failed POST; doubled up to `retry_max_backoff`.
     pub retry_initial_backoff: Duration,
@@ -153,10 +157,6 @@ pub(crate) struct Counters {
     ship_failures: AtomicU64,
     skipped: AtomicU64,
     write_errors: AtomicU64,
-    /// Set by [`AuditTask::shutdown`]: emit drops from then on.
-    closing: AtomicBool,
-    /// Calls of emit between their `closing` check and their send (see the writer's final drain).
-    in_flight: AtomicUsize,
 }
 
 impl Counters {
@@ -192,9 +192,30 @@ impl Counters {
 /// The handle the gateway emits events through. Cheap to clone; every clone feeds the same sinks.
 #[derive(Clone)]
 pub struct Auditor {
-    tx: Option<std::sync::mpsc::SyncSender<Box<AuditEvent>>>,
+    /// `None` for [`Auditor::disabled`].
+    sender: Option<Arc<Sender>>,
     counters: Arc<Counters>,
 }
+
+/// Shared by the clones of an [`Auditor`]: when the last one goes, the queue closes and the
+/// writer finishes.
+struct Sender {
+    queue: Arc<Queue>,
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        self.queue.close();
+    }
+}
+
+thread_local! {
+    /// Where [`Auditor::emit`] serialises, reused from event to event on each thread.
+    static LINE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(1024));
+}
+
+/// A line buffer that grew past this (a huge event) is not kept for the next event.
+const KEEP_LINE_BYTES: usize = 64 * 1024;
 
 impl Auditor {
     /// Opens the sinks (the JSON-lines file, the spool: recovering what a previous process left),
@@ -244,15 +265,17 @@ impl Auditor {
             let task = shipper::Shipper::new(recovered.spool, endpoint, &config, counters.clone());
             shipper = Some(runtime.spawn(task.run(recovered.cursor)));
         }
-        let (tx, rx) = std::sync::mpsc::sync_channel(config.channel_capacity);
+        let queue = Arc::new(Queue::new(
+            config.channel_capacity,
+            config.batch_max_events,
+            config.flush_interval,
+        ));
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         let writer = writer::Writer {
-            rx,
+            queue: queue.clone(),
             jsonl,
             spool: spool_writer,
             counters: counters.clone(),
-            batch_max_events: config.batch_max_events,
-            flush_interval: config.flush_interval,
         };
         let spawned = std::thread::Builder::new()
             .name("mcp-audit-writer".into())
@@ -260,21 +283,28 @@ impl Auditor {
                 writer.run();
                 let _ = done_tx.send(());
             });
-        if let Err(source) = spawned {
-            if let Some(handle) = shipper {
-                handle.abort();
+        let thread = match spawned {
+            Ok(handle) => handle.thread().clone(),
+            Err(source) => {
+                if let Some(handle) = shipper {
+                    handle.abort();
+                }
+                return Err(AuditError::Io {
+                    path: PathBuf::from("<audit writer thread>"),
+                    source,
+                });
             }
-            return Err(AuditError::Io {
-                path: PathBuf::from("<audit writer thread>"),
-                source,
-            });
-        }
+        };
+        let _ = queue.writer.set(thread);
         let auditor = Auditor {
-            tx: Some(tx),
+            sender: Some(Arc::new(Sender {
+                queue: queue.clone(),
+            })),
             counters: counters.clone(),
         };
         let task = AuditTask {
             counters,
+            queue,
             writer_done: done_rx,
             shipper,
         };
@@ -284,28 +314,35 @@ impl Auditor {
     /// A handle that discards every event (audit not configured). Only `emitted` is counted.
     pub fn disabled() -> Auditor {
         Auditor {
-            tx: None,
+            sender: None,
             counters: Arc::new(Counters::default()),
         }
     }
 
-    /// Queues the event for the sinks. Never blocks nor waits: when the queue is full, or after
+    /// Serialises the event (on the calling thread, into a reused buffer) and queues the line
+    /// for the sinks. Never waits for the writer nor for IO: when the queue is full, or after
     /// shutdown, the event is dropped and counted in [`AuditStats::dropped`].
-    pub fn emit(&self, event: AuditEvent) {
+    pub fn emit(&self, event: AuditEvent<'_>) {
         let c = &*self.counters;
         c.emitted.fetch_add(1, Ordering::Relaxed);
-        let Some(tx) = &self.tx else { return };
-        c.in_flight.fetch_add(1, Ordering::SeqCst);
-        if c.closing.load(Ordering::SeqCst) {
-            c.drop_events(1, "audit is shut down");
-        } else if let Err(e) = tx.try_send(Box::new(event)) {
-            let why = match e {
-                std::sync::mpsc::TrySendError::Full(_) => "audit queue full",
-                std::sync::mpsc::TrySendError::Disconnected(_) => "audit is shut down",
-            };
+        let Some(sender) = &self.sender else { return };
+        let queued = LINE
+            .try_with(|line| match line.try_borrow_mut() {
+                Ok(mut line) => {
+                    let queued = serialize_and_push(&sender.queue, &mut line, &event);
+                    if line.capacity() > KEEP_LINE_BYTES {
+                        *line = Vec::with_capacity(1024);
+                    }
+                    queued
+                }
+                // Only if serialising emitted an event itself; never in practice.
+                Err(_) => serialize_and_push(&sender.queue, &mut Vec::new(), &event),
+            })
+            // The thread is exiting and its buffer is gone.
+            .unwrap_or_else(|_| serialize_and_push(&sender.queue, &mut Vec::new(), &event));
+        if let Err(why) = queued {
             c.drop_events(1, why);
         }
-        c.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 
     pub fn stats(&self) -> AuditStats {
@@ -313,10 +350,29 @@ impl Auditor {
     }
 }
 
+/// Writes `event` as one JSON line into `line` (cleared first) and queues it.
+fn serialize_and_push(
+    queue: &Queue,
+    line: &mut Vec<u8>,
+    event: &AuditEvent<'_>,
+) -> Result<(), &'static str> {
+    line.clear();
+    if let Err(e) = serde_json::to_writer(&mut *line, event) {
+        tracing::warn!(event_id = %event.event_id, error = %e, "audit event does not serialize");
+        return Err("audit event does not serialize");
+    }
+    line.push(b'\n');
+    queue.push(line).map_err(|refused| match refused {
+        Refused::Full => "audit queue full",
+        Refused::Closed => "audit is shut down",
+    })
+}
+
 /// The background work of an [`Auditor`]. Call [`AuditTask::shutdown`] before exiting; dropping
 /// it instead leaves the writer and shipper running until the process ends.
 pub struct AuditTask {
     counters: Arc<Counters>,
+    queue: Arc<Queue>,
     writer_done: tokio::sync::oneshot::Receiver<()>,
     shipper: Option<tokio::task::JoinHandle<()>>,
 }
@@ -337,7 +393,7 @@ impl AuditTask {
     /// has not acknowledged by then stays in the spool for the next start.
     pub async fn shutdown(mut self, timeout: Duration) -> ShutdownReport {
         let deadline = tokio::time::Instant::now() + timeout;
-        self.counters.closing.store(true, Ordering::SeqCst);
+        self.queue.close();
         let flushed = tokio::time::timeout_at(deadline, &mut self.writer_done)
             .await
             .is_ok();

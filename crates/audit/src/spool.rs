@@ -349,6 +349,8 @@ pub(crate) struct SpoolWriter {
     segment_max_bytes: u64,
     spool_max_bytes: u64,
     counters: Arc<Counters>,
+    /// What the current append commits, reused from batch to batch.
+    buf: Vec<u8>,
 }
 
 impl SpoolWriter {
@@ -367,20 +369,28 @@ impl SpoolWriter {
             segment_max_bytes,
             spool_max_bytes,
             counters,
+            buf: Vec::new(),
         }
     }
 
     /// Appends the lines (each ending in `\n`) and fsyncs. Lines that would take the spool past
     /// `spool_max_bytes` are dropped and counted.
-    pub(crate) fn append(&mut self, lines: &[Vec<u8>]) {
+    pub(crate) fn append(&mut self, lines: &[u8]) {
         let used = self.counters.spool_bytes.load(Ordering::Relaxed);
         let mut room = self.spool_max_bytes.saturating_sub(used);
-        let mut buf = Vec::new();
+        let mut buf = std::mem::take(&mut self.buf);
         let mut n = 0u64;
-        for (i, line) in lines.iter().enumerate() {
+        let mut rest = lines;
+        while !rest.is_empty() {
+            let end = rest
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(rest.len(), |i| i + 1);
+            let (line, after) = rest.split_at(end);
             let size = line.len() as u64;
             if size > room {
                 self.counters.drop_events(1, "audit spool full");
+                rest = after;
                 continue;
             }
             let full = self.len + buf.len() as u64 + size > self.segment_max_bytes
@@ -393,20 +403,25 @@ impl SpoolWriter {
                 if let Err(e) = self.rotate() {
                     tracing::warn!(dir = %self.spool.dir.display(), error = %e,
                         "cannot create an audit spool segment");
-                    let lost = (lines.len() - i) as u64;
+                    let lost = rest.iter().filter(|&&b| b == b'\n').count().max(1) as u64;
                     self.counters
                         .write_errors
                         .fetch_add(lost, Ordering::Relaxed);
+                    buf.clear();
+                    self.buf = buf;
                     return;
                 }
             }
             buf.extend_from_slice(line);
             room -= size;
             n += 1;
+            rest = after;
         }
         if n > 0 {
             self.commit(&mut buf, n);
         }
+        crate::queue::trim(&mut buf);
+        self.buf = buf;
     }
 
     fn rotate(&mut self) -> std::io::Result<()> {

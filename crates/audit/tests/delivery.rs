@@ -153,7 +153,7 @@ fn config(spool_dir: &Path, ingest: SocketAddr) -> AuditConfig {
     config
 }
 
-fn event(i: usize) -> AuditEvent {
+fn event(i: usize) -> AuditEvent<'static> {
     let (decision, reason) = if i.is_multiple_of(3) {
         (Decision::Deny, "trust_too_low")
     } else {
@@ -361,7 +361,7 @@ async fn jsonl_sink_writes_one_line_per_event() {
         let raw: serde_json::Value = serde_json::from_str(line).unwrap();
         assert!(raw.get("cluster").is_none(), "None fields are left out");
         assert!(raw["time"].as_str().unwrap().ends_with('Z'));
-        let e: AuditEvent = serde_json::from_str(line).unwrap();
+        let e: AuditEvent<'_> = serde_json::from_str(line).unwrap();
         assert_eq!(raw["decision"], e.decision.as_str());
         seen.push(e.event_id.to_string());
     }
@@ -426,7 +426,7 @@ async fn emit_never_blocks_when_the_writer_is_stalled() {
     let report = task.shutdown(Duration::from_secs(10)).await;
     assert!(report.flushed, "{report:?}");
     let text = out_rx.recv_timeout(WAIT).expect("the FIFO reader finished");
-    let written: Vec<AuditEvent> = text
+    let written: Vec<AuditEvent<'_>> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();

@@ -1,5 +1,6 @@
 //! The request path: authenticate, inspect, decide, forward, filter, audit.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +15,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use jiff::Timestamp;
 use mcp_runtime_audit::{AuditEvent, Auditor, Decision as AuditDecision};
-use mcp_runtime_policy::{AuthMode, Decision, Identity, Policy, PolicyDocument, ToolCall};
+use mcp_runtime_policy::{AuthMode, Decision, Identity, Policy, PolicyDocument, ToolCall, Trust};
 use serde_json::{Value, json};
 
 use crate::auth::{
@@ -560,7 +561,7 @@ impl Gateway {
         let audit = self
             .audit
             .clone()
-            .map(|a| (a, self.list_event(&filter, &ex, &id)));
+            .map(|a| (a, self.list_event(&filter, &ex, &id).into_owned()));
         tokio::spawn(async move {
             let mut body = body;
             let mut splitter = sse::EventSplitter::default();
@@ -842,51 +843,71 @@ fn decode_header_value(v: &str) -> Option<String> {
 }
 
 // === audit ===
+//
+// Events borrow what they report (the policy document, the caller, the request) and are
+// serialised by `Auditor::emit` before the borrow ends, so building one copies no string.
+
+fn borrowed(s: &Option<String>) -> Option<Cow<'_, str>> {
+    s.as_deref().map(Cow::Borrowed)
+}
+
+/// `namespace/name`, as `Decision::grant_ref` writes it, without the formatting machinery.
+fn object_ref(namespace: &str, name: &str) -> Cow<'static, str> {
+    let mut s = String::with_capacity(namespace.len() + 1 + name.len());
+    s.push_str(namespace);
+    s.push('/');
+    s.push_str(name);
+    Cow::Owned(s)
+}
 
 impl Gateway {
-    fn base_event(
-        &self,
-        doc: Option<&PolicyDocument>,
-        http_method: &Method,
+    fn base_event<'a>(
+        &'a self,
+        doc: Option<&'a PolicyDocument>,
+        http_method: &'a Method,
         decision: AuditDecision,
-        reason: &str,
-    ) -> AuditEvent {
-        let (server, namespace) = doc.map_or((String::new(), String::new()), |d| {
-            (d.server.name.clone(), d.server.namespace.clone())
+        reason: &'a str,
+    ) -> AuditEvent<'a> {
+        let (server, namespace) = doc.map_or(("", ""), |d| {
+            (d.server.name.as_str(), d.server.namespace.as_str())
         });
         let mut event = AuditEvent::new(
-            self.audit_source.clone(),
+            self.audit_source.as_str(),
             server,
             namespace,
-            http_method.as_str().to_owned(),
+            http_method.as_str(),
             decision,
-            reason.to_owned(),
+            reason,
         );
         if let Some(d) = doc {
-            event.cluster = d.server.cluster.clone();
-            event.team_id = d.server.team_id.clone();
-            event.policy_revision = Some(d.revision.clone());
-            event.policy_version = d.policy.policy_version.clone();
+            event.cluster = borrowed(&d.server.cluster);
+            event.team_id = borrowed(&d.server.team_id);
+            event.policy_revision = Some(Cow::Borrowed(&d.revision));
+            event.policy_version = borrowed(&d.policy.policy_version);
         }
         event
     }
 
-    fn with_exchange(
+    fn with_exchange<'a>(
         &self,
-        mut event: AuditEvent,
-        ex: &Exchange,
-        request: Option<&jsonrpc::Request>,
-    ) -> AuditEvent {
-        event.human_id = ex.caller.human.clone();
-        event.agent_id = ex.caller.agent.clone();
-        event.subject_team_id = ex.caller.team.clone();
-        event.session_id = ex.caller.session.clone();
-        event.protocol_version = ex.protocol_version.clone();
+        mut event: AuditEvent<'a>,
+        ex: &'a Exchange,
+        request: Option<&'a jsonrpc::Request>,
+    ) -> AuditEvent<'a> {
+        event.human_id = borrowed(&ex.caller.human);
+        event.agent_id = borrowed(&ex.caller.agent);
+        event.subject_team_id = borrowed(&ex.caller.team);
+        event.session_id = borrowed(&ex.caller.session);
+        event.protocol_version = borrowed(&ex.protocol_version);
         event.latency_ms = ex.start.elapsed().as_secs_f64() * 1000.0;
         if let Some(r) = request {
-            event.rpc_method = Some(r.method.clone());
+            event.rpc_method = Some(Cow::Borrowed(&r.method));
             event.rpc_id = serde_json::from_str(&r.id.0).ok();
-            event.tool = r.name.clone().filter(|_| r.is_tool_call());
+            event.tool = if r.is_tool_call() {
+                borrowed(&r.name)
+            } else {
+                None
+            };
         }
         event
     }
@@ -963,14 +984,15 @@ impl Gateway {
             ex,
             Some(request),
         );
+        let trust = |t: Option<Trust>| t.map(|t| Cow::Borrowed(t.as_str()));
         event.enforced = d.enforced;
-        event.required_trust = d.required_trust.map(|t| t.as_str().to_owned());
-        event.admin_trust = d.admin_trust.map(|t| t.as_str().to_owned());
-        event.consented_trust = d.consented_trust.map(|t| t.as_str().to_owned());
-        event.effective_trust = d.effective_trust.map(|t| t.as_str().to_owned());
-        event.matched_grant = d.grant_ref();
-        event.matched_session = d.session_ref();
-        event.policy_version = d.policy_version.map(str::to_owned);
+        event.required_trust = trust(d.required_trust);
+        event.admin_trust = trust(d.admin_trust);
+        event.consented_trust = trust(d.consented_trust);
+        event.effective_trust = trust(d.effective_trust);
+        event.matched_grant = d.grant.map(|g| object_ref(&g.namespace, &g.name));
+        event.matched_session = d.session.map(|s| object_ref(&s.namespace, &s.name));
+        event.policy_version = d.policy_version.map(Cow::Borrowed);
         event.upstream_status = upstream_status;
         if self.capture_arguments {
             event.arguments = serde_json::from_slice::<Value>(body)
@@ -980,14 +1002,19 @@ impl Gateway {
         auditor.emit(event);
     }
 
-    fn list_event(&self, filter: &ListFilter, ex: &Exchange, id: &Id) -> AuditEvent {
+    fn list_event<'a>(
+        &'a self,
+        filter: &'a ListFilter,
+        ex: &'a Exchange,
+        id: &Id,
+    ) -> AuditEvent<'a> {
         let doc = filter.policy.document();
         let mut event = self.with_exchange(
             self.base_event(Some(doc), &ex.http_method, AuditDecision::Allow, "allowed"),
             ex,
             None,
         );
-        event.rpc_method = Some("tools/list".into());
+        event.rpc_method = Some(Cow::Borrowed("tools/list"));
         event.rpc_id = serde_json::from_str(&id.0).ok();
         event
     }
