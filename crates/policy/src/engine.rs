@@ -18,6 +18,7 @@
 //! would have been denied for.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
 
 use jiff::Timestamp;
 use serde::Serialize;
@@ -313,16 +314,112 @@ impl<'p> Trace<'p> for Vec<Step<'p>> {
     }
 }
 
+/// Grant or session ids, in 16 bytes. Most subjects have a single grant, kept inline: a large
+/// policy then costs no allocation per subject for its index.
+#[derive(Debug)]
+enum Ids {
+    One(u32),
+    /// None (empty, which allocates nothing) or several.
+    Many(Box<[u32]>),
+}
+
+impl Default for Ids {
+    fn default() -> Self {
+        Ids::Many(Box::default())
+    }
+}
+
+impl Ids {
+    fn push(&mut self, id: u32) {
+        *self = match std::mem::take(self) {
+            Ids::Many(ids) if ids.is_empty() => Ids::One(id),
+            Ids::One(first) => Ids::Many(Box::new([first, id])),
+            // Only while compiling, and only for subjects with several grants.
+            Ids::Many(ids) => {
+                let mut ids = ids.into_vec();
+                ids.push(id);
+                Ids::Many(ids.into_boxed_slice())
+            }
+        };
+    }
+
+    fn as_slice(&self) -> &[u32] {
+        match self {
+            Ids::One(id) => std::slice::from_ref(id),
+            Ids::Many(ids) => ids,
+        }
+    }
+}
+
 /// The grants indexed under one subject value, further split by the tools they speak about, so a
-/// decision touches only grants that can both name the caller and cover the tool.
+/// decision touches only grants that can both name the caller and cover the tool. Kept small (40
+/// bytes): a policy has one per subject.
 #[derive(Debug, Default)]
 struct Bucket {
     /// Grants without tool rules: they cover every tool.
-    every_tool: Vec<u32>,
-    /// Grants with rules, under each tool they name.
-    by_tool: HashMap<String, Vec<u32>>,
+    every_tool: Ids,
+    /// Grants with rules, under each tool they name (`None` when no grant has rules).
+    #[expect(
+        clippy::box_collection,
+        reason = "8 bytes per bucket instead of an empty map's 48: most buckets have no rules"
+    )]
+    by_tool: Option<Box<HashMap<String, Vec<u32>>>>,
     /// Every grant of the bucket.
-    all: Vec<u32>,
+    all: Ids,
+}
+
+/// Hashes a [`Key`] to itself: keys already are hashes.
+#[derive(Debug, Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used; fold anything else in rather than fail.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// An index by [`Key`]. Keys are the (keyed) hashes of the strings they stand for, so the index
+/// stores no copy of 10 000 subject or session names. Two strings can share a key: a lookup
+/// therefore checks what it finds (grants with `subject_matches`, sessions by namespace and
+/// name), and a collision costs a comparison, never a wrong decision.
+type KeyMap<V> = HashMap<u64, V, BuildHasherDefault<KeyHasher>>;
+
+/// How strings become index keys.
+#[derive(Debug)]
+enum Keys {
+    /// A keyed hash, random per policy (so nobody can aim names at one key).
+    Seeded(RandomState),
+    /// Every string on the same key: tests that collisions cannot change a decision.
+    #[cfg(test)]
+    Colliding,
+}
+
+impl Keys {
+    /// The key of a string, or of a (namespace, name) pair.
+    fn of(&self, parts: &[&str]) -> u64 {
+        match self {
+            Keys::Seeded(seed) => {
+                let mut h = seed.build_hasher();
+                for part in parts {
+                    part.hash(&mut h);
+                }
+                h.finish()
+            }
+            #[cfg(test)]
+            Keys::Colliding => 0,
+        }
+    }
 }
 
 /// A policy document compiled for fast decisions: tools by name, grants indexed by subject,
@@ -331,25 +428,31 @@ struct Bucket {
 pub struct Policy {
     doc: PolicyDocument,
     tools: HashMap<String, u32>,
-    by_human: HashMap<String, Bucket>,
-    by_agent: HashMap<String, Bucket>,
-    by_team: HashMap<String, Bucket>,
-    sessions: HashMap<String, HashMap<String, u32>>,
+    keys: Keys,
+    by_human: KeyMap<Bucket>,
+    by_agent: KeyMap<Bucket>,
+    by_team: KeyMap<Bucket>,
+    /// Sessions by the key of (namespace, name).
+    sessions: KeyMap<Ids>,
 }
 
 impl Policy {
     /// Compiles a validated document. Each grant is indexed once, under its most specific subject
     /// field, so a lookup touches only grants that can name the caller.
     pub fn new(doc: PolicyDocument) -> Self {
+        Self::compile(doc, Keys::Seeded(RandomState::new()))
+    }
+
+    fn compile(doc: PolicyDocument, keys: Keys) -> Self {
         let tools = (0u32..)
             .zip(&doc.tools)
             .map(|(i, t)| (t.name.clone(), i))
             .collect();
         let (mut by_human, mut by_agent, mut by_team) =
-            (HashMap::new(), HashMap::new(), HashMap::new());
+            (KeyMap::default(), KeyMap::default(), KeyMap::default());
         for (i, grant) in (0u32..).zip(&doc.grants) {
             let s = &grant.subject;
-            let (index, key): (&mut HashMap<String, Bucket>, _) =
+            let (index, key): (&mut KeyMap<Bucket>, _) =
                 match (&s.human_id, &s.agent_id, &s.team_id) {
                     (Some(h), _, _) => (&mut by_human, h),
                     (None, Some(a), _) => (&mut by_agent, a),
@@ -357,25 +460,31 @@ impl Policy {
                     // Validation rejects empty subjects; an empty one could never match anyway.
                     (None, None, None) => continue,
                 };
-            let bucket = index.entry(key.clone()).or_default();
+            let bucket = index.entry(keys.of(&[key])).or_default();
             bucket.all.push(i);
             if grant.tool_rules.is_empty() {
                 bucket.every_tool.push(i);
             }
             for rule in &grant.tool_rules {
-                bucket.by_tool.entry(rule.name.clone()).or_default().push(i);
+                bucket
+                    .by_tool
+                    .get_or_insert_default()
+                    .entry(rule.name.clone())
+                    .or_default()
+                    .push(i);
             }
         }
-        let mut sessions: HashMap<String, HashMap<String, u32>> = HashMap::new();
+        let mut sessions = KeyMap::<Ids>::default();
         for (i, s) in (0u32..).zip(&doc.sessions) {
             sessions
-                .entry(s.namespace.clone())
+                .entry(keys.of(&[&s.namespace, &s.name]))
                 .or_default()
-                .insert(s.name.clone(), i);
+                .push(i);
         }
         Self {
             doc,
             tools,
+            keys,
             by_human,
             by_agent,
             by_team,
@@ -430,8 +539,15 @@ impl Policy {
         let (namespace, name) = id
             .split_once('/')
             .unwrap_or((self.doc.server.namespace.as_str(), id));
-        let &i = self.sessions.get(namespace)?.get(name)?;
-        let session = &self.doc.sessions[i as usize];
+        let ids = self.sessions.get(&self.keys.of(&[namespace, name]))?;
+        // The last of equal names wins, as in a map filled in document order (validation rejects
+        // duplicates anyway).
+        let session = ids
+            .as_slice()
+            .iter()
+            .rev()
+            .map(|&i| &self.doc.sessions[i as usize])
+            .find(|s| s.namespace == namespace && s.name == name)?;
         subject_matches(&session.subject, who).then_some(session)
     }
 
@@ -442,14 +558,20 @@ impl Policy {
         tool: &'w str,
         full: bool,
     ) -> impl Iterator<Item = &'s GrantPolicy> + use<'s, 'w> {
-        let ids = move |index: &'s HashMap<String, Bucket>, key: Option<&'w str>| {
-            let bucket = key.and_then(|k| index.get(k));
+        let ids = move |index: &'s KeyMap<Bucket>, key: Option<&'w str>| {
+            let bucket = key
+                .filter(|_| !index.is_empty())
+                .and_then(|k| index.get(&self.keys.of(&[k])));
             let (first, second): (&'s [u32], &'s [u32]) = match bucket {
                 None => (&[], &[]),
-                Some(b) if full => (&b.all, &[]),
+                Some(b) if full => (b.all.as_slice(), &[]),
                 Some(b) => (
-                    &b.every_tool,
-                    b.by_tool.get(tool).map(Vec::as_slice).unwrap_or_default(),
+                    b.every_tool.as_slice(),
+                    b.by_tool
+                        .as_ref()
+                        .and_then(|m| m.get(tool))
+                        .map(Vec::as_slice)
+                        .unwrap_or_default(),
                 ),
             };
             first.iter().chain(second)
@@ -748,4 +870,106 @@ fn subject_matches(subject: &Subject, who: &Identity<'_>) -> bool {
         && field(&subject.human_id, who.human)
         && field(&subject.agent_id, who.agent)
         && field(&subject.team_id, who.team)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_keep_order_and_a_single_id_inline() {
+        let mut ids = Ids::default();
+        assert!(ids.as_slice().is_empty());
+        ids.push(7);
+        assert!(matches!(ids, Ids::One(7)));
+        ids.push(3);
+        assert!(matches!(&ids, Ids::Many(many) if many.len() == 2));
+        let mut ids = Ids::One(7);
+        assert_eq!(ids.as_slice(), &[7]);
+        ids.push(3);
+        ids.push(9);
+        assert_eq!(ids.as_slice(), &[7, 3, 9]);
+    }
+
+    #[test]
+    fn colliding_keys_never_mix_callers() {
+        // Every subject and every session on one key: decisions must not change.
+        let doc: PolicyDocument = serde_json::from_value(serde_json::json!({
+            "schema_version": crate::document::SCHEMA_VERSION,
+            "server": {"name": "s", "namespace": "ns"},
+            "policy": {"mode": "allow-list", "default_decision": "deny"},
+            "tools": [
+                {"name": "echo", "required_trust": "low", "side_effect": "read"},
+                {"name": "wipe", "required_trust": "high", "side_effect": "destructive"}
+            ],
+            "grants": [
+                {"namespace": "ns", "name": "g-alice", "subject": {"human_id": "alice"},
+                 "max_trust": "high", "allowed_side_effects": ["read", "destructive"]},
+                {"namespace": "ns", "name": "g-bob", "subject": {"human_id": "bob"},
+                 "max_trust": "high", "allowed_side_effects": ["read"], "disabled": true},
+                {"namespace": "ns", "name": "g-claude", "subject": {"agent_id": "claude"},
+                 "max_trust": "low", "allowed_side_effects": ["read"],
+                 "tool_rules": [{"name": "echo", "decision": "allow"}]},
+                {"namespace": "ns", "name": "g-team", "subject": {"team_id": "alice"},
+                 "max_trust": "medium", "allowed_side_effects": ["read"]}
+            ],
+            "sessions": [
+                {"namespace": "ns", "name": "s-alice", "subject": {"human_id": "alice"},
+                 "consented_trust": "high"},
+                {"namespace": "ns", "name": "s-bob", "subject": {"human_id": "bob"},
+                 "consented_trust": "high"},
+                {"namespace": "other", "name": "s-alice", "subject": {"human_id": "bob"},
+                 "consented_trust": "low", "revoked": true}
+            ]
+        }))
+        .unwrap();
+        let normal = Policy::new(doc.clone());
+        let colliding = Policy::compile(doc, Keys::Colliding);
+        let people = [None, Some("alice"), Some("bob"), Some("carol")];
+        let agents = [None, Some("claude")];
+        let sessions = [
+            None,
+            Some("s-alice"),
+            Some("s-bob"),
+            Some("other/s-alice"),
+            Some("x"),
+        ];
+        let now = Timestamp::now();
+        let mut calls = 0;
+        for human in people {
+            for agent in agents {
+                for team in people {
+                    for session in sessions {
+                        for tool in ["echo", "wipe", "nope"] {
+                            let call = ToolCall {
+                                identity: Identity::new(human, agent, team, session),
+                                tool,
+                                now,
+                            };
+                            let (a, b) = (normal.evaluate(&call), colliding.evaluate(&call));
+                            let seen = |d: &Decision<'_>| {
+                                (d.allowed, d.reason, d.grant_ref(), d.session_ref())
+                            };
+                            assert_eq!(seen(&a), seen(&b), "{call:?}");
+                            let (_, steps_a) = normal.explain(&call);
+                            let (_, steps_b) = colliding.explain(&call);
+                            assert_eq!(
+                                serde_json::to_string(&steps_a).unwrap(),
+                                serde_json::to_string(&steps_b).unwrap()
+                            );
+                            calls += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(calls, 4 * 2 * 4 * 5 * 3);
+    }
+
+    #[test]
+    fn a_bucket_stays_small() {
+        // One per subject: 10 000 single-grant subjects must not cost a megabyte more each field.
+        assert_eq!(std::mem::size_of::<Ids>(), 16);
+        assert_eq!(std::mem::size_of::<Bucket>(), 40);
+    }
 }
