@@ -1,7 +1,9 @@
 """Test ingest: accepts audit batches (POST {"events": [...]}) and appends each event as one JSON
-line to the file given as argv[2]. Port argv[1]. Stdlib only; answers 202."""
+line to the file given as argv[2]. Port argv[1]; with argv[3] and argv[4] (certificate and key
+files) it serves HTTPS. Stdlib only; answers 202."""
 
 import json
+import ssl
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -21,4 +23,9 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
+if len(sys.argv) > 4:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(sys.argv[3], sys.argv[4])
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()

@@ -40,8 +40,10 @@ pub const DEFAULT_SEGMENT_MAX_BYTES: u64 = 8 * 1024 * 1024;
 pub struct AuditConfig {
     /// Append every event to this JSON-lines file.
     pub jsonl_path: Option<PathBuf>,
-    /// POST batches to this ingest (`http://` only). Requires `spool_dir`.
+    /// POST batches to this ingest (`http://` or `https://`). Requires `spool_dir`.
     pub ingest_url: Option<http::Uri>,
+    /// A private CA trusted for an `https://` ingest, besides the system's roots.
+    pub ingest_ca_file: Option<PathBuf>,
     /// Sent as `x-api-key` to the ingest.
     pub api_key: Option<String>,
     /// The write-ahead spool of the ingest sink (created if missing; one process at a time).
@@ -72,6 +74,7 @@ impl AuditConfig {
         AuditConfig {
             jsonl_path: None,
             ingest_url: None,
+            ingest_ca_file: None,
             api_key: None,
             spool_dir: spool_dir.into(),
             spool_max_bytes: DEFAULT_SPOOL_MAX_BYTES,
@@ -91,6 +94,7 @@ impl std::fmt::Debug for AuditConfig {
         f.debug_struct("AuditConfig")
             .field("jsonl_path", &self.jsonl_path)
             .field("ingest_url", &self.ingest_url)
+            .field("ingest_ca_file", &self.ingest_ca_file)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("spool_dir", &self.spool_dir)
             .field("spool_max_bytes", &self.spool_max_bytes)
@@ -238,7 +242,11 @@ impl Auditor {
         let mut shipper = None;
         let mut spool_writer = None;
         if let Some(url) = &config.ingest_url {
-            let endpoint = shipper::Endpoint::new(url, config.api_key.as_deref())?;
+            let endpoint = shipper::Endpoint::new(
+                url,
+                config.api_key.as_deref(),
+                config.ingest_ca_file.as_deref(),
+            )?;
             let runtime =
                 tokio::runtime::Handle::try_current().map_err(|_| AuditError::NoRuntime)?;
             let recovered = spool::Spool::open(&config.spool_dir)?;

@@ -1,6 +1,7 @@
 //! The shipper task: sends the spool to the ingest in order, batch by batch, and moves the
 //! persisted cursor past each acknowledged batch.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -10,7 +11,6 @@ use http::header::{CONTENT_TYPE, HeaderValue, USER_AGENT};
 use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::spool::{Cursor, Next, Spool};
@@ -33,22 +33,23 @@ const SNIPPET_BYTES: usize = 512;
 pub(crate) struct Endpoint {
     uri: Uri,
     api_key: Option<HeaderValue>,
+    connector: mcp_runtime_tls::Connector,
 }
 
 impl Endpoint {
-    pub(crate) fn new(uri: &Uri, api_key: Option<&str>) -> Result<Endpoint, AuditError> {
+    /// `ca_file`: a private CA trusted for an https ingest, besides the system's roots.
+    pub(crate) fn new(
+        uri: &Uri,
+        api_key: Option<&str>,
+        ca_file: Option<&Path>,
+    ) -> Result<Endpoint, AuditError> {
         let invalid = |reason| AuditError::InvalidIngestUrl {
             url: uri.to_string(),
             reason,
         };
         match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(invalid(
-                    "https is not supported yet: use http (in-cluster, or through a TLS sidecar)",
-                ));
-            }
-            _ => return Err(invalid("the scheme must be http")),
+            Some("http" | "https") => {}
+            _ => return Err(invalid("the scheme must be http or https")),
         }
         if uri.authority().is_none() {
             return Err(invalid("no host"));
@@ -65,9 +66,13 @@ impl Endpoint {
             }
             None => None,
         };
+        let trust = mcp_runtime_tls::Trust::system_and(ca_file.map(Path::to_path_buf));
+        let connector = mcp_runtime_tls::connector(&trust)
+            .map_err(|e| AuditError::InvalidConfig(format!("TLS for the ingest: {e}")))?;
         Ok(Endpoint {
             uri: uri.clone(),
             api_key,
+            connector,
         })
     }
 }
@@ -85,7 +90,7 @@ enum Outcome {
 pub(crate) struct Shipper {
     spool: Arc<Spool>,
     endpoint: Endpoint,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<mcp_runtime_tls::Connector, Full<Bytes>>,
     counters: Arc<Counters>,
     batch_max_events: usize,
     initial_backoff: Duration,
@@ -100,13 +105,10 @@ impl Shipper {
         config: &AuditConfig,
         counters: Arc<Counters>,
     ) -> Shipper {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.request_timeout));
-        connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(2)
-            .build(connector);
+            .build(endpoint.connector.clone());
         Shipper {
             spool,
             endpoint,

@@ -518,11 +518,22 @@ async fn configuration_errors() {
         Err(AuditError::NoSink)
     ));
     let mut config = AuditConfig::new(&dir);
-    config.ingest_url = Some("https://ingest.example/v1".parse().unwrap());
+    config.ingest_url = Some("ftp://ingest.example/v1".parse().unwrap());
     assert!(matches!(
         Auditor::start(config),
         Err(AuditError::InvalidIngestUrl { .. })
     ));
+    // An https ingest with an unreadable private CA fails at start, naming the file.
+    let mut config = AuditConfig::new(&dir);
+    config.ingest_url = Some("https://ingest.example/v1".parse().unwrap());
+    config.ingest_ca_file = Some(dir.join("missing-ca.crt"));
+    match Auditor::start(config) {
+        Err(AuditError::InvalidConfig(message)) => {
+            assert!(message.contains("missing-ca.crt"), "{message}")
+        }
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => panic!("started with a missing CA file"),
+    }
     let mut config = AuditConfig::new(&dir);
     config.api_key = Some("secret".into());
     assert!(!format!("{config:?}").contains("secret"));

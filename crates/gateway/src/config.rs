@@ -104,6 +104,9 @@ pub struct Config {
     /// Ship audit events to this HTTP ingest endpoint (batched, spooled on disk while it is down).
     #[arg(long, env = "ANALYTICS_INGEST_URL")]
     pub audit_ingest_url: Option<http::Uri>,
+    /// A private CA trusted for an https ingest, besides the system's roots (PEM).
+    #[arg(long, env = "MCP_GATEWAY_AUDIT_CA_FILE")]
+    pub audit_ca_file: Option<PathBuf>,
     /// File holding the ingest API key (sent as `x-api-key`).
     #[arg(long, env = "MCP_GATEWAY_AUDIT_API_KEY_FILE")]
     pub audit_api_key_file: Option<PathBuf>,

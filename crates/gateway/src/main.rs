@@ -59,6 +59,7 @@ async fn run(config: Config) -> Result<(), String> {
         let mut audit_config = AuditConfig::new(config.audit_spool_dir.clone());
         audit_config.jsonl_path = config.audit_file.clone();
         audit_config.ingest_url = config.audit_ingest_url.clone();
+        audit_config.ingest_ca_file = config.audit_ca_file.clone();
         audit_config.api_key = api_key;
         audit_config.spool_max_bytes = config.audit_spool_max_bytes;
         let (auditor, task) = Auditor::start(audit_config).map_err(|e| format!("audit: {e}"))?;

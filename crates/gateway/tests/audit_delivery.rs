@@ -112,3 +112,82 @@ fn every_event_arrives_once_after_an_ingest_outage() {
         "{metrics}"
     );
 }
+
+/// Events reach an HTTPS ingest whose certificate is signed by a private CA given with
+/// `--audit-ca-file`; without that CA the gateway does not trust the ingest and keeps the events
+/// spooled rather than sending them anywhere unverified.
+#[test]
+fn events_reach_an_https_ingest_trusted_through_a_private_ca() {
+    let dir = tempdir("audit-https-pki");
+    let Pki { ca, cert, key } = pki(&dir);
+    let ingest_port = free_port();
+    let received = dir.join("ingested.jsonl");
+    let peers = peers();
+    let mut ingest = Command::new(&peers.python);
+    ingest
+        .arg(repo_root().join("tests/peers/ingest.py"))
+        .arg(ingest_port.to_string())
+        .arg(&received)
+        .arg(&cert)
+        .arg(&key);
+    let mut ingest = spawn(ingest, dir.join("ingest.log"));
+    wait_port(ingest_port, &mut ingest, "HTTPS ingest");
+    let url = format!("https://127.0.0.1:{ingest_port}/events");
+    let ca_arg = ca.display().to_string();
+
+    let make_calls = |stack: &Stack, n: usize| {
+        let token = token("test/py", Some("alice"), None, None, 600);
+        let port = stack
+            .url
+            .trim_start_matches("http://127.0.0.1:")
+            .trim_end_matches("/mcp")
+            .to_owned();
+        let out = Command::new(&stack.peers.python)
+            .args(["-c", CALLER, "127.0.0.1", &port, &token, &n.to_string()])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), n.to_string());
+    };
+    let delivered = || {
+        std::fs::read_to_string(&received)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"echo\""))
+            .count()
+    };
+
+    // Without the private CA: nothing is delivered, and the spool keeps the events.
+    let untrusting = Stack::start(
+        "audit-https-untrusted",
+        POLICY,
+        &["--audit-ingest-url", &url],
+    );
+    make_calls(&untrusting, 5);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(delivered(), 0, "an unverified ingest received events");
+    let metrics = curl(&[&format!("{}/metrics", untrusting.admin)]);
+    let metrics = String::from_utf8_lossy(&metrics.stdout).into_owned();
+    assert!(
+        metrics.contains("mcp_gateway_audit_spool_pending_events 5"),
+        "{metrics}"
+    );
+    drop(untrusting);
+
+    // With it: every event arrives.
+    let stack = Stack::start(
+        "audit-https",
+        POLICY,
+        &["--audit-ingest-url", &url, "--audit-ca-file", &ca_arg],
+    );
+    make_calls(&stack, 20);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while delivered() < 20 {
+        assert!(
+            Instant::now() < deadline,
+            "{} of 20 events over HTTPS:\n{}",
+            delivered(),
+            stack.gateway.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -36,82 +36,6 @@ spec:
   allowedSideEffects: [read]
 "
     )
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl (Debian's openssl package)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A private CA and a certificate for 127.0.0.1 signed by it.
-fn pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=mcp-runtime test CA",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "idp.key",
-            "-out",
-            "idp.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    );
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "idp.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "idp.crt",
-            "-days",
-            "1",
-            "-extfile",
-            "ext.cnf",
-        ],
-    );
-    (dir.join("ca.crt"), dir.join("idp.crt"), dir.join("idp.key"))
 }
 
 struct Provider {
@@ -187,7 +111,7 @@ fn raw_call(stack: &Stack, token: &str, extra: &[(&str, &str)]) -> (u16, String,
 fn access_tokens_are_verified_against_the_issuers_published_keys() {
     let peers = peers();
     let dir = tempdir("oauth-pki");
-    let (ca, cert, key) = pki(&dir);
+    let Pki { ca, cert, key } = pki(&dir);
     let port = free_port();
     let mut idp = Command::new(&peers.python);
     idp.arg(repo_root().join("tests/peers/oidc_provider.py"))
