@@ -47,6 +47,11 @@ NODE_COUNT = int(os.environ.get("MCP_TESTENV_NODES", "1"))
 TIMEOUT_SCALE = float(os.environ.get("MCP_TESTENV_TIMEOUT_SCALE", "1"))
 KWOK_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 
+# Client-side rate limits and worker counts of the controller-manager and the scheduler (see
+# docs/testenv.md, "Client rate limits"); the upstream defaults are 20/30/5 and 50/100.
+KCM_QPS, KCM_BURST, KCM_WORKLOAD_SYNCS = 300, 500, 25
+SCHEDULER_QPS, SCHEDULER_BURST = 300, 500
+
 COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"]
 
 
@@ -528,6 +533,10 @@ def _start(d: Path, bins: Path, versions: dict[str, str], L: Launcher) -> dict[s
     write_atomic(kcfg, kubeconfig(api_url, ca_pem, token))
 
     # --- controller-manager, scheduler, kwok -------------------------------------------------
+    # Client-side rate limits: the defaults (controller-manager 20 QPS / burst 30 per controller
+    # client, scheduler 50 / 100) throttled the Deployment and ReplicaSet controllers to ~5
+    # Deployments/s, so 1 000 Deployments took 240 s to become available while the machine sat
+    # partly idle (docs/testenv.md, "Client rate limits"). kwok's client has no limiter.
     L.spawn("kube-controller-manager", [
         str(bins / "kube-controller-manager"),
         f"--kubeconfig={kcfg}",
@@ -539,6 +548,10 @@ def _start(d: Path, bins: Path, versions: dict[str, str], L: Launcher) -> dict[s
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         "--cluster-name=testenv",
         "--node-monitor-period=2s",
+        f"--kube-api-qps={KCM_QPS}",
+        f"--kube-api-burst={KCM_BURST}",
+        f"--concurrent-deployment-syncs={KCM_WORKLOAD_SYNCS}",
+        f"--concurrent-replicaset-syncs={KCM_WORKLOAD_SYNCS}",
         "--v=1",
     ])
     L.spawn("kube-scheduler", [
@@ -546,6 +559,9 @@ def _start(d: Path, bins: Path, versions: dict[str, str], L: Launcher) -> dict[s
         f"--kubeconfig={kcfg}",
         "--leader-elect=false",
         "--secure-port=0",
+        # deprecated flags, honoured because no --config is given
+        f"--kube-api-qps={SCHEDULER_QPS}",
+        f"--kube-api-burst={SCHEDULER_BURST}",
         "--v=1",
     ])
     L.spawn("kwok", [
