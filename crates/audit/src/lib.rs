@@ -153,6 +153,8 @@ pub struct AuditStats {
 
 #[derive(Default)]
 pub(crate) struct Counters {
+    /// Calls of emit that did not reach the queue (no sink, or the event does not serialise);
+    /// the queue counts the others under its lock, which emit takes anyway.
     emitted: AtomicU64,
     dropped: AtomicU64,
     spooled_pending: AtomicU64,
@@ -164,10 +166,10 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
-    fn snapshot(&self) -> AuditStats {
+    fn snapshot(&self, queue: Option<&Queue>) -> AuditStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         AuditStats {
-            emitted: get(&self.emitted),
+            emitted: get(&self.emitted) + queue.map_or(0, Queue::emitted),
             dropped: get(&self.dropped),
             spooled_pending: get(&self.spooled_pending),
             spool_bytes: get(&self.spool_bytes),
@@ -332,8 +334,10 @@ impl Auditor {
     /// shutdown, the event is dropped and counted in [`AuditStats::dropped`].
     pub fn emit(&self, event: AuditEvent<'_>) {
         let c = &*self.counters;
-        c.emitted.fetch_add(1, Ordering::Relaxed);
-        let Some(sender) = &self.sender else { return };
+        let Some(sender) = &self.sender else {
+            c.emitted.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
         let queued = LINE
             .try_with(|line| match line.try_borrow_mut() {
                 Ok(mut line) => {
@@ -349,25 +353,32 @@ impl Auditor {
             // The thread is exiting and its buffer is gone.
             .unwrap_or_else(|_| serialize_and_push(&sender.queue, &mut Vec::new(), &event));
         if let Err(why) = queued {
+            if why == NOT_SERIALIZABLE {
+                c.emitted.fetch_add(1, Ordering::Relaxed);
+            }
             c.drop_events(1, why);
         }
     }
 
     pub fn stats(&self) -> AuditStats {
-        self.counters.snapshot()
+        self.counters
+            .snapshot(self.sender.as_ref().map(|s| &*s.queue))
     }
 }
 
-/// Writes `event` as one JSON line into `line` (cleared first) and queues it.
+const NOT_SERIALIZABLE: &str = "audit event does not serialize";
+
+/// Writes `event` as one JSON line into `line` (cleared first) and queues it (which counts it
+/// as emitted, queued or not).
 fn serialize_and_push(
     queue: &Queue,
     line: &mut Vec<u8>,
     event: &AuditEvent<'_>,
 ) -> Result<(), &'static str> {
     line.clear();
-    if let Err(e) = serde_json::to_writer(&mut *line, event) {
+    if let Err(e) = event.write_json(line) {
         tracing::warn!(event_id = %event.event_id, error = %e, "audit event does not serialize");
-        return Err("audit event does not serialize");
+        return Err(NOT_SERIALIZABLE);
     }
     line.push(b'\n');
     queue.push(line).map_err(|refused| match refused {
@@ -426,11 +437,66 @@ impl AuditTask {
         ShutdownReport {
             flushed,
             drained,
-            stats: self.counters.snapshot(),
+            stats: self.counters.snapshot(Some(&self.queue)),
         }
     }
 
     pub fn stats(&self) -> AuditStats {
-        self.counters.snapshot()
+        self.counters.snapshot(Some(&self.queue))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emitted_counts_every_call_with_or_without_a_sink() {
+        let disabled = Auditor::disabled();
+        disabled.emit(AuditEvent::new(
+            "gw",
+            "s",
+            "n",
+            "POST",
+            Decision::Allow,
+            "allowed",
+        ));
+        assert_eq!(disabled.stats().emitted, 1);
+
+        let dir = std::env::temp_dir().join(format!("mcp-audit-emitted-{}", std::process::id()));
+        let mut config = AuditConfig::new(dir.join("spool"));
+        config.jsonl_path = Some(dir.join("audit.jsonl"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (auditor, task) = Auditor::start(config).unwrap();
+        auditor.emit(AuditEvent::new(
+            "gw",
+            "s",
+            "n",
+            "POST",
+            Decision::Allow,
+            "allowed",
+        ));
+        auditor.clone().emit(AuditEvent::new(
+            "gw",
+            "s",
+            "n",
+            "POST",
+            Decision::Allow,
+            "allowed",
+        ));
+        assert_eq!(auditor.stats().emitted, 2);
+        task.queue.close();
+        auditor.emit(AuditEvent::new(
+            "gw",
+            "s",
+            "n",
+            "POST",
+            Decision::Deny,
+            "late",
+        ));
+        let stats = auditor.stats();
+        assert_eq!((stats.emitted, stats.dropped), (3, 1));
+        drop(task);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

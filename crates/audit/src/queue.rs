@@ -37,6 +37,8 @@ pub(crate) struct Queue {
 
 #[derive(Default)]
 struct Pending {
+    /// Calls of `push`, accepted or not (the `emitted` counter).
+    emitted: u64,
     /// JSON lines, each ending in `\n`.
     lines: Vec<u8>,
     events: usize,
@@ -79,6 +81,7 @@ impl Queue {
     pub(crate) fn push(&self, line: &[u8]) -> Result<(), Refused> {
         let wake = {
             let mut p = self.lock();
+            p.emitted += 1;
             if p.closed {
                 return Err(Refused::Closed);
             }
@@ -98,6 +101,11 @@ impl Queue {
             self.wake_writer();
         }
         Ok(())
+    }
+
+    /// Calls of [`Queue::push`] so far.
+    pub(crate) fn emitted(&self) -> u64 {
+        self.lock().emitted
     }
 
     /// Accepts nothing from now on; the writer writes what is queued and stops.
@@ -226,6 +234,7 @@ mod tests {
             queue.push(b"x\n").unwrap();
         }
         assert_eq!(queue.push(b"x\n"), Err(Refused::Full));
+        assert_eq!(queue.emitted(), 4, "refused pushes count as emitted too");
         let big = vec![b'x'; MAX_QUEUED_BYTES];
         let queue = Queue::new(100, 1000, Duration::from_secs(30));
         queue.push(&big).unwrap();
