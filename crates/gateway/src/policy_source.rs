@@ -86,18 +86,30 @@ fn stamp(path: &PathBuf) -> Option<(SystemTime, u64)> {
     Some((meta.modified().ok()?, meta.len()))
 }
 
+/// Length and keyed hash of a file's content (SipHash with a per-process random key, so content
+/// cannot be crafted to collide with the previous version).
+fn digest(bytes: &[u8]) -> (usize, u64) {
+    use std::hash::{BuildHasher, Hasher};
+    static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    let mut hasher = KEYS.get_or_init(Default::default).build_hasher();
+    hasher.write(bytes);
+    (bytes.len(), hasher.finish())
+}
+
 /// Loads `path` now, then watches it until the process ends.
 pub fn watch_file(store: PolicyStore, path: PathBuf, on_reload: impl Fn(Reload) + Send + 'static) {
     tokio::spawn(async move {
         let mut last = None;
-        let mut last_bytes: Option<Vec<u8>> = None;
+        // A digest, not the bytes: a large policy would otherwise be held twice in memory.
+        let mut last_digest: Option<(usize, u64)> = None;
         loop {
             let now = stamp(&path);
             if now != last || last.is_none() {
                 match tokio::fs::read(&path).await {
-                    Ok(bytes) if last_bytes.as_deref() != Some(&bytes[..]) => {
+                    Ok(bytes) if last_digest != Some(digest(&bytes)) => {
                         on_reload(store.load_bytes(&bytes));
-                        last_bytes = Some(bytes);
+                        last_digest = Some(digest(&bytes));
                     }
                     Ok(_) => {}
                     Err(e) => {
