@@ -760,6 +760,7 @@ fn secret_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::PodSpec;
     use mcp_runtime_api::MCPServerSpec;
     use mcp_runtime_api::server::{GatewaySpec, RolloutSpec};
     use mcp_runtime_policy::ServerRef;
@@ -815,15 +816,7 @@ mod tests {
     fn plain_server_has_no_gateway_and_routes_to_its_port() {
         let s = server(MCPServerSpec::with_image("ghcr.io/acme/hello:1"));
         let d = desired(&s, &Config::defaults(), None);
-        let pod = d
-            .deployment
-            .spec
-            .as_ref()
-            .unwrap()
-            .template
-            .spec
-            .as_ref()
-            .unwrap();
+        let pod = pod(&d);
         assert_eq!(pod.containers.len(), 1);
         assert_eq!(pod.service_account_name.as_deref(), Some("hello"));
         let svc = d.service.spec.unwrap();
@@ -849,22 +842,28 @@ mod tests {
         );
     }
 
-    fn gateway_env(d: &Desired) -> BTreeMap<String, String> {
-        let pod = d
-            .deployment
+    fn pod(d: &Desired) -> PodSpec {
+        d.deployment
             .spec
             .as_ref()
             .unwrap()
             .template
             .spec
             .clone()
-            .unwrap();
-        let gw = pod
-            .containers
+            .unwrap()
+    }
+
+    fn gateway_container(pod: &PodSpec) -> &Container {
+        pod.containers
             .iter()
             .find(|c| c.name == "mcp-gateway")
-            .unwrap();
-        gw.env
+            .unwrap()
+    }
+
+    /// The gateway container's plain env values by name.
+    fn gateway_env(pod: &PodSpec) -> BTreeMap<String, String> {
+        gateway_container(pod)
+            .env
             .clone()
             .unwrap()
             .into_iter()
@@ -883,13 +882,13 @@ mod tests {
             ..Default::default()
         });
         let without_host = desired(&server(spec.clone()), &Config::defaults(), Some(&doc()));
-        let env = gateway_env(&without_host);
+        let env = gateway_env(&pod(&without_host));
         assert!(!env.contains_key("MCP_GATEWAY_OAUTH_RESOURCE"));
         assert!(!env.contains_key("MCP_GATEWAY_TOKEN_KEY_FILE"));
         spec.ingress_host = Some("mcp.example.com".into());
         let d = desired(&server(spec), &Config::defaults(), Some(&doc()));
         assert_eq!(
-            gateway_env(&d)["MCP_GATEWAY_OAUTH_RESOURCE"],
+            gateway_env(&pod(&d))["MCP_GATEWAY_OAUTH_RESOURCE"],
             "https://mcp.example.com/hello/mcp"
         );
         let paths = d.ingress.spec.unwrap().rules.unwrap()[0]
@@ -912,27 +911,9 @@ mod tests {
         spec.gateway = Some(GatewaySpec::enabled());
         let s = server(spec);
         let d = desired(&s, &Config::defaults(), Some(&doc()));
-        let pod = d
-            .deployment
-            .spec
-            .as_ref()
-            .unwrap()
-            .template
-            .spec
-            .clone()
-            .unwrap();
-        let gw = pod
-            .containers
-            .iter()
-            .find(|c| c.name == "mcp-gateway")
-            .unwrap();
-        let env: BTreeMap<_, _> = gw
-            .env
-            .clone()
-            .unwrap()
-            .into_iter()
-            .map(|e| (e.name, e.value.unwrap_or_default()))
-            .collect();
+        let pod = pod(&d);
+        let gw = gateway_container(&pod);
+        let env = gateway_env(&pod);
         assert_eq!(
             env["MCP_GATEWAY_POLICY_CONFIGMAP"],
             "demo/hello-gateway-policy"
