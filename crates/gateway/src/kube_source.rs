@@ -23,6 +23,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 
+use crate::error_chain;
 use crate::policy_source::{PolicyStore, Reload};
 
 /// Default key of the policy document inside its ConfigMap.
@@ -357,12 +358,9 @@ impl<F: Fn(Reload)> Watcher<F> {
                     .map_err(|e| decode("ConfigMap in watch event", e))?;
                 Ok(Some(object.metadata.resource_version))
             }
+            // A bookmark is an empty ConfigMap that carries only the version reached.
             "BOOKMARK" => {
-                #[derive(Deserialize)]
-                struct Bookmark {
-                    metadata: Meta,
-                }
-                let bookmark: Bookmark =
+                let bookmark: ConfigMapObject =
                     serde_json::from_value(event.object).map_err(|e| decode("bookmark", e))?;
                 Ok(Some(bookmark.metadata.resource_version))
             }
@@ -415,18 +413,6 @@ impl<F: Fn(Reload)> Watcher<F> {
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
-}
-
-/// An error with its sources, for messages that must say what really failed.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    message
 }
 
 /// Starts following `config_map` through the API; fails only when TLS cannot be configured.

@@ -16,3 +16,15 @@ pub mod policy_source;
 pub mod proxy;
 pub mod server;
 pub mod sse;
+
+/// An error with its sources, for messages that must say what really failed.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
+}

@@ -284,7 +284,7 @@ impl OauthVerifier {
         let response = tokio::time::timeout(FETCH_TIMEOUT, client.request(request))
             .await
             .map_err(|_| format!("GET {url}: no answer within {FETCH_TIMEOUT:?}"))?
-            .map_err(|e| format!("GET {url}: {}", crate::kube_source::error_chain(&e)))?;
+            .map_err(|e| format!("GET {url}: {}", crate::error_chain(&e)))?;
         if !response.status().is_success() {
             return Err(format!("GET {url}: HTTP {}", response.status()));
         }
