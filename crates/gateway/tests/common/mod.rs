@@ -115,11 +115,36 @@ pub fn wait_port(port: u16, proc: &mut Proc, what: &str) {
     );
 }
 
-pub fn tempdir(name: &str) -> PathBuf {
+/// A test's scratch directory: removed when the test passes, kept (logs, audit file, spool) for
+/// the post-mortem when it fails.
+pub struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+pub fn tempdir(name: &str) -> TempDir {
     let dir = std::env::temp_dir().join(format!("mcp-gw-test-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
 }
 
 /// Renders the policy of the one MCPServer in `yaml` (plus its grants and sessions).
@@ -155,7 +180,7 @@ pub fn server_everything(peers: &Peers, port: u16) -> Command {
 
 /// A gateway in front of the Python SDK server, with its files in a temp dir.
 pub struct Stack {
-    pub dir: PathBuf,
+    pub dir: TempDir,
     pub url: String,
     pub admin: String,
     pub policy_file: PathBuf,
@@ -163,6 +188,16 @@ pub struct Stack {
     pub gateway: Proc,
     pub upstream: Proc,
     pub peers: Peers,
+}
+
+/// The processes end before their directory goes (fields drop in declaration order).
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for proc in [&mut self.gateway, &mut self.upstream] {
+            let _ = proc.child.kill();
+            let _ = proc.child.wait();
+        }
+    }
 }
 
 impl Stack {
