@@ -223,17 +223,15 @@ async fn thousand_servers_become_ready() {
     ])
     .expect("a private testenv");
     install(&env).await;
-    // The operator's own knob, passed through to compare concurrency levels (default 8).
-    let concurrency = std::env::var("MCP_OPERATOR_CONCURRENCY").unwrap_or_else(|_| "8".into());
-    let (operator, _addr) = start_operator(
-        &env,
-        "scale",
-        &[
-            ("RUST_LOG", "warn"),
-            ("MCP_OPERATOR_CONCURRENCY", &concurrency),
-        ],
-    )
-    .await;
+    // The operator's own knob, passed through when set to compare concurrency levels; unset,
+    // the operator runs with its default.
+    let concurrency = std::env::var("MCP_OPERATOR_CONCURRENCY").ok();
+    let mut operator_env = vec![("RUST_LOG", "warn")];
+    if let Some(c) = &concurrency {
+        operator_env.push(("MCP_OPERATOR_CONCURRENCY", c.as_str()));
+    }
+    let (operator, _addr) = start_operator(&env, "scale", &operator_env).await;
+    let concurrency = concurrency.as_deref().unwrap_or("default");
     let client = env.client().await;
     let mut nss = Vec::new();
     for i in 0..namespaces {
