@@ -85,6 +85,10 @@ pub struct Config {
     /// authenticates callers and overwrites those headers.
     #[arg(long, env = "MCP_GATEWAY_TRUST_IDENTITY_HEADERS")]
     pub trust_identity_headers: bool,
+    /// Request threads: each serves the connections dealt to it, with its own upstream pool.
+    /// Default: one per CPU the process may use.
+    #[arg(long, env = "MCP_GATEWAY_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "MCP_GATEWAY_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
@@ -170,6 +174,13 @@ impl Config {
                 ..config_map.clone()
             },
         ))
+    }
+
+    pub fn request_threads(&self) -> usize {
+        match self.threads {
+            Some(n) => usize::from(n),
+            None => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        }
     }
 
     pub fn upstream_timeout(&self) -> Duration {

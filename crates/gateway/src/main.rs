@@ -26,7 +26,8 @@ async fn run(config: Config) -> Result<(), String> {
         ),
         None => None,
     };
-    let upstream = Upstream::new(&config.upstream)
+    let workers = config.request_threads();
+    let upstream = Upstream::new(&config.upstream, workers)
         .map_err(|e| format!("--upstream {}: {e}", config.upstream))?;
     let store = PolicyStore::default();
     let metrics = Metrics::new();
@@ -97,7 +98,7 @@ async fn run(config: Config) -> Result<(), String> {
     tracing::info!(listen = %config.listen, admin = %config.admin_listen, upstream = %config.upstream, "mcp-gateway started");
     let serve = async {
         tokio::join!(
-            server::serve_mcp(mcp, gateway.clone()),
+            server::serve_mcp(mcp, gateway.clone(), workers),
             server::serve_admin(admin, gateway.clone())
         );
     };
@@ -126,7 +127,10 @@ fn main() -> ExitCode {
         .with_target(false)
         .init();
     let config = Config::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // This thread accepts connections and runs the background work (policy source, audit
+    // delivery, admin endpoints); MCP traffic is served on the request threads
+    // (`server::serve_mcp`).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -51,11 +51,25 @@ pub struct Upstream {
     pub scheme: http::uri::Scheme,
     pub authority: http::uri::Authority,
     pub base_path: String,
-    pub client: Client<HttpConnector, Full<Bytes>>,
+    /// One connection pool per request thread (see [`crate::server`]): a pooled connection is
+    /// driven by a task on the thread that opened it, so sharing pools across threads would hand
+    /// every response from one thread to another.
+    clients: Vec<Client<HttpConnector, Full<Bytes>>>,
+}
+
+thread_local! {
+    /// Which request thread this is (0 outside the request threads).
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks the current thread as request thread `index` (it uses connection pool `index`).
+pub fn set_worker_index(index: usize) {
+    WORKER.with(|w| w.set(index));
 }
 
 impl Upstream {
-    pub fn new(url: &Uri) -> Result<Self, String> {
+    /// An upstream at `url` with one connection pool for each of `workers` request threads.
+    pub fn new(url: &Uri, workers: usize) -> Result<Self, String> {
         let scheme = url.scheme().cloned().ok_or("upstream URL needs a scheme")?;
         if scheme != http::uri::Scheme::HTTP {
             return Err(
@@ -69,16 +83,25 @@ impl Upstream {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_keepalive(Some(Duration::from_secs(60)));
-        let client = Client::builder(hyper_util::rt::TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .build(connector);
+        let clients = (0..workers.max(1))
+            .map(|_| {
+                Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .pool_idle_timeout(Duration::from_secs(90))
+                    .pool_max_idle_per_host(256)
+                    .build(connector.clone())
+            })
+            .collect();
         Ok(Self {
             scheme,
             authority,
             base_path: url.path().trim_end_matches('/').to_owned(),
-            client,
+            clients,
         })
+    }
+
+    fn client(&self) -> &Client<HttpConnector, Full<Bytes>> {
+        let index = WORKER.with(std::cell::Cell::get);
+        &self.clients[index % self.clients.len()]
     }
 }
 
@@ -497,7 +520,7 @@ impl Gateway {
             .map_err(|e| bad_gateway(&e.to_string()))?;
         match tokio::time::timeout(
             self.limits.upstream_timeout,
-            self.upstream.client.request(request),
+            self.upstream.client().request(request),
         )
         .await
         {

@@ -15,8 +15,30 @@ use tokio::net::TcpListener;
 
 use crate::proxy::Gateway;
 
-/// Serves the MCP listener until the process ends.
-pub async fn serve_mcp(listener: TcpListener, gateway: Arc<Gateway>) {
+/// Serves the MCP listener until the process ends, on `workers` request threads.
+///
+/// Each request thread runs its own single-threaded runtime and keeps every connection it is
+/// given, together with its own upstream connection pool: a call is read, decided, forwarded and
+/// answered on one thread, with no hand-over between threads (nginx's worker model). Connections
+/// are dealt out round-robin as they are accepted.
+pub async fn serve_mcp(listener: TcpListener, gateway: Arc<Gateway>, workers: usize) {
+    let mut queues = Vec::new();
+    for index in 0..workers.max(1) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<std::net::TcpStream>();
+        let gateway = gateway.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("mcp-worker-{index}"))
+            .spawn(move || request_thread(index, rx, gateway));
+        match spawned {
+            Ok(_) => queues.push(tx),
+            Err(e) => tracing::error!(error = %e, "cannot start a request thread"),
+        }
+    }
+    if queues.is_empty() {
+        tracing::error!("no request thread could start; not serving MCP traffic");
+        return;
+    }
+    let mut next = 0;
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,
@@ -27,20 +49,50 @@ pub async fn serve_mcp(listener: TcpListener, gateway: Arc<Gateway>) {
             }
         };
         let _ = stream.set_nodelay(true);
-        let gateway = gateway.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| gateway.clone().handle(req));
-            let result = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        });
+        let Ok(stream) = stream.into_std() else {
+            continue;
+        };
+        let _ = queues[next % queues.len()].send(stream);
+        next = next.wrapping_add(1);
     }
+}
+
+fn request_thread(
+    index: usize,
+    mut connections: tokio::sync::mpsc::UnboundedReceiver<std::net::TcpStream>,
+    gateway: Arc<Gateway>,
+) {
+    crate::proxy::set_worker_index(index);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the runtime of a request thread");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        while let Some(stream) = connections.recv().await {
+            let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
+                continue;
+            };
+            let gateway = gateway.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req| gateway.clone().handle(req));
+                let result = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(10))
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            });
+        }
+    });
 }
 
 /// Serves /healthz, /ready, /metrics and /config/status.

@@ -102,7 +102,10 @@ fn error_of(lines: &[Value]) -> Value {
 
 #[test]
 fn sdk_calls_are_allowed_and_denied_with_reasons_in_both_eras() {
-    let stack = Stack::start("eras", POLICY, &[]);
+    // Three request threads (more than this machine's CPUs): the clients' connections are
+    // dealt across them, each thread with its own upstream pool, and every case below still
+    // holds (the other tests run with the default, one thread per CPU).
+    let stack = Stack::start("eras", POLICY, &["--threads", "3"]);
     let bob = token(SERVER, Some("bob"), None, Some("s-bob"), 600);
     let carol = token(SERVER, Some("carol"), None, Some("s-carol"), 600);
     let dave = token(SERVER, None, Some("worker"), Some("s-dave"), 600);
