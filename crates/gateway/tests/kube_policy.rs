@@ -150,7 +150,8 @@ async fn the_gateway_follows_its_policy_config_map_through_the_api() {
         .await
         .unwrap();
     let credentials = env.service_account(&ns, "py").await.unwrap();
-    let token_file = std::env::temp_dir().join(format!("gw-kube-token-{}", std::process::id()));
+    let secrets = tempdir("kube-token");
+    let token_file = secrets.join("token");
     std::fs::write(&token_file, &credentials.token).unwrap();
     let ca_file = env.ca_file();
     let source_args = |config_map: &str| -> Vec<String> {
