@@ -2,6 +2,8 @@
 
 use std::path::Path;
 
+pub mod fixed_upstream;
+
 /// Environment variable that makes golden assertions rewrite their files instead of comparing.
 pub const UPDATE_ENV: &str = "UPDATE_GOLDEN";
 
