@@ -450,17 +450,14 @@ impl AuditTask {
 mod tests {
     use super::*;
 
+    fn event(decision: Decision, reason: &'static str) -> AuditEvent<'static> {
+        AuditEvent::new("gw", "s", "n", "POST", decision, reason)
+    }
+
     #[test]
     fn emitted_counts_every_call_with_or_without_a_sink() {
         let disabled = Auditor::disabled();
-        disabled.emit(AuditEvent::new(
-            "gw",
-            "s",
-            "n",
-            "POST",
-            Decision::Allow,
-            "allowed",
-        ));
+        disabled.emit(event(Decision::Allow, "allowed"));
         assert_eq!(disabled.stats().emitted, 1);
 
         let dir = std::env::temp_dir().join(format!("mcp-audit-emitted-{}", std::process::id()));
@@ -468,32 +465,11 @@ mod tests {
         config.jsonl_path = Some(dir.join("audit.jsonl"));
         std::fs::create_dir_all(&dir).unwrap();
         let (auditor, task) = Auditor::start(config).unwrap();
-        auditor.emit(AuditEvent::new(
-            "gw",
-            "s",
-            "n",
-            "POST",
-            Decision::Allow,
-            "allowed",
-        ));
-        auditor.clone().emit(AuditEvent::new(
-            "gw",
-            "s",
-            "n",
-            "POST",
-            Decision::Allow,
-            "allowed",
-        ));
+        auditor.emit(event(Decision::Allow, "allowed"));
+        auditor.clone().emit(event(Decision::Allow, "allowed"));
         assert_eq!(auditor.stats().emitted, 2);
         task.queue.close();
-        auditor.emit(AuditEvent::new(
-            "gw",
-            "s",
-            "n",
-            "POST",
-            Decision::Deny,
-            "late",
-        ));
+        auditor.emit(event(Decision::Deny, "late"));
         let stats = auditor.stats();
         assert_eq!((stats.emitted, stats.dropped), (3, 1));
         drop(task);

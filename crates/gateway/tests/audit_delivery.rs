@@ -37,6 +37,26 @@ for i in range(n):
 print(ok)
 "#;
 
+/// Makes `n` allowed `echo` calls as alice through the gateway (CALLER); all must succeed.
+fn call_echo(stack: &Stack, n: usize) {
+    let token = token("test/py", Some("alice"), None, None, 600);
+    let port = stack
+        .url
+        .trim_start_matches("http://127.0.0.1:")
+        .trim_end_matches("/mcp")
+        .to_owned();
+    let out = Command::new(&stack.peers.python)
+        .args(["-c", CALLER, "127.0.0.1", &port, &token, &n.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        n.to_string(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn every_event_arrives_once_after_an_ingest_outage() {
     let ingest_port = free_port();
@@ -48,22 +68,7 @@ fn every_event_arrives_once_after_an_ingest_outage() {
             &format!("http://127.0.0.1:{ingest_port}/events"),
         ],
     );
-    let token = token("test/py", Some("alice"), None, None, 600);
-    let port = stack
-        .url
-        .trim_start_matches("http://127.0.0.1:")
-        .trim_end_matches("/mcp")
-        .to_owned();
-    let out = Command::new(&stack.peers.python)
-        .args(["-c", CALLER, "127.0.0.1", &port, &token, "1000"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "1000",
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    call_echo(&stack, 1000);
 
     let received = stack.dir.join("ingested.jsonl");
     let mut ingest = Command::new(&stack.peers.python);
@@ -135,19 +140,6 @@ fn events_reach_an_https_ingest_trusted_through_a_private_ca() {
     let url = format!("https://127.0.0.1:{ingest_port}/events");
     let ca_arg = ca.display().to_string();
 
-    let make_calls = |stack: &Stack, n: usize| {
-        let token = token("test/py", Some("alice"), None, None, 600);
-        let port = stack
-            .url
-            .trim_start_matches("http://127.0.0.1:")
-            .trim_end_matches("/mcp")
-            .to_owned();
-        let out = Command::new(&stack.peers.python)
-            .args(["-c", CALLER, "127.0.0.1", &port, &token, &n.to_string()])
-            .output()
-            .unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), n.to_string());
-    };
     let delivered = || {
         std::fs::read_to_string(&received)
             .unwrap_or_default()
@@ -162,7 +154,7 @@ fn events_reach_an_https_ingest_trusted_through_a_private_ca() {
         POLICY,
         &["--audit-ingest-url", &url],
     );
-    make_calls(&untrusting, 5);
+    call_echo(&untrusting, 5);
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(delivered(), 0, "an unverified ingest received events");
     let metrics = curl(&[&format!("{}/metrics", untrusting.admin)]);
@@ -179,7 +171,7 @@ fn events_reach_an_https_ingest_trusted_through_a_private_ca() {
         POLICY,
         &["--audit-ingest-url", &url, "--audit-ca-file", &ca_arg],
     );
-    make_calls(&stack, 20);
+    call_echo(&stack, 20);
     let deadline = Instant::now() + Duration::from_secs(20);
     while delivered() < 20 {
         assert!(
