@@ -26,8 +26,7 @@ async fn run(config: Config) -> Result<(), String> {
         ),
         None => None,
     };
-    let workers = config.request_threads();
-    let upstream = Upstream::new(&config.upstream, workers)
+    let upstream = Upstream::new(&config.upstream, config.request_threads())
         .map_err(|e| format!("--upstream {}: {e}", config.upstream))?;
     let store = PolicyStore::default();
     let metrics = Metrics::new();
@@ -98,7 +97,7 @@ async fn run(config: Config) -> Result<(), String> {
     tracing::info!(listen = %config.listen, admin = %config.admin_listen, upstream = %config.upstream, "mcp-gateway started");
     let serve = async {
         tokio::join!(
-            server::serve_mcp(mcp, gateway.clone(), workers),
+            server::serve_mcp(mcp, gateway.clone()),
             server::serve_admin(admin, gateway.clone())
         );
     };

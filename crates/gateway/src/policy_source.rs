@@ -107,11 +107,13 @@ pub fn watch_file(store: PolicyStore, path: PathBuf, on_reload: impl Fn(Reload) 
             let now = stamp(&path);
             if now != last || last.is_none() {
                 match tokio::fs::read(&path).await {
-                    Ok(bytes) if last_digest != Some(digest(&bytes)) => {
-                        on_reload(store.load_bytes(&bytes));
-                        last_digest = Some(digest(&bytes));
+                    Ok(bytes) => {
+                        let now_digest = Some(digest(&bytes));
+                        if now_digest != last_digest {
+                            on_reload(store.load_bytes(&bytes));
+                            last_digest = now_digest;
+                        }
                     }
-                    Ok(_) => {}
                     Err(e) => {
                         let message = format!("cannot read policy file {}: {e}", path.display());
                         if store.last_error().as_deref() != Some(&message) {

@@ -68,8 +68,8 @@ pub fn set_worker_index(index: usize) {
 }
 
 impl Upstream {
-    /// An upstream at `url` with one connection pool for each of `workers` request threads.
-    pub fn new(url: &Uri, workers: usize) -> Result<Self, String> {
+    /// An upstream at `url` with one connection pool for each of `request_threads` request threads.
+    pub fn new(url: &Uri, request_threads: usize) -> Result<Self, String> {
         let scheme = url.scheme().cloned().ok_or("upstream URL needs a scheme")?;
         if scheme != http::uri::Scheme::HTTP {
             return Err(
@@ -83,7 +83,7 @@ impl Upstream {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_keepalive(Some(Duration::from_secs(60)));
-        let clients = (0..workers.max(1))
+        let clients = (0..request_threads.max(1))
             .map(|_| {
                 Client::builder(hyper_util::rt::TokioExecutor::new())
                     .pool_idle_timeout(Duration::from_secs(90))
@@ -97,6 +97,11 @@ impl Upstream {
             base_path: url.path().trim_end_matches('/').to_owned(),
             clients,
         })
+    }
+
+    /// How many request threads this upstream has a pool for.
+    pub fn pools(&self) -> usize {
+        self.clients.len()
     }
 
     fn client(&self) -> &Client<HttpConnector, Full<Bytes>> {
@@ -874,15 +879,6 @@ fn borrowed(s: &Option<String>) -> Option<Cow<'_, str>> {
     s.as_deref().map(Cow::Borrowed)
 }
 
-/// `namespace/name`, as `Decision::grant_ref` writes it, without the formatting machinery.
-fn object_ref(namespace: &str, name: &str) -> Cow<'static, str> {
-    let mut s = String::with_capacity(namespace.len() + 1 + name.len());
-    s.push_str(namespace);
-    s.push('/');
-    s.push_str(name);
-    Cow::Owned(s)
-}
-
 impl Gateway {
     fn base_event<'a>(
         &'a self,
@@ -1013,8 +1009,8 @@ impl Gateway {
         event.admin_trust = trust(d.admin_trust);
         event.consented_trust = trust(d.consented_trust);
         event.effective_trust = trust(d.effective_trust);
-        event.matched_grant = d.grant.map(|g| object_ref(&g.namespace, &g.name));
-        event.matched_session = d.session.map(|s| object_ref(&s.namespace, &s.name));
+        event.matched_grant = d.grant_ref().map(Cow::Owned);
+        event.matched_session = d.session_ref().map(Cow::Owned);
         event.policy_version = d.policy_version.map(Cow::Borrowed);
         event.upstream_status = upstream_status;
         if self.capture_arguments {

@@ -15,15 +15,15 @@ use tokio::net::TcpListener;
 
 use crate::proxy::Gateway;
 
-/// Serves the MCP listener until the process ends, on `workers` request threads.
+/// Serves the MCP listener until the process ends, on one request thread per upstream pool.
 ///
 /// Each request thread runs its own single-threaded runtime and keeps every connection it is
 /// given, together with its own upstream connection pool: a call is read, decided, forwarded and
 /// answered on one thread, with no hand-over between threads (nginx's worker model). Connections
 /// are dealt out round-robin as they are accepted.
-pub async fn serve_mcp(listener: TcpListener, gateway: Arc<Gateway>, workers: usize) {
+pub async fn serve_mcp(listener: TcpListener, gateway: Arc<Gateway>) {
     let mut queues = Vec::new();
-    for index in 0..workers.max(1) {
+    for index in 0..gateway.upstream.pools() {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<std::net::TcpStream>();
         let gateway = gateway.clone();
         let spawned = std::thread::Builder::new()
