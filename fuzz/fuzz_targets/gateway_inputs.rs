@@ -5,8 +5,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcp_runtime_gateway::jsonrpc::{self, Body, Message};
-use mcp_runtime_gateway::sse::{EventSplitter, event_data};
+use mcp_runtime_wire::jsonrpc::{self, Body, Message};
+use mcp_runtime_wire::sse::{EventSplitter, event_data};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(body) = jsonrpc::parse(data) {
@@ -17,18 +17,20 @@ fuzz_target!(|data: &[u8]| {
         for m in messages {
             if let Message::Request(r) = m {
                 assert!(!r.method.is_empty());
-                if r.is_tool_call() {
-                    assert!(r.name.as_deref().is_some_and(|n| !n.is_empty()));
+                if let mcp_runtime_wire::method::Governance::Target(_) =
+                    mcp_runtime_wire::method::governance(&r.method)
+                {
+                    assert!(r.target().is_some_and(|(_, n)| !n.is_empty()));
                 }
             }
         }
     }
 
     let cut = data.first().map_or(1, |b| *b as usize % 7 + 1);
-    let mut splitter = EventSplitter::default();
+    let mut splitter = EventSplitter::new(usize::MAX);
     let mut out = Vec::new();
     for chunk in data.chunks(cut) {
-        for event in splitter.push(chunk) {
+        for event in splitter.push(chunk).expect("unbounded") {
             let _ = event_data(&event);
             out.extend_from_slice(&event);
         }

@@ -82,6 +82,12 @@ pub struct AuditEvent<'a> {
     pub rpc_id: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool: Option<Cow<'a, str>>,
+    /// The prompt of `prompts/get` (or of a `completion/complete` for a prompt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<Cow<'a, str>>,
+    /// The resource URI of `resources/read|subscribe|unsubscribe` (or of a completion for one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<Cow<'a, str>>,
 
     // The decision.
     pub decision: Decision,
@@ -121,6 +127,16 @@ pub struct AuditEvent<'a> {
     pub tools_listed: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tools_hidden: Option<u32>,
+    /// For every list method (`tools/list`, `prompts/list`, `resources/list`,
+    /// `resources/templates/list`): items returned and items filtered out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items_listed: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items_hidden: Option<u32>,
+    /// How many identical refusals this event stands for (refusals before authentication are
+    /// aggregated per reason and second, so a flood cannot fill the spool); absent means one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
     /// Tool-call arguments, only when the operator enabled argument capture.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arguments: Option<serde_json::Value>,
@@ -155,6 +171,8 @@ impl<'a> AuditEvent<'a> {
             rpc_method: None,
             rpc_id: None,
             tool: None,
+            prompt: None,
+            resource: None,
             decision,
             reason: reason.into(),
             enforced: true,
@@ -171,6 +189,9 @@ impl<'a> AuditEvent<'a> {
             trace_id: None,
             tools_listed: None,
             tools_hidden: None,
+            items_listed: None,
+            items_hidden: None,
+            count: None,
             arguments: None,
         }
     }
@@ -207,6 +228,8 @@ impl<'a> AuditEvent<'a> {
         w.opt_str("rpc_method", &self.rpc_method)?;
         w.opt("rpc_id", &self.rpc_id)?;
         w.opt_str("tool", &self.tool)?;
+        w.opt_str("prompt", &self.prompt)?;
+        w.opt_str("resource", &self.resource)?;
         w.key("decision");
         w.out.extend_from_slice(match self.decision {
             Decision::Allow => b"\"allow\"",
@@ -229,6 +252,9 @@ impl<'a> AuditEvent<'a> {
         w.opt_str("trace_id", &self.trace_id)?;
         w.opt("tools_listed", &self.tools_listed)?;
         w.opt("tools_hidden", &self.tools_hidden)?;
+        w.opt("items_listed", &self.items_listed)?;
+        w.opt("items_hidden", &self.items_hidden)?;
+        w.opt("count", &self.count)?;
         w.opt("arguments", &self.arguments)?;
         w.out.push(b'}');
         Ok(())
@@ -259,6 +285,8 @@ impl<'a> AuditEvent<'a> {
             rpc_method: own_opt(self.rpc_method),
             rpc_id: self.rpc_id,
             tool: own_opt(self.tool),
+            prompt: own_opt(self.prompt),
+            resource: own_opt(self.resource),
             decision: self.decision,
             reason: own(self.reason),
             enforced: self.enforced,
@@ -275,9 +303,28 @@ impl<'a> AuditEvent<'a> {
             trace_id: own_opt(self.trace_id),
             tools_listed: self.tools_listed,
             tools_hidden: self.tools_hidden,
+            items_listed: self.items_listed,
+            items_hidden: self.items_hidden,
+            count: self.count,
             arguments: self.arguments,
         }
     }
+}
+
+/// Longest text a caller-controlled field (ids, names, methods) keeps in an event, in bytes: an
+/// event stays small however long the names a client sends.
+pub const MAX_TEXT_BYTES: usize = 256;
+
+/// `text` cut to at most [`MAX_TEXT_BYTES`] on a character boundary (borrowed, no copy).
+pub fn capped(text: &str) -> &str {
+    if text.len() <= MAX_TEXT_BYTES {
+        return text;
+    }
+    let mut end = MAX_TEXT_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// Writes the members of a JSON object whose keys need no escaping.
@@ -454,6 +501,8 @@ mod tests {
             rpc_method: Some("tools/call".into()),
             rpc_id: Some(serde_json::json!("id-\"7\"")),
             tool: Some("upper\t".into()),
+            prompt: Some("p\u{7f}".into()),
+            resource: Some("file:///a b".into()),
             decision: Decision::Deny,
             reason: "trust_too_low".into(),
             enforced: false,
@@ -470,6 +519,9 @@ mod tests {
             trace_id: Some("trace".into()),
             tools_listed: Some(3),
             tools_hidden: Some(2),
+            items_listed: Some(3),
+            items_hidden: Some(2),
+            count: Some(u64::MAX),
             arguments: Some(serde_json::json!({"a": [1, 2.5, null, "x\u{0}"], "b": {"c": true}})),
         }
     }
@@ -502,6 +554,15 @@ mod tests {
         odd.time = Timestamp::UNIX_EPOCH;
         let (fast, serde) = both(&odd);
         assert_eq!(fast, serde);
+    }
+
+    #[test]
+    fn capped_text_stays_on_a_character_boundary() {
+        assert_eq!(capped("short"), "short");
+        let long = "\u{e9}".repeat(MAX_TEXT_BYTES);
+        let cut = capped(&long);
+        assert!(cut.len() <= MAX_TEXT_BYTES && cut.len() >= MAX_TEXT_BYTES - 1);
+        assert!(long.starts_with(cut));
     }
 
     #[test]

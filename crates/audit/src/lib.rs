@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-pub use event::{AuditEvent, Decision, next_event_id};
+pub use event::{AuditEvent, Decision, MAX_TEXT_BYTES, capped, next_event_id};
 use queue::{Queue, Refused};
 
 /// Default for [`AuditConfig::spool_max_bytes`]: 256 MiB.

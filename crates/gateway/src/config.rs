@@ -92,6 +92,15 @@ pub struct Config {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "MCP_GATEWAY_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
+    /// Time allowed for a request body to arrive once its headers have, in seconds.
+    #[arg(long, env = "MCP_GATEWAY_BODY_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub body_timeout_seconds: u64,
+    /// Connections the MCP listener holds open at once; more wait to be accepted.
+    #[arg(long, env = "MCP_GATEWAY_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+    /// Connections the admin listener holds open at once; more wait to be accepted.
+    #[arg(long, env = "MCP_GATEWAY_ADMIN_MAX_CONNECTIONS", default_value_t = 32)]
+    pub admin_max_connections: usize,
     /// Time allowed for the upstream's response headers, in seconds.
     #[arg(
         long,

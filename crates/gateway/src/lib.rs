@@ -8,14 +8,12 @@
 
 pub mod auth;
 pub mod config;
-pub mod jsonrpc;
 pub mod kube_source;
 pub mod metrics;
 pub mod oauth;
 pub mod policy_source;
-pub mod proxy;
+pub mod request;
 pub mod server;
-pub mod sse;
 
 /// An error with its sources, for messages that must say what really failed.
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {

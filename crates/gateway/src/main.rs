@@ -10,7 +10,7 @@ use mcp_runtime_gateway::config::{Config, PolicySource};
 use mcp_runtime_gateway::kube_source::watch_config_map;
 use mcp_runtime_gateway::metrics::{Metrics, ReloadLabels};
 use mcp_runtime_gateway::policy_source::{PolicyStore, Reload, watch_file};
-use mcp_runtime_gateway::proxy::{Gateway, Limits, Upstream};
+use mcp_runtime_gateway::request::{Gateway, Limits, Upstream};
 use mcp_runtime_gateway::server;
 use mcp_runtime_token::TokenKey;
 
@@ -76,6 +76,7 @@ async fn run(config: Config) -> Result<(), String> {
         upstream,
         limits: Limits {
             max_body_bytes: config.max_body_bytes,
+            body_timeout: std::time::Duration::from_secs(config.body_timeout_seconds),
             upstream_timeout: config.upstream_timeout(),
             max_list_bytes: 16 << 20,
         },
@@ -87,6 +88,7 @@ async fn run(config: Config) -> Result<(), String> {
             .unwrap_or_else(|| "mcp-gateway".to_owned()),
         capture_arguments: config.audit_arguments,
         metrics,
+        unauthenticated: Default::default(),
     });
     let mcp = server::bind(config.listen, "MCP traffic")
         .await
@@ -97,14 +99,16 @@ async fn run(config: Config) -> Result<(), String> {
     tracing::info!(listen = %config.listen, admin = %config.admin_listen, upstream = %config.upstream, "mcp-gateway started");
     let serve = async {
         tokio::join!(
-            server::serve_mcp(mcp, gateway.clone()),
-            server::serve_admin(admin, gateway.clone())
+            server::serve_mcp(mcp, gateway.clone(), config.max_connections),
+            server::serve_admin(admin, gateway.clone(), config.admin_max_connections),
+            gateway.flush_unauthenticated_forever(),
         );
     };
     tokio::select! {
         () = serve => {}
         () = shutdown_signal() => tracing::info!("shutting down"),
     }
+    gateway.flush_unauthenticated();
     if let Some(task) = audit_task {
         task.shutdown(std::time::Duration::from_secs(5)).await;
     }

@@ -12,8 +12,9 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::proxy::Gateway;
+use crate::request::Gateway;
 
 /// Serves the MCP listener until the process ends, on one request thread per upstream pool.
 ///
@@ -21,10 +22,13 @@ use crate::proxy::Gateway;
 /// given, together with its own upstream connection pool: a call is read, decided, forwarded and
 /// answered on one thread, with no hand-over between threads (nginx's worker model). Connections
 /// are dealt out round-robin as they are accepted.
-pub async fn serve_mcp(listener: TcpListener, gateway: Arc<Gateway>) {
+/// At most `max_connections` are open at once: the next is accepted when one closes (the kernel's
+/// backlog holds the rest), so a flood of idle connections cannot exhaust file descriptors.
+pub async fn serve_mcp(listener: TcpListener, gateway: Arc<Gateway>, max_connections: usize) {
+    let slots = Arc::new(Semaphore::new(max_connections.max(1)));
     let mut queues = Vec::new();
     for index in 0..gateway.upstream.pools() {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<std::net::TcpStream>();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Connection>();
         let gateway = gateway.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("mcp-worker-{index}"))
@@ -40,6 +44,9 @@ pub async fn serve_mcp(listener: TcpListener, gateway: Arc<Gateway>) {
     }
     let mut next = 0;
     loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
@@ -52,17 +59,20 @@ pub async fn serve_mcp(listener: TcpListener, gateway: Arc<Gateway>) {
         let Ok(stream) = stream.into_std() else {
             continue;
         };
-        let _ = queues[next % queues.len()].send(stream);
+        let _ = queues[next % queues.len()].send((stream, slot));
         next = next.wrapping_add(1);
     }
 }
 
+/// An accepted connection and the slot it holds until it closes.
+type Connection = (std::net::TcpStream, OwnedSemaphorePermit);
+
 fn request_thread(
     index: usize,
-    mut connections: tokio::sync::mpsc::UnboundedReceiver<std::net::TcpStream>,
+    mut connections: tokio::sync::mpsc::UnboundedReceiver<Connection>,
     gateway: Arc<Gateway>,
 ) {
-    crate::proxy::set_worker_index(index);
+    crate::request::set_worker_index(index);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -74,12 +84,13 @@ fn request_thread(
         }
     };
     runtime.block_on(async move {
-        while let Some(stream) = connections.recv().await {
+        while let Some((stream, slot)) = connections.recv().await {
             let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
                 continue;
             };
             let gateway = gateway.clone();
             tokio::spawn(async move {
+                let _slot = slot;
                 let service = service_fn(move |req| gateway.clone().handle(req));
                 let result = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -95,18 +106,30 @@ fn request_thread(
     });
 }
 
-/// Serves /healthz, /ready, /metrics and /config/status.
-pub async fn serve_admin(listener: TcpListener, gateway: Arc<Gateway>) {
+/// Longest an admin connection may stay open: probes and scrapes take milliseconds.
+const ADMIN_CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves /healthz, /ready, /metrics and /config/status, with at most `max_connections` open at
+/// once, each with a header timeout and a lifetime limit.
+pub async fn serve_admin(listener: TcpListener, gateway: Arc<Gateway>, max_connections: usize) {
+    let slots = Arc::new(Semaphore::new(max_connections.max(1)));
     loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let gateway = gateway.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let service = service_fn(move |req| admin(gateway.clone(), req));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(5))
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(ADMIN_CONNECTION_TIMEOUT, connection).await;
         });
     }
 }

@@ -10,6 +10,8 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::method::{Governance, TargetKind, governance};
+
 pub const PARSE_ERROR: i64 = -32700;
 pub const INVALID_REQUEST: i64 = -32600;
 /// Stateless era: an `Mcp-*` header disagrees with the body (as the SDKs answer it).
@@ -18,6 +20,8 @@ pub const HEADER_MISMATCH: i64 = -32020;
 pub const POLICY_DENIED: i64 = -32003;
 /// The caller must authenticate (HTTP 401 carries the same).
 pub const UNAUTHENTICATED: i64 = -32001;
+pub const METHOD_NOT_FOUND: i64 = -32601;
+pub const INTERNAL_ERROR: i64 = -32603;
 
 /// A JSON-RPC id: string or integer. Kept as the raw JSON text so it is echoed byte for byte.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,7 +40,7 @@ pub enum Message {
     },
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Request {
     pub id: Id,
     pub method: String,
@@ -48,11 +52,34 @@ pub struct Request {
     pub meta_protocol_version: Option<String>,
     /// `params.protocolVersion` of an `initialize` request.
     pub initialize_version: Option<String>,
+    /// `params.ref` of a `completion/complete` request: the prompt or resource it completes for.
+    pub reference: Option<(TargetKind, String)>,
 }
 
 impl Request {
     pub fn is_tool_call(&self) -> bool {
         self.method == "tools/call"
+    }
+
+    /// The tool, prompt or resource this request acts on, for the methods decided against one.
+    pub fn target(&self) -> Option<(TargetKind, &str)> {
+        match governance(&self.method) {
+            Governance::Target(_) if self.method == "completion/complete" => self
+                .reference
+                .as_ref()
+                .map(|(kind, name)| (*kind, name.as_str())),
+            Governance::Target(TargetKind::Resource) => {
+                self.uri.as_deref().map(|u| (TargetKind::Resource, u))
+            }
+            Governance::Target(kind) => self.name.as_deref().map(|n| (kind, n)),
+            _ => None,
+        }
+    }
+}
+
+impl Default for Id {
+    fn default() -> Self {
+        Id("null".to_owned())
     }
 }
 
@@ -113,6 +140,27 @@ struct Params {
     protocol_version: Option<serde_json::Value>,
     #[serde(rename = "_meta")]
     meta: Option<Meta>,
+    #[serde(rename = "ref")]
+    reference: Option<Reference>,
+}
+
+/// `params.ref` of `completion/complete`.
+#[derive(Deserialize)]
+struct Reference {
+    #[serde(rename = "type")]
+    kind: String,
+    name: Option<String>,
+    uri: Option<String>,
+}
+
+impl Reference {
+    fn target(self) -> Option<(TargetKind, String)> {
+        match (self.kind.as_str(), self.name, self.uri) {
+            ("ref/prompt", Some(name), _) => Some((TargetKind::Prompt, name)),
+            ("ref/resource", _, Some(uri)) => Some((TargetKind::Resource, uri)),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -200,14 +248,15 @@ fn message(text: &str) -> Result<Message, Refusal> {
     let Some(id) = id else {
         return Ok(Message::Notification { method });
     };
-    let (name, uri, meta_protocol_version, initialize_version) = match params {
-        None => (None, None, None, None),
+    let (name, uri, meta_protocol_version, initialize_version, reference) = match params {
+        None => (None, None, None, None, None),
         Some(p) => (
             p.name,
             p.uri,
             p.meta.and_then(|m| m.protocol_version),
             p.protocol_version
                 .and_then(|v| v.as_str().map(str::to_owned)),
+            p.reference.and_then(Reference::target),
         ),
     };
     let request = Request {
@@ -217,10 +266,21 @@ fn message(text: &str) -> Result<Message, Refusal> {
         uri,
         meta_protocol_version,
         initialize_version,
+        reference,
     };
-    if request.is_tool_call() && request.name.as_deref().is_none_or(str::is_empty) {
+    // A method decided against an item must name one: without it there is nothing to decide on.
+    if let Governance::Target(kind) = governance(&request.method)
+        && request.target().is_none_or(|(_, n)| n.is_empty())
+    {
+        let needs = match (request.method.as_str(), kind) {
+            ("completion/complete", _) => {
+                "`params.ref` (a ref/prompt with `name` or a ref/resource with `uri`)"
+            }
+            (_, TargetKind::Resource) => "`params.uri`",
+            _ => "`params.name`",
+        };
         return Err(Refusal::invalid(
-            "tools/call needs `params.name`",
+            format!("{} needs {needs}", request.method),
             Some(request.id),
         ));
     }
@@ -386,6 +446,61 @@ mod tests {
         assert_eq!(items.len(), 2);
         assert!(parse(b"[]").is_err());
         assert!(parse(br#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}]"#).is_err());
+    }
+
+    #[test]
+    fn every_decided_method_names_its_target() {
+        let target = |body: &str| match single(body).unwrap() {
+            Message::Request(r) => r.target().map(|(k, n)| (k, n.to_owned())),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            target(r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"greet"}}"#),
+            Some((TargetKind::Prompt, "greet".into()))
+        );
+        assert_eq!(
+            target(
+                r#"{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"file:///a"}}"#
+            ),
+            Some((TargetKind::Resource, "file:///a".into()))
+        );
+        assert_eq!(
+            target(
+                r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/resource","uri":"test://{id}"},"argument":{"name":"id","value":"1"}}}"#
+            ),
+            Some((TargetKind::Resource, "test://{id}".into()))
+        );
+        assert_eq!(
+            target(
+                r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"p"}}}"#
+            ),
+            Some((TargetKind::Prompt, "p".into()))
+        );
+        assert_eq!(
+            target(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#),
+            None
+        );
+        for (body, why) in [
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{}}"#,
+                "needs `params.name`",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"name":"x"}}"#,
+                "needs `params.uri`",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/tool","name":"x"}}}"#,
+                "needs `params.ref`",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"a","name":"b"}}}"#,
+                "duplicate",
+            ),
+        ] {
+            let err = parse(body.as_bytes()).unwrap_err();
+            assert!(err.message.contains(why), "{body}: {err}");
+        }
     }
 
     #[test]

@@ -1,0 +1,273 @@
+//! Responses fail closed: a list the caller receives holds only what the caller may use, and an
+//! answer the gateway cannot read is not shown.
+//!
+//! Every response that can carry a list is inspected: the answer to a list request (alone or in a
+//! batch), and every event of a GET stream (which may replay, after `Last-Event-ID`, what a POST
+//! stream carried). Inside it, every JSON-RPC response is filtered: by the list its id asked for,
+//! or, whatever its id, by the list fields its `result` holds. JSON that does not parse, an SSE
+//! event that is not UTF-8 JSON, an event larger than the limit, a compressed body, or a list
+//! answer without its list end the response with a JSON-RPC error instead.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Response, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::{Frame, Incoming};
+use jiff::Timestamp;
+use mcp_runtime_audit::{AuditEvent, Auditor};
+use mcp_runtime_policy::Policy;
+use mcp_runtime_wire::jsonrpc::Id;
+use mcp_runtime_wire::method::ListKind;
+use mcp_runtime_wire::sse;
+use serde_json::Value;
+
+use super::decide::decide_target;
+use super::forward::strip_hop_by_hop;
+use super::refusal::{Reason, Refusal};
+use super::{BoxError, GatewayBody, full};
+use crate::auth::Caller;
+
+/// A list request whose answer is expected in the response, with its audit event (emitted once
+/// the answer is seen, or when the response ends).
+pub struct Pending {
+    pub id: Id,
+    pub kind: ListKind,
+    pub event: Option<AuditEvent<'static>>,
+}
+
+/// Filters the responses of one exchange.
+pub struct ListFilter {
+    pub policy: Arc<Policy>,
+    pub caller: Caller,
+    pub pending: Vec<Pending>,
+    pub auditor: Option<Auditor>,
+    pub now: Timestamp,
+}
+
+type Verdict = Result<(), &'static str>;
+
+impl ListFilter {
+    fn visible(&self, kind: ListKind, name: &str) -> bool {
+        decide_target(&self.policy, &self.caller, kind.target(), name, self.now).allowed
+    }
+
+    /// Keeps the items of `result.<field>` the caller may use; returns (kept, hidden).
+    fn filter_items(&self, kind: ListKind, items: &mut Vec<Value>) -> (u32, u32) {
+        let before = items.len();
+        items.retain(|item| {
+            item.get(kind.item_key())
+                .and_then(Value::as_str)
+                .is_some_and(|name| self.visible(kind, name))
+        });
+        (items.len() as u32, (before - items.len()) as u32)
+    }
+
+    /// Filters one JSON-RPC message in place.
+    fn message(&mut self, message: &mut Value) -> Verdict {
+        let Some(object) = message.as_object_mut() else {
+            return Err("a message that is not a JSON object");
+        };
+        // A server request or notification (sampling, progress, logging): no list in it.
+        if object.contains_key("method") {
+            return Ok(());
+        }
+        let expected = object.get("id").and_then(|id| {
+            self.pending
+                .iter()
+                .position(|p| serde_json::from_str::<Value>(&p.id.0).ok().as_ref() == Some(id))
+        });
+        let Some(result) = object.get_mut("result") else {
+            if let Some(i) = expected {
+                self.settle(i, None);
+            }
+            return Ok(());
+        };
+        if let Some(i) = expected {
+            let kind = self.pending[i].kind;
+            let Some(items) = result
+                .get_mut(kind.result_field())
+                .and_then(Value::as_array_mut)
+            else {
+                return Err("an answer to a list request without its list");
+            };
+            let counts = self.filter_items(kind, items);
+            self.settle(i, Some(counts));
+        }
+        // Whatever the id, any list in a result is filtered: an answer the gateway did not
+        // expect (another id, a replayed stream) shows no more than an expected one.
+        if let Some(result) = result.as_object_mut() {
+            for kind in ListKind::ALL {
+                if let Some(items) = result
+                    .get_mut(kind.result_field())
+                    .and_then(Value::as_array_mut)
+                {
+                    self.filter_items(kind, items);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Filters a JSON-RPC payload: one message or a batch of them.
+    pub fn payload(&mut self, value: &mut Value) -> Verdict {
+        match value {
+            Value::Array(messages) => messages.iter_mut().try_for_each(|m| self.message(m)),
+            other => self.message(other),
+        }
+    }
+
+    /// Emits the audit event of pending list request `i` (once).
+    fn settle(&mut self, i: usize, counts: Option<(u32, u32)>) {
+        if let (Some(auditor), Some(mut event)) = (&self.auditor, self.pending[i].event.take()) {
+            if let Some((listed, hidden)) = counts {
+                event.items_listed = Some(listed);
+                event.items_hidden = Some(hidden);
+                if self.pending[i].kind == ListKind::Tools {
+                    event.tools_listed = Some(listed);
+                    event.tools_hidden = Some(hidden);
+                }
+            }
+            auditor.emit(event);
+        }
+    }
+
+    /// Emits the events of list requests whose answer never came.
+    fn finish(&mut self) {
+        for i in 0..self.pending.len() {
+            self.settle(i, None);
+        }
+    }
+
+    /// The error that replaces what could not be shown.
+    fn refusal(&self, why: &str) -> Refusal {
+        Refusal::new(
+            Reason::ResponseNotFilterable,
+            format!(
+                "the gateway could not inspect the MCP server's answer ({why}), so it is not shown"
+            ),
+        )
+        .with_id(self.pending.first().map(|p| p.id.clone()))
+    }
+
+    /// Filters a whole response: JSON rewritten whole, SSE event by event.
+    pub async fn response(
+        mut self,
+        resp: Response<Incoming>,
+        max_bytes: usize,
+    ) -> Response<GatewayBody> {
+        let headers = resp.headers();
+        let encoded = headers
+            .get(header::CONTENT_ENCODING)
+            .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let is_sse = content_type.starts_with("text/event-stream");
+        let is_json = content_type.starts_with("application/json");
+        let success = resp.status().is_success();
+        if encoded {
+            self.finish();
+            return self.refusal("it is compressed").into_response();
+        }
+        let (mut parts, body) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        if !is_sse && !is_json {
+            // Nothing a client would read as a JSON-RPC answer: errors and empty acceptances
+            // pass; a successful answer of another type cannot be inspected.
+            self.finish();
+            if success && parts.status != http::StatusCode::ACCEPTED {
+                return self
+                    .refusal("it is not JSON or an event stream")
+                    .into_response();
+            }
+            return Response::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed());
+        }
+        parts.headers.remove(header::CONTENT_LENGTH);
+        if is_json {
+            let bytes = match Limited::new(body, max_bytes).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(_) => {
+                    self.finish();
+                    return self.refusal("it is too large or broke off").into_response();
+                }
+            };
+            let verdict = match serde_json::from_slice::<Value>(&bytes) {
+                Ok(mut value) => self.payload(&mut value).map(|()| value),
+                Err(_) => Err("malformed JSON"),
+            };
+            self.finish();
+            return match verdict {
+                Ok(value) => Response::from_parts(
+                    parts,
+                    full(serde_json::to_vec(&value).expect("JSON re-encodes")),
+                ),
+                Err(why) => self.refusal(why).into_response(),
+            };
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(16);
+        tokio::spawn(async move { self.stream(body, max_bytes, tx).await });
+        Response::from_parts(parts, BodyExt::boxed(ChannelBody { rx }))
+    }
+
+    async fn stream(
+        mut self,
+        mut body: Incoming,
+        max_bytes: usize,
+        tx: tokio::sync::mpsc::Sender<Result<Frame<Bytes>, BoxError>>,
+    ) {
+        let mut splitter = sse::EventSplitter::new(max_bytes);
+        let outcome: Result<(), String> = async {
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| e.to_string())?;
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                let events = splitter.push(&data).map_err(|e| e.to_string())?;
+                for event in events {
+                    let out = match sse::event_data(&event).map_err(|e| e.to_string())? {
+                        None => event,
+                        Some(data) => {
+                            let mut value = serde_json::from_str::<Value>(&data)
+                                .map_err(|_| "an event whose data is not JSON".to_owned())?;
+                            self.payload(&mut value)?;
+                            sse::with_data(&event, &value.to_string())
+                        }
+                    };
+                    if tx.send(Ok(Frame::data(Bytes::from(out)))).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+            // An unterminated last event is never dispatched by a client: drop it unread.
+            Ok(())
+        }
+        .await;
+        self.finish();
+        if let Err(why) = outcome {
+            tracing::warn!(%why, "ending an MCP server stream the gateway cannot inspect");
+            let error = self.refusal(&why).to_json_rpc();
+            let event = format!("event: message\ndata: {error}\n\n");
+            let _ = tx.send(Ok(Frame::data(Bytes::from(event)))).await;
+        }
+    }
+}
+
+/// A response body fed by a task through a channel.
+struct ChannelBody {
+    rx: tokio::sync::mpsc::Receiver<Result<Frame<Bytes>, BoxError>>,
+}
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.rx.poll_recv(cx)
+    }
+}
