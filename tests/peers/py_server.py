@@ -13,6 +13,12 @@ Tools:
     delete_record(id) -> "deleted <id>"       (a "dangerous" tool for policy tests)
     slow_steps(steps, delay) -> "done <steps> steps"; sends one progress notification per step
     fail(code, message, data) -> never returns: raises a JSON-RPC error {code, message, data}
+
+Prompts: greet(name), admin_prompt(). Resources: note://public, note://secret, and the template
+note://items/{id}.
+
+Every tool, prompt and resource it runs is logged to stderr as `INVOKED <kind> <name>`, so a test
+can tell what reached the server (and what did not).
 """
 
 from __future__ import annotations
@@ -28,33 +34,42 @@ from mcp.shared.exceptions import MCPError
 server = MCPServer(name="mcp-runtime-py-peer", version="0.1.0", log_level="WARNING")
 
 
+def invoked(kind: str, name: str) -> None:
+    print(f"INVOKED {kind} {name}", file=sys.stderr, flush=True)
+
+
 @server.tool()
 def echo(text: str) -> str:
     """Return the text unchanged."""
+    invoked("tool", "echo")
     return text
 
 
 @server.tool()
 def add(a: float, b: float) -> float:
     """Add two numbers."""
+    invoked("tool", "add")
     return a + b
 
 
 @server.tool()
 def upper(text: str) -> str:
     """Upper-case the text."""
+    invoked("tool", "upper")
     return text.upper()
 
 
 @server.tool()
 def delete_record(id: str) -> str:
     """Delete a record (does nothing; exists so policies have something to deny)."""
+    invoked("tool", "delete_record")
     return f"deleted {id}"
 
 
 @server.tool()
 async def slow_steps(steps: int, delay: float, ctx: Context) -> str:
     """Sleep `delay` seconds per step, reporting progress after each step."""
+    invoked("tool", "slow_steps")
     for i in range(1, steps + 1):
         await anyio.sleep(delay)
         await ctx.report_progress(i, steps, f"step {i}/{steps}")
@@ -64,7 +79,43 @@ async def slow_steps(steps: int, delay: float, ctx: Context) -> str:
 @server.tool()
 def fail(code: int = -32000, message: str = "failed on purpose", data: dict[str, Any] | None = None) -> str:
     """Raise a JSON-RPC error with the given code, message and data."""
+    invoked("tool", "fail")
     raise MCPError(code=code, message=message, data=data)
+
+
+@server.prompt()
+def greet(name: str) -> str:
+    """Greet someone."""
+    invoked("prompt", "greet")
+    return f"Say hello to {name}."
+
+
+@server.prompt()
+def admin_prompt() -> str:
+    """A prompt only administrators may use."""
+    invoked("prompt", "admin_prompt")
+    return "You are root."
+
+
+@server.resource("note://public")
+def public_note() -> str:
+    """A note anyone granted may read."""
+    invoked("resource", "note://public")
+    return "public note"
+
+
+@server.resource("note://secret")
+def secret_note() -> str:
+    """A note few may read."""
+    invoked("resource", "note://secret")
+    return "secret note"
+
+
+@server.resource("note://items/{id}")
+def item_note(id: str) -> str:
+    """A note per item."""
+    invoked("resource", f"note://items/{id}")
+    return f"item {id}"
 
 
 def main() -> None:

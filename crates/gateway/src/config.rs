@@ -92,6 +92,10 @@ pub struct Config {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "MCP_GATEWAY_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
+    /// Largest answer the gateway buffers to filter (a JSON answer to a list request, or one
+    /// event of a stream), in bytes; a larger one is refused, never passed unfiltered.
+    #[arg(long, env = "MCP_GATEWAY_MAX_RESPONSE_BYTES", default_value_t = 16 << 20)]
+    pub max_response_bytes: usize,
     /// Time allowed for a request body to arrive once its headers have, in seconds.
     #[arg(long, env = "MCP_GATEWAY_BODY_TIMEOUT_SECONDS", default_value_t = 30)]
     pub body_timeout_seconds: u64,

@@ -78,7 +78,7 @@ async fn run(config: Config) -> Result<(), String> {
             max_body_bytes: config.max_body_bytes,
             body_timeout: std::time::Duration::from_secs(config.body_timeout_seconds),
             upstream_timeout: config.upstream_timeout(),
-            max_list_bytes: 16 << 20,
+            max_list_bytes: config.max_response_bytes,
         },
         strip_prefix: config.strip_prefix.clone().filter(|p| !p.is_empty()),
         audit,

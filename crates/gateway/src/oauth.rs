@@ -36,6 +36,13 @@ const KEYS_TTL: Duration = Duration::from_secs(15 * 60);
 /// the gateway into a load generator against the issuer).
 const MIN_REFETCH: Duration = Duration::from_secs(10);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// After a failed fetch, the next waits this long, doubling per failure up to [`MAX_BACKOFF`]:
+/// a down issuer must not turn every uncached token into a discovery round trip.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// What a client is told when the issuer cannot be reached (the cause is logged, not echoed:
+/// it names internal hosts and TLS details).
+const ISSUER_DOWN: &str = "the issuer could not be reached; try again shortly";
 const MAX_DOCUMENT_BYTES: usize = 1 << 20;
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
 const LEEWAY_SECONDS: u64 = 30;
@@ -93,6 +100,8 @@ pub struct OauthVerifier {
     keys: RwLock<Option<Arc<KeySet>>>,
     /// Serialises fetches; holds when the last one started.
     fetching: tokio::sync::Mutex<Option<Instant>>,
+    /// After failed fetches: when the next may start, and how many failed in a row.
+    backoff: std::sync::Mutex<Option<(Instant, u32)>>,
 }
 
 #[derive(Deserialize)]
@@ -108,6 +117,7 @@ impl OauthVerifier {
             client: OnceLock::new(),
             keys: RwLock::new(None),
             fetching: tokio::sync::Mutex::new(None),
+            backoff: std::sync::Mutex::new(None),
         }
     }
 
@@ -364,11 +374,28 @@ impl OauthVerifier {
 
     /// Fetches the issuer's keys (one fetch at a time; `early` ones at most every 10 s).
     async fn refresh(&self, issuer: &str, early: bool) -> Result<(), AuthFailure> {
-        let mut last = self.fetching.lock().await;
-        let same_issuer = {
+        let same_issuer = || {
             let keys = self.keys.read().expect("jwks lock");
             keys.as_ref().is_some_and(|s| s.issuer == issuer)
         };
+        // Backing off after a failure: answer at once, with the keys we have if any.
+        if self.backing_off() {
+            return if same_issuer() {
+                Ok(())
+            } else {
+                Err(AuthFailure::IssuerUnavailable(ISSUER_DOWN.to_owned()))
+            };
+        }
+        let mut last = self.fetching.lock().await;
+        if self.backing_off() {
+            // The fetch we waited for failed.
+            return if same_issuer() {
+                Ok(())
+            } else {
+                Err(AuthFailure::IssuerUnavailable(ISSUER_DOWN.to_owned()))
+            };
+        }
+        let same_issuer = same_issuer();
         if same_issuer && let Some(at) = *last {
             // Someone fetched while we waited, or a kid-miss fetch ran moments ago.
             if (early && at.elapsed() < MIN_REFETCH) || (!early && !self.is_stale(issuer)) {
@@ -384,18 +411,39 @@ impl OauthVerifier {
                     "issuer keys fetched"
                 );
                 *self.keys.write().expect("jwks lock") = Some(Arc::new(set));
-                Ok(())
-            }
-            Err(message) if same_issuer => {
-                // Keep verifying with the keys we have while the issuer is unreachable.
-                tracing::warn!(issuer, error = %message, "cannot refresh the issuer's keys; keeping the last ones");
+                *self.backoff.lock().expect("backoff lock") = None;
                 Ok(())
             }
             Err(message) => {
-                tracing::warn!(issuer, error = %message, "cannot fetch the issuer's keys");
-                Err(AuthFailure::IssuerUnavailable(message))
+                let wait = self.failed();
+                if same_issuer {
+                    // Keep verifying with the keys we have while the issuer is unreachable.
+                    tracing::warn!(issuer, error = %message, retry_in = ?wait, "cannot refresh the issuer's keys; keeping the last ones");
+                    Ok(())
+                } else {
+                    tracing::warn!(issuer, error = %message, retry_in = ?wait, "cannot fetch the issuer's keys");
+                    Err(AuthFailure::IssuerUnavailable(ISSUER_DOWN.to_owned()))
+                }
             }
         }
+    }
+
+    fn backing_off(&self) -> bool {
+        self.backoff
+            .lock()
+            .expect("backoff lock")
+            .is_some_and(|(until, _)| Instant::now() < until)
+    }
+
+    /// Records a failed fetch; returns how long until the next may start.
+    fn failed(&self) -> Duration {
+        let mut backoff = self.backoff.lock().expect("backoff lock");
+        let failures = backoff.map_or(0, |(_, n)| n).saturating_add(1);
+        let wait = FIRST_BACKOFF
+            .saturating_mul(1 << (failures - 1).min(6))
+            .min(MAX_BACKOFF);
+        *backoff = Some((Instant::now() + wait, failures));
+        wait
     }
 }
 

@@ -393,11 +393,26 @@ fn hostile_and_malformed_requests_are_refused_before_the_upstream() {
         answers[1]["error"]["data"]["reason"], "tool_denied",
         "{body}"
     );
+    // The server logs every tool it runs (`INVOKED tool <name>`): none of the refused requests
+    // above ran anything, not even the allowed echo riding in the refused batch...
     let upstream_log = std::fs::read_to_string(&stack.upstream.log).unwrap_or_default();
     assert!(
-        !upstream_log.contains("delete_record"),
-        "a denied call reached the upstream:\n{upstream_log}"
+        !upstream_log.contains("INVOKED tool"),
+        "a refused request reached the upstream:\n{upstream_log}"
     );
+    // ...and the log does show what does reach it.
+    let (code, lines) = stack.client(
+        "stateless",
+        Some(&alice()),
+        &["call", "echo", r#"{"text":"a"}"#],
+    );
+    assert_eq!(code, 0, "{lines:?}");
+    let upstream_log = std::fs::read_to_string(&stack.upstream.log).unwrap_or_default();
+    assert!(
+        upstream_log.contains("INVOKED tool echo"),
+        "the allowed call is not in the upstream's log:\n{upstream_log}"
+    );
+    assert!(!upstream_log.contains("INVOKED tool delete_record"));
 }
 
 #[test]

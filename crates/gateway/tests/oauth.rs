@@ -292,3 +292,44 @@ fn base64url(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
+
+/// A down issuer costs one discovery attempt per backoff period, not one per request, and its
+/// error (hosts, TLS details) is logged, not echoed to clients.
+#[test]
+fn a_down_issuer_is_retried_with_backoff_and_its_error_is_not_echoed() {
+    // An "issuer" that accepts TCP connections and drops them at once, counting them.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let issuer = format!(
+        "https://127.0.0.1:{}",
+        listener.local_addr().unwrap().port()
+    );
+    let attempts = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = attempts.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    let stack = Stack::start("oauth-down", &policy(&issuer), &[]);
+    let header = base64url(br#"{"alg":"RS256","typ":"JWT","kid":"k1"}"#);
+    let claims = base64url(br#"{"sub":"alice"}"#);
+    let token = format!("{header}.{claims}.c2ln");
+    for _ in 0..10 {
+        let (status, _, body) = raw_call(&stack, &token, &[]);
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["error"]["data"]["reason"], "issuer_unavailable");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            !message.contains("127.0.0.1") && !message.to_lowercase().contains("tls"),
+            "the issuer's error reached the client: {message}"
+        );
+    }
+    // One attempt tries the OIDC then the RFC 8414 discovery path: 2 connections at most, and
+    // a second attempt only after the first backoff second.
+    let made = attempts.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (1..=4).contains(&made),
+        "{made} connections to the issuer for 10 requests"
+    );
+}

@@ -47,6 +47,18 @@ impl EventSplitter {
         self.buf
     }
 
+    /// At the end of the stream: the last event if the bytes held complete it (a final lone CR
+    /// ends its line, as nothing can follow it any more), else `None`: a client never dispatches
+    /// an unterminated event.
+    pub fn finish_event(self) -> Option<Vec<u8>> {
+        if self.buf.last() != Some(&b'\r') {
+            return None;
+        }
+        let mut probe = self.buf.clone();
+        probe.push(b'\n');
+        (event_end(&probe) == Some(probe.len())).then_some(self.buf)
+    }
+
     pub fn pending(&self) -> usize {
         self.buf.len()
     }
@@ -204,6 +216,17 @@ mod tests {
             Some("{\"a\":1}")
         );
         assert_eq!(with_data(&events[0], "{}"), b"id: 5\ndata: {}\n\n");
+        // At the end of the stream a final lone CR completes the event it ends.
+        let mut s = EventSplitter::new(1024);
+        assert!(s.push(b"data: z\r\r").unwrap().is_empty());
+        assert_eq!(s.finish_event().unwrap(), b"data: z\r\r");
+        let mut s = EventSplitter::new(1024);
+        assert!(s.push(b"data: z\r").unwrap().is_empty());
+        assert_eq!(
+            s.finish_event(),
+            None,
+            "one line ending is not an event's end"
+        );
     }
 
     #[test]

@@ -139,6 +139,19 @@ impl ListFilter {
         }
     }
 
+    /// One SSE event, filtered (events without data pass as they are).
+    fn event(&mut self, event: Vec<u8>) -> Result<Vec<u8>, String> {
+        match sse::event_data(&event).map_err(|e| e.to_string())? {
+            None => Ok(event),
+            Some(data) => {
+                let mut value = serde_json::from_str::<Value>(&data)
+                    .map_err(|_| "an event whose data is not JSON".to_owned())?;
+                self.payload(&mut value)?;
+                Ok(sse::with_data(&event, &value.to_string()))
+            }
+        }
+    }
+
     /// The error that replaces what could not be shown.
     fn refusal(&self, why: &str) -> Refusal {
         Refusal::new(
@@ -227,21 +240,19 @@ impl ListFilter {
                 };
                 let events = splitter.push(&data).map_err(|e| e.to_string())?;
                 for event in events {
-                    let out = match sse::event_data(&event).map_err(|e| e.to_string())? {
-                        None => event,
-                        Some(data) => {
-                            let mut value = serde_json::from_str::<Value>(&data)
-                                .map_err(|_| "an event whose data is not JSON".to_owned())?;
-                            self.payload(&mut value)?;
-                            sse::with_data(&event, &value.to_string())
-                        }
-                    };
+                    let out = self.event(event)?;
                     if tx.send(Ok(Frame::data(Bytes::from(out)))).await.is_err() {
                         return Ok(());
                     }
                 }
             }
-            // An unterminated last event is never dispatched by a client: drop it unread.
+            // An unterminated last event is never dispatched by a client: dropped unread.
+            if let Some(event) =
+                std::mem::replace(&mut splitter, sse::EventSplitter::new(0)).finish_event()
+            {
+                let out = self.event(event)?;
+                let _ = tx.send(Ok(Frame::data(Bytes::from(out)))).await;
+            }
             Ok(())
         }
         .await;

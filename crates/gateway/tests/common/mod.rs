@@ -178,6 +178,14 @@ pub fn server_everything(peers: &Peers, port: u16) -> Command {
     cmd
 }
 
+/// tests/peers/hostile_server.py (a server that answers the way a broken one could) on `port`.
+pub fn hostile_server(peers: &Peers, port: u16) -> Command {
+    let mut cmd = Command::new(&peers.python);
+    cmd.arg(repo_root().join("tests/peers/hostile_server.py"))
+        .arg(port.to_string());
+    cmd
+}
+
 /// A gateway in front of the Python SDK server, with its files in a temp dir.
 pub struct Stack {
     pub dir: TempDir,
@@ -251,7 +259,12 @@ impl Stack {
         std::fs::write(&key_file, KEY).unwrap();
         let audit_file = dir.join("audit.jsonl");
         let (port, admin_port) = (free_port(), free_port());
-        let mut gw = Command::new(env!("CARGO_BIN_EXE_mcp-gateway"));
+        // MCP_GATEWAY_UNDER_TEST runs the same tests against another build (e.g. an older
+        // release, to show a test fails there).
+        let mut gw = Command::new(
+            std::env::var_os("MCP_GATEWAY_UNDER_TEST")
+                .unwrap_or_else(|| env!("CARGO_BIN_EXE_mcp-gateway").into()),
+        );
         gw.args([
             "--listen",
             &format!("127.0.0.1:{port}"),
@@ -404,6 +417,16 @@ pub fn curl(args: &[&str]) -> Output {
 
 /// A raw POST: returns (status, headers text, body).
 pub fn post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String, String) {
+    send("POST", url, headers, body)
+}
+
+/// A raw request with any method (a body is sent when not empty): (status, headers, body).
+pub fn send(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, String) {
     let dir = std::env::temp_dir();
     let body_file = dir.join(format!(
         "mcp-gw-body-{}-{}",
@@ -415,15 +438,17 @@ pub fn post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String, S
         "-D".into(),
         "-".into(),
         "-X".into(),
-        "POST".into(),
+        method.into(),
         url.into(),
     ];
     for (k, v) in headers {
         args.push("-H".into());
         args.push(format!("{k}: {v}"));
     }
-    args.push("--data-binary".into());
-    args.push(format!("@{}", body_file.display()));
+    if method == "POST" || !body.is_empty() {
+        args.push("--data-binary".into());
+        args.push(format!("@{}", body_file.display()));
+    }
     let out = curl(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let _ = std::fs::remove_file(body_file);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
