@@ -7,6 +7,10 @@ Actions:
     connect                      print the initialize / server/discover result
     list-tools                   print the tools/list result
     call TOOL JSON_ARGS          print the tools/call result
+    list-prompts | list-resources | list-resource-templates
+                                 print that list's result
+    get-prompt NAME [JSON_ARGS]  print the prompts/get result
+    read-resource URI            print the resources/read result
     call-progress [--steps N] [--delay S] [--tool NAME] [--args JSON]
                                  call slow_steps (default) with a progress callback; print one
                                  {"progress": ...} line per notification as it arrives, then the result
@@ -76,6 +80,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     sub = p.add_subparsers(dest="action", required=True)
     sub.add_parser("connect")
     sub.add_parser("list-tools")
+    sub.add_parser("list-prompts")
+    sub.add_parser("list-resources")
+    sub.add_parser("list-resource-templates")
+    gp = sub.add_parser("get-prompt")
+    gp.add_argument("name")
+    gp.add_argument("json_args", nargs="?", default="{}")
+    rr = sub.add_parser("read-resource")
+    rr.add_argument("uri")
     c = sub.add_parser("call")
     c.add_argument("tool")
     c.add_argument("json_args", nargs="?", default="{}")
@@ -114,6 +126,16 @@ async def run(args: argparse.Namespace) -> None:
                 emit({"result": dump(connected)})
             elif args.action == "list-tools":
                 emit({"result": dump(await session.list_tools())})
+            elif args.action == "list-prompts":
+                emit({"result": dump(await session.list_prompts())})
+            elif args.action == "list-resources":
+                emit({"result": dump(await session.list_resources())})
+            elif args.action == "list-resource-templates":
+                emit({"result": dump(await session.list_resource_templates())})
+            elif args.action == "get-prompt":
+                emit({"result": dump(await session.get_prompt(args.name, json.loads(args.json_args)))})
+            elif args.action == "read-resource":
+                emit({"result": dump(await session.read_resource(args.uri))})
             elif args.action == "call":
                 emit({"result": dump(await session.call_tool(args.tool, json.loads(args.json_args)))})
             elif args.action == "call-progress":

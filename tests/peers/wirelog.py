@@ -1,7 +1,7 @@
 """A tiny logging HTTP/1.1 reverse proxy for looking at MCP traffic on the wire (stdlib only).
 
     python3 tests/peers/wirelog.py --listen 127.0.0.1:PORT --upstream 127.0.0.1:UPORT \
-        [--log wire.jsonl] [--text wire.txt] [--max-body N]
+        [--log wire.jsonl] [--text wire.txt] [--max-body N] [--add-header "Name: value" ...]
 
 Bytes are relayed verbatim in both directions (including chunked transfer coding and
 keep-alive), so client and server see exactly what they would see without it. Alongside,
@@ -9,6 +9,8 @@ each exchange is decoded and logged:
     request:   method, path, every header (in order, as sent), body
     response:  status, every header, body; for text/event-stream each SSE event
                (event/id/data/retry fields) with its arrival time
+`--add-header` sets a request header on every request (replacing one of that name), e.g. a
+credential for a client that cannot send one (the conformance suite).
 `--log` writes one JSON object per line; `--text` (default: stderr) a readable transcript.
 Times are seconds since the proxy started ("t") and Unix time ("ts").
 """
@@ -221,6 +223,20 @@ class SSEParser:
         return fields
 
 
+def with_headers(head: bytes, add: list[tuple[str, str]]) -> bytes:
+    """The request head with each `add` header set (any of the same name removed first)."""
+    if not add:
+        return head
+    lines = head.decode("latin-1").split("\r\n")
+    names = {k.lower() for k, _ in add}
+    kept = [lines[0]] + [l for l in lines[1:] if l and l.split(":", 1)[0].strip().lower() not in names]
+    kept += [f"{k}: {v}" for k, v in add]
+    return ("\r\n".join(kept) + "\r\n\r\n").encode("latin-1")
+
+
+ADD_HEADERS: list[tuple[str, str]] = []
+
+
 async def handle(client_r, client_w, upstream: tuple[str, int], log: Logger, conn_id: int) -> None:
     up_r = up_w = None
     seq = 0
@@ -234,6 +250,7 @@ async def handle(client_r, client_w, upstream: tuple[str, int], log: Logger, con
             seq += 1
             start, headers = parse_head(head)
             method, target, version = (start.split(" ", 2) + ["", ""])[:3]
+            head = with_headers(head, ADD_HEADERS)
             up_w.write(head)
             req_body = await relay_body(client_r, up_w, headers, until_close=False)
             log.record(
@@ -347,7 +364,11 @@ def main() -> None:
     p.add_argument("--log", help="append JSON lines here")
     p.add_argument("--text", help="append the readable transcript here (default stderr)")
     p.add_argument("--max-body", type=int, default=4000, help="truncate non-JSON bodies in the log")
+    p.add_argument("--add-header", action="append", default=[], metavar="NAME: VALUE", help="set this request header (repeatable)")
     args = p.parse_args()
+    for h in args.add_header:
+        name, _, value = h.partition(":")
+        ADD_HEADERS.append((name.strip(), value.strip()))
     try:
         asyncio.run(amain(args))
     except KeyboardInterrupt:

@@ -1,6 +1,8 @@
 //! Transparency: the official MCP conformance suite's server scenarios give the same result
-//! against server-everything directly and through the gateway (allow-all: observe mode, no
-//! credential, since the suite cannot present one).
+//! against server-everything directly and through the gateway: once with governance off
+//! (observe mode, no credential), once with governance on (a session token added by a
+//! header-setting proxy, since the suite cannot send one; an allow-all grant over the server's
+//! declared tools, prompts and resources).
 
 mod common;
 
@@ -78,5 +80,157 @@ fn conformance_results_are_unchanged_by_the_gateway() {
         differences.is_empty(),
         "the gateway changed results:\n{}",
         differences.join("\n")
+    );
+}
+
+/// An inventory list of server-everything, asked directly with the Python SDK client.
+fn inventory(stack: &Stack, url: &str, action: &str, field: &str, key: &str) -> Vec<String> {
+    let mut cmd = Command::new(&stack.peers.python);
+    cmd.arg(repo_root().join("tests/peers/py_client.py")).args([
+        "--url",
+        url,
+        "--timeout",
+        "20",
+        action,
+    ]);
+    let out = cmd.output().unwrap();
+    let line: serde_json::Value =
+        serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{action}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+    line["result"][field]
+        .as_array()
+        .unwrap_or_else(|| panic!("{action}: {line}"))
+        .iter()
+        .map(|item| item[key].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn conformance_results_are_unchanged_by_a_governing_gateway() {
+    let upstream_port = std::cell::Cell::new(0);
+    let stack = Stack::start_with("conformance-governed", POLICY, &[], |peers, port| {
+        upstream_port.set(port);
+        server_everything(peers, port)
+    });
+    let direct_url = format!("http://127.0.0.1:{}/mcp", upstream_port.get());
+    // Declare everything the server offers (all read side effect, low trust) and grant it all:
+    // governance is on (token auth, allow-list) and the suite's calls are all allowed.
+    let item = |name: &str| format!("    - {{name: {:?}, sideEffect: read}}\n", name);
+    let mut spec = String::new();
+    for (action, field, key, section) in [
+        ("list-tools", "tools", "name", "tools"),
+        ("list-prompts", "prompts", "name", "prompts"),
+        ("list-resources", "resources", "uri", "mcpResources"),
+        (
+            "list-resource-templates",
+            "resourceTemplates",
+            "uriTemplate",
+            "",
+        ),
+    ] {
+        let names = inventory(&stack, &direct_url, action, field, key);
+        assert!(
+            !names.is_empty() || section.is_empty(),
+            "{action}: nothing listed"
+        );
+        if section.is_empty() {
+            // Templates are declared as resources by their template string.
+            spec.push_str(&names.iter().map(|n| item(n)).collect::<String>());
+            continue;
+        }
+        spec.push_str(&format!("  {section}:\n"));
+        spec.push_str(&names.iter().map(|n| item(n)).collect::<String>());
+    }
+    let governed = format!(
+        "
+apiVersion: mcpruntime.org/v1alpha1
+kind: MCPServer
+metadata: {{name: everything, namespace: test}}
+spec:
+  image: server-everything
+  auth: {{mode: token}}
+  policy: {{mode: allow-list}}
+{spec}---
+apiVersion: mcpruntime.org/v1alpha1
+kind: MCPAccessGrant
+metadata: {{name: suite, namespace: test}}
+spec:
+  serverRef: {{name: everything}}
+  subject: {{humanID: conformance}}
+  maxTrust: high
+  allowedSideEffects: [read, write, destructive]
+"
+    );
+    std::fs::write(&stack.policy_file, render(&governed)).unwrap();
+    // The reload is seen when an unauthenticated call is refused.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while post(&stack.url, &[("content-type", "application/json")], b"{}").0 != 401 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the governed policy never loaded"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // The credential the suite cannot send, added on the way in.
+    let token = token("test/everything", Some("conformance"), None, None, 3600);
+    let proxy_port = free_port();
+    let mut proxy_cmd = Command::new(&stack.peers.python);
+    proxy_cmd
+        .arg(repo_root().join("tests/peers/wirelog.py"))
+        .args(["--listen", &format!("127.0.0.1:{proxy_port}")])
+        .args([
+            "--upstream",
+            stack
+                .url
+                .trim_start_matches("http://")
+                .split('/')
+                .next()
+                .unwrap(),
+        ])
+        .args(["--text", "/dev/null"])
+        .args(["--add-header", &format!("Authorization: Bearer {token}")]);
+    let mut proxy = spawn(proxy_cmd, stack.dir.join("proxy.log"));
+    wait_port(proxy_port, &mut proxy, "header proxy");
+
+    let direct = conformance(&stack, &direct_url);
+    let through = conformance(&stack, &format!("http://127.0.0.1:{proxy_port}/mcp"));
+    let passed =
+        |r: &BTreeMap<String, (u32, u32)>| r.values().filter(|(_, failed)| *failed == 0).count();
+    assert!(
+        passed(&through) >= 25,
+        "only {} scenarios pass through the governing gateway: {through:?}",
+        passed(&through)
+    );
+    let differences: Vec<String> = direct
+        .iter()
+        .filter(|(name, result)| through.get(*name) != Some(result))
+        .map(|(name, result)| {
+            format!(
+                "{name}: direct {result:?}, governed {:?}",
+                through.get(name)
+            )
+        })
+        .collect();
+    assert!(
+        differences.is_empty(),
+        "governance changed results:\n{}",
+        differences.join("\n")
+    );
+    // Every request was decided and recorded with the caller.
+    let events = stack.audit_events();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["human_id"] == "conformance" && e["rpc_method"] == "tools/call")
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["human_id"] == "conformance" && e["rpc_method"] == "prompts/get")
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["human_id"] == "conformance" && e["rpc_method"] == "resources/read")
     );
 }

@@ -142,7 +142,10 @@ impl ListFilter {
     /// One SSE event, filtered (events without data pass as they are).
     fn event(&mut self, event: Vec<u8>) -> Result<Vec<u8>, String> {
         match sse::event_data(&event).map_err(|e| e.to_string())? {
+            // No data, or empty data (a priming event carrying only `id:`/`retry:`): a client
+            // dispatches no message for it.
             None => Ok(event),
+            Some(data) if data.is_empty() => Ok(event),
             Some(data) => {
                 let mut value = serde_json::from_str::<Value>(&data)
                     .map_err(|_| "an event whose data is not JSON".to_owned())?;
