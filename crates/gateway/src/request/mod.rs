@@ -103,6 +103,35 @@ fn passthrough(resp: Response<Incoming>) -> Response<GatewayBody> {
     Response::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed())
 }
 
+/// Admission, decided at most once per request and only when a message needs it (a decision on a
+/// named item takes the same steps itself).
+struct Admission<'p, 'c> {
+    policy: &'p Policy,
+    caller: &'c Caller,
+    now: Timestamp,
+    decided: std::cell::Cell<Option<Decision<'p>>>,
+}
+
+impl<'p, 'c> Admission<'p, 'c> {
+    fn new(policy: &'p Policy, caller: &'c Caller, now: Timestamp) -> Self {
+        Self {
+            policy,
+            caller,
+            now,
+            decided: std::cell::Cell::new(None),
+        }
+    }
+
+    fn get(&self) -> Decision<'p> {
+        if let Some(d) = self.decided.get() {
+            return d;
+        }
+        let d = admit(self.policy, self.caller, self.now);
+        self.decided.set(Some(d));
+        d
+    }
+}
+
 /// The verdict on one message of a POST.
 enum Verdict<'p> {
     /// Forward; the decision is recorded with the upstream's status.
@@ -290,7 +319,7 @@ impl Gateway {
         policy: &'p Policy,
         ctx: &Ctx,
         request: &RpcRequest,
-        admission: &Decision<'p>,
+        admission: &Admission<'p, '_>,
     ) -> Verdict<'p> {
         let id = Some(request.id.clone());
         let governed = governance(&request.method);
@@ -305,10 +334,8 @@ impl Gateway {
             .with_id(id);
             return Verdict::Refuse(refusal, None);
         }
-        if !admission.allowed {
-            return Verdict::Refuse(Refusal::denied(id, None, admission), Some(*admission));
-        }
         match governed {
+            // The decision on an item includes admission's steps, with the same outcome.
             Governance::Target(_) => {
                 let (kind, name) = request.target().expect("the wire reader requires a target");
                 let d = decide_target(policy, &ctx.caller, kind, name, ctx.now);
@@ -321,8 +348,14 @@ impl Gateway {
                     )
                 }
             }
-            Governance::List(kind) => Verdict::List(*admission, kind),
-            Governance::Admission | Governance::Unknown => Verdict::Forward(*admission),
+            _ => {
+                let d = admission.get();
+                match governed {
+                    _ if !d.allowed => Verdict::Refuse(Refusal::denied(id, None, &d), Some(d)),
+                    Governance::List(kind) => Verdict::List(d, kind),
+                    _ => Verdict::Forward(d),
+                }
+            }
         }
     }
 
@@ -349,7 +382,6 @@ impl Gateway {
             }
         };
         let policy = ctx.policy.clone();
-        let admission = admit(&policy, &ctx.caller, ctx.now);
         let messages = match parsed {
             RpcBody::Single(Message::Request(request)) => {
                 if ctx.protocol_version.is_none() {
@@ -365,9 +397,7 @@ impl Gateway {
                     self.emit_refusal(&ctx, Some(&request), refusal.reason);
                     return refusal.into_response();
                 }
-                return self
-                    .single(&policy, &ctx, &parts, bytes, request, &admission)
-                    .await;
+                return self.single(&policy, &ctx, &parts, bytes, request).await;
             }
             RpcBody::Single(other) => vec![other],
             RpcBody::Batch(messages) => {
@@ -387,8 +417,7 @@ impl Gateway {
                 messages
             }
         };
-        self.batch(&policy, &ctx, &parts, bytes, messages, &admission)
-            .await
+        self.batch(&policy, &ctx, &parts, bytes, messages).await
     }
 
     /// One request: refused with its reason, forwarded, or forwarded and its list filtered.
@@ -399,9 +428,9 @@ impl Gateway {
         parts: &http::request::Parts,
         bytes: Bytes,
         request: RpcRequest,
-        admission: &Decision<'_>,
     ) -> Response<GatewayBody> {
-        let verdict = self.verdict(policy, ctx, &request, admission);
+        let admission = Admission::new(policy, &ctx.caller, ctx.now);
+        let verdict = self.verdict(policy, ctx, &request, &admission);
         let (decision, list) = match verdict {
             Verdict::Refuse(refusal, decision) => {
                 self.count(false, refusal.reason);
@@ -461,13 +490,13 @@ impl Gateway {
         parts: &http::request::Parts,
         bytes: Bytes,
         messages: Vec<Message>,
-        admission: &Decision<'_>,
     ) -> Response<GatewayBody> {
+        let admission = Admission::new(policy, &ctx.caller, ctx.now);
         let mut verdicts = Vec::with_capacity(messages.len());
         let mut refused = false;
         for message in &messages {
             let verdict = match message {
-                Message::Request(r) => self.verdict(policy, ctx, r, admission),
+                Message::Request(r) => self.verdict(policy, ctx, r, &admission),
                 Message::Notification { method } if !is_notification_method(method) => {
                     Verdict::Refuse(
                         Refusal::new(
@@ -479,11 +508,13 @@ impl Gateway {
                         None,
                     )
                 }
-                Message::Notification { .. } | Message::Response { .. } if !admission.allowed => {
-                    Verdict::Refuse(Refusal::denied(None, None, admission), Some(*admission))
-                }
                 Message::Notification { .. } | Message::Response { .. } => {
-                    Verdict::Forward(*admission)
+                    let d = admission.get();
+                    if d.allowed {
+                        Verdict::Forward(d)
+                    } else {
+                        Verdict::Refuse(Refusal::denied(None, None, &d), Some(d))
+                    }
                 }
             };
             refused |= matches!(verdict, Verdict::Refuse(..));
