@@ -9,11 +9,12 @@ use clap::Parser;
 use crate::kube_source::{ConfigMapRef, DEFAULT_KEY, KubeAccess};
 use crate::oauth::{ClaimNames, OauthSettings};
 
-/// mcp-gateway: governs every tool call to one MCP server.
+/// mcp-gateway: governs every request to one MCP server.
 ///
 /// Proxies MCP Streamable HTTP (JSON and SSE, both protocol eras) to the upstream server,
-/// authenticates callers with signed session tokens, decides each `tools/call` with the server's
-/// rendered policy, filters `tools/list`, and records one audit event per decision.
+/// authenticates callers, admits each request (live session, a grant), decides each use of a
+/// tool, prompt or resource with the server's rendered policy, filters every list (refusing
+/// answers it cannot inspect), and records one audit event per decision.
 #[derive(Debug, Parser)]
 #[command(name = "mcp-gateway", version, max_term_width = 100)]
 #[command(group = clap::ArgGroup::new("policy_source").required(true).multiple(false))]

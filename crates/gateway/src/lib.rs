@@ -1,10 +1,10 @@
 //! mcp-gateway: the governing reverse proxy in front of an MCP server.
 //!
 //! Layers, in the order a request meets them: the policy snapshot (fail closed without one),
-//! authentication (token / trusted headers / none), strict JSON-RPC inspection, stateless-era
-//! header checks, the policy decision for every `tools/call` (batches element by element),
-//! forwarding with connection reuse, `tools/list` filtering (JSON and SSE), and one audit event per
-//! decision.
+//! authentication (token / trusted headers / oauth / none), then the request path of
+//! [`request`]: strict inspection, admission of every request, the decision on the tool, prompt
+//! or resource a request names (batches message by message), forwarding with connection reuse,
+//! fail-closed filtering of lists (JSON and SSE), and one audit event per decision.
 
 pub mod auth;
 pub mod config;
