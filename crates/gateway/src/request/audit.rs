@@ -21,7 +21,7 @@ use mcp_runtime_wire::method::TargetKind;
 use serde_json::Value;
 
 use super::Ctx;
-use super::refusal::Reason;
+use super::refusal::{Reason, Refusal};
 
 fn text(s: &Option<String>) -> Option<Cow<'_, str>> {
     s.as_deref().map(|s| Cow::Borrowed(capped(s)))
@@ -108,6 +108,27 @@ impl super::Gateway {
         self.count(false, reason);
         if let Some(auditor) = &self.audit {
             auditor.emit(self.event(ctx, request, false, reason));
+        }
+    }
+
+    /// Records a refused message: with the policy's decision when it was one, and counts it.
+    pub(super) fn emit_refused(
+        &self,
+        ctx: &Ctx,
+        request: Option<&Request>,
+        refusal: &Refusal,
+        decision: Option<&Decision<'_>>,
+        body: &Bytes,
+    ) {
+        self.count(false, refusal.reason);
+        match (decision, request) {
+            (Some(d), Some(_)) => self.emit_decision(ctx, request, d, None, body),
+            (Some(d), None) => self.emit_message(ctx, None, d, None),
+            (None, _) => {
+                if let Some(auditor) = &self.audit {
+                    auditor.emit(self.event(ctx, request, false, refusal.reason));
+                }
+            }
         }
     }
 

@@ -141,6 +141,17 @@ pub struct Outgoing<'a> {
     pub body: Option<Bytes>,
 }
 
+impl<'a> Outgoing<'a> {
+    pub fn new(parts: &'a http::request::Parts, body: Option<Bytes>) -> Self {
+        Self {
+            method: &parts.method,
+            uri: &parts.uri,
+            headers: &parts.headers,
+            body,
+        }
+    }
+}
+
 impl super::Gateway {
     /// Forwards to the upstream. A refusal says why it could not.
     pub(super) async fn forward(

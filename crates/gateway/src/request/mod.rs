@@ -283,12 +283,7 @@ impl Gateway {
         }
         self.count(true, admission.reason.into());
         let (parts, _) = req.into_parts();
-        let out = Outgoing {
-            method: &parts.method,
-            uri: &parts.uri,
-            headers: &parts.headers,
-            body: None,
-        };
+        let out = Outgoing::new(&parts, None);
         let response = self.forward(out, &ctx.caller, doc).await;
         let status = response.as_ref().map(|r| r.status().as_u16()).ok();
         self.emit_decision(&ctx, None, &admission, status, &Bytes::new());
@@ -433,27 +428,14 @@ impl Gateway {
         let verdict = self.verdict(policy, ctx, &request, &admission);
         let (decision, list) = match verdict {
             Verdict::Refuse(refusal, decision) => {
-                self.count(false, refusal.reason);
-                match &decision {
-                    Some(d) => self.emit_decision(ctx, Some(&request), d, None, &bytes),
-                    None => {
-                        if let Some(auditor) = &self.audit {
-                            auditor.emit(self.event(ctx, Some(&request), false, refusal.reason));
-                        }
-                    }
-                }
+                self.emit_refused(ctx, Some(&request), &refusal, decision.as_ref(), &bytes);
                 return refusal.into_response();
             }
             Verdict::Forward(d) => (d, None),
             Verdict::List(d, kind) => (d, Some(kind)),
         };
         self.count(true, decision.reason.into());
-        let out = Outgoing {
-            method: &parts.method,
-            uri: &parts.uri,
-            headers: &parts.headers,
-            body: Some(bytes.clone()),
-        };
+        let out = Outgoing::new(parts, Some(bytes.clone()));
         let response = self.forward(out, &ctx.caller, policy.document()).await;
         match (response, list) {
             (Ok(resp), Some(kind)) => {
@@ -528,12 +510,7 @@ impl Gateway {
                 self.count(true, d.reason.into());
             }
         }
-        let out = Outgoing {
-            method: &parts.method,
-            uri: &parts.uri,
-            headers: &parts.headers,
-            body: Some(bytes.clone()),
-        };
+        let out = Outgoing::new(parts, Some(bytes.clone()));
         let response = self.forward(out, &ctx.caller, policy.document()).await;
         let status = response.as_ref().map(|r| r.status().as_u16()).ok();
         let mut pending = Vec::new();
@@ -586,16 +563,7 @@ impl Gateway {
             };
             let refusal = match verdict {
                 Verdict::Refuse(refusal, decision) => {
-                    match (&decision, request) {
-                        (Some(d), Some(r)) => self.emit_decision(ctx, Some(r), d, None, bytes),
-                        (Some(d), None) => self.emit_message(ctx, None, d, None),
-                        (None, _) => {
-                            if let Some(auditor) = &self.audit {
-                                auditor.emit(self.event(ctx, request, false, refusal.reason));
-                            }
-                        }
-                    }
-                    self.count(false, refusal.reason);
+                    self.emit_refused(ctx, request, &refusal, decision.as_ref(), bytes);
                     refusal
                 }
                 Verdict::Forward(_) | Verdict::List(..) => {
