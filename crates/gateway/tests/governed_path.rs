@@ -450,3 +450,92 @@ fn policy_changes_apply_without_restart_and_bad_documents_are_ignored() {
         );
     }
 }
+
+const ECHO: &[u8] = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+
+/// POSTs `echo` with `headers` (plus the usual content negotiation); returns the status and the
+/// denial reason, if any.
+fn echo(stack: &Stack, headers: &[(&str, &str)]) -> (u16, Option<String>) {
+    // Stateless era: one POST, no initialize handshake.
+    let mut all = vec![
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "echo"),
+    ];
+    all.extend_from_slice(headers);
+    let (status, head, body) = post(&stack.url, &all, ECHO);
+    assert_ne!(status, 400, "{head}{body}");
+    if status == 200 {
+        assert!(body.contains(r#""text":"x""#), "{head}{body}");
+    }
+    let v: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{head}{body}"));
+    let reason = v["error"]["data"]["reason"].as_str().map(str::to_owned);
+    (status, reason)
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+#[test]
+fn authorization_sent_twice_is_refused() {
+    let stack = Stack::start("two-authorizations", POLICY, &[]);
+    let alice = bearer(&alice());
+    assert_eq!(echo(&stack, &[("authorization", &alice)]), (200, None));
+    let bob = bearer(&token(SERVER, Some("bob"), None, Some("s-bob"), 600));
+    for twice in [[&alice, &alice], [&alice, &bob]] {
+        assert_eq!(
+            echo(
+                &stack,
+                &[("authorization", twice[0]), ("authorization", twice[1])]
+            ),
+            (401, Some("duplicate_header".into()))
+        );
+    }
+}
+
+const HEADER_POLICY: &str = "
+apiVersion: mcpruntime.org/v1alpha1
+kind: MCPServer
+metadata: {name: py, namespace: test}
+spec:
+  image: python-peer
+  auth: {mode: header}
+  tools:
+    - {name: echo, sideEffect: read}
+  gateway: {enabled: true}
+---
+apiVersion: mcpruntime.org/v1alpha1
+kind: MCPAccessGrant
+metadata: {name: alice, namespace: test}
+spec:
+  serverRef: {name: py}
+  subject: {humanID: alice}
+  maxTrust: high
+  allowedSideEffects: [read]
+";
+
+#[test]
+fn header_mode_refuses_repeated_listed_and_respelled_identity_headers() {
+    let stack = Stack::start(
+        "header-strict",
+        HEADER_POLICY,
+        &["--trust-identity-headers"],
+    );
+    assert_eq!(echo(&stack, &[("x-mcp-human-id", "alice")]), (200, None));
+    for headers in [
+        &[("x-mcp-human-id", "alice"), ("x-mcp-human-id", "mallory")][..],
+        &[("x-mcp-human-id", "mallory"), ("x-mcp-human-id", "alice")],
+        &[("x-mcp-human-id", "alice, mallory")],
+        &[("x-mcp-human-id", "alice"), ("x_mcp_human_id", "mallory")],
+        &[("X-MCP-Human-ID", "alice"), ("X_MCP_HUMAN_ID", "mallory")],
+    ] {
+        assert_eq!(
+            echo(&stack, headers),
+            (401, Some("duplicate_header".into())),
+            "{headers:?}"
+        );
+    }
+}
