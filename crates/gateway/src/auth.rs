@@ -1,15 +1,17 @@
-//! Who is calling. In `token` mode the identity comes only from a verified session token, in
-//! `oauth` mode from a verified access token of the policy's issuer (see [`crate::oauth`]); in
-//! both, client identity headers are ignored and stripped, and an `Authorization` header sent
-//! twice is refused. `header` mode trusts identity headers, and is only honoured when the
-//! operator of the gateway explicitly allows it (behind an authenticating proxy); each identity
-//! header must then come once, with one value. `none` admits anonymous callers.
+//! Who is calling. In `token` mode the identity comes only from a verified session token (EdDSA,
+//! checked against the gateway's public keys, see [`crate::token_keys`]), in `oauth` mode from a
+//! verified access token of the policy's issuer (see [`crate::oauth`]); in both, client identity
+//! headers are ignored and stripped, and an `Authorization` header sent twice is refused.
+//! `header` mode trusts identity headers, and is only honoured when the operator of the gateway
+//! explicitly allows it (behind an authenticating proxy); each identity header must then come
+//! once, with one value. `none` admits anonymous callers.
 
 use http::HeaderMap;
 use mcp_runtime_policy::{AuthMode, PolicyDocument};
-use mcp_runtime_token::{TokenError, TokenKey};
+use mcp_runtime_token::{TokenError, VerifyingKeys};
 
 use crate::oauth::{OauthSettings, OauthVerifier};
+use crate::token_keys::TokenKeys;
 
 /// A verified caller.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -29,7 +31,7 @@ pub enum AuthFailure {
     InvalidToken(String),
     #[error("token expired: obtain a new session token")]
     ExpiredToken,
-    #[error("this gateway is not configured to verify tokens (no token key)")]
+    #[error("this gateway is not configured to verify tokens (no --token-public-keys)")]
     NoKey,
     #[error("{0}")]
     Misconfigured(String),
@@ -88,21 +90,19 @@ impl AuthFailure {
 
 /// Settings that come from the gateway's own configuration, never from the policy document.
 pub struct AuthConfig {
-    pub token_key: Option<TokenKey>,
+    /// Public keys of the session-token issuer; follow `--token-public-keys`.
+    pub token_keys: TokenKeys,
     pub trust_identity_headers: bool,
     pub oauth: OauthVerifier,
-    /// Tokens already verified, so an agent's repeated calls skip the HMAC and claim parsing.
+    /// Tokens already verified, so an agent's repeated calls skip the signature check and claim
+    /// parsing.
     pub verified: VerifiedTokens,
 }
 
 impl AuthConfig {
-    pub fn new(
-        token_key: Option<TokenKey>,
-        trust_identity_headers: bool,
-        oauth: OauthSettings,
-    ) -> Self {
+    pub fn new(token_keys: TokenKeys, trust_identity_headers: bool, oauth: OauthSettings) -> Self {
         Self {
-            token_key,
+            token_keys,
             trust_identity_headers,
             oauth: OauthVerifier::new(oauth),
             verified: VerifiedTokens::default(),
@@ -110,11 +110,20 @@ impl AuthConfig {
     }
 }
 
-/// A bounded cache of verified tokens: token → (audience, caller, expiry). Entries are checked
-/// against the clock on every hit, so a cached token still expires to the second.
+/// A bounded cache of verified tokens: token → entry. Entries are checked against the clock and
+/// the current keys on every hit, so a cached token still expires to the second and stops being
+/// accepted as soon as the key that signed it is removed.
 #[derive(Default)]
 pub struct VerifiedTokens {
-    entries: std::sync::Mutex<std::collections::HashMap<String, (String, Caller, i64)>>,
+    entries: std::sync::Mutex<std::collections::HashMap<String, Verified>>,
+}
+
+struct Verified {
+    audience: String,
+    caller: Caller,
+    exp: i64,
+    /// The session-token key that signed it (none for oauth access tokens).
+    kid: Option<String>,
 }
 
 /// Entries kept before the cache starts over (tokens are per agent session, so this is many
@@ -122,18 +131,38 @@ pub struct VerifiedTokens {
 const VERIFIED_TOKENS_MAX: usize = 10_000;
 
 impl VerifiedTokens {
-    fn get(&self, token: &str, audience: &str, now: i64) -> Option<Caller> {
+    /// `keys`: the session-token keys trusted now (an entry signed by a key not among them is
+    /// a miss).
+    fn get(
+        &self,
+        token: &str,
+        audience: &str,
+        now: i64,
+        keys: Option<&VerifyingKeys>,
+    ) -> Option<Caller> {
         let entries = self.entries.lock().expect("token cache lock");
-        let (aud, caller, exp) = entries.get(token)?;
-        (aud == audience && now < *exp).then(|| caller.clone())
+        let e = entries.get(token)?;
+        let key_trusted = match &e.kid {
+            Some(kid) => keys.is_some_and(|k| k.contains(kid)),
+            None => true,
+        };
+        (e.audience == audience && now < e.exp && key_trusted).then(|| e.caller.clone())
     }
 
-    fn put(&self, token: &str, audience: &str, caller: &Caller, exp: i64) {
+    fn put(&self, token: &str, audience: &str, caller: &Caller, exp: i64, kid: Option<String>) {
         let mut entries = self.entries.lock().expect("token cache lock");
         if entries.len() >= VERIFIED_TOKENS_MAX {
             entries.clear();
         }
-        entries.insert(token.to_owned(), (audience.to_owned(), caller.clone(), exp));
+        entries.insert(
+            token.to_owned(),
+            Verified {
+                audience: audience.to_owned(),
+                caller: caller.clone(),
+                exp,
+                kid,
+            },
+        );
     }
 }
 
@@ -178,23 +207,30 @@ pub async fn authenticate(
 ) -> Result<Caller, AuthFailure> {
     match doc.auth.mode {
         AuthMode::Token => {
-            let key = config.token_key.as_ref().ok_or(AuthFailure::NoKey)?;
+            let keys = config.token_keys.current().ok_or(AuthFailure::NoKey)?;
             let token = bearer(headers)?.ok_or(AuthFailure::MissingToken)?;
             let audience = format!("{}/{}", doc.server.namespace, doc.server.name);
-            if let Some(caller) = config.verified.get(token, &audience, now.as_second()) {
+            if let Some(caller) =
+                config
+                    .verified
+                    .get(token, &audience, now.as_second(), Some(&keys))
+            {
                 return Ok(caller);
             }
-            let claims = key.verify(token, &audience, now).map_err(|e| match e {
+            let verified = keys.verify(token, &audience, now).map_err(|e| match e {
                 TokenError::Expired => AuthFailure::ExpiredToken,
                 other => AuthFailure::InvalidToken(other.to_string()),
             })?;
+            let claims = verified.claims;
             let caller = Caller {
                 human: claims.sub,
                 agent: claims.agent,
                 team: claims.team,
                 session: claims.sid,
             };
-            config.verified.put(token, &audience, &caller, claims.exp);
+            config
+                .verified
+                .put(token, &audience, &caller, claims.exp, Some(verified.kid));
             Ok(caller)
         }
         AuthMode::Header => {
@@ -220,11 +256,16 @@ pub async fn authenticate(
             let token = bearer(headers)?.ok_or(AuthFailure::MissingToken)?;
             // Cached under the mode too, so a session token never passes for an access token.
             let cache_audience = format!("oauth {issuer} {audience}");
-            if let Some(caller) = config.verified.get(token, &cache_audience, now.as_second()) {
+            if let Some(caller) = config
+                .verified
+                .get(token, &cache_audience, now.as_second(), None)
+            {
                 return Ok(caller);
             }
             let (caller, exp) = config.oauth.verify(token, issuer, &audience).await?;
-            config.verified.put(token, &cache_audience, &caller, exp);
+            config
+                .verified
+                .put(token, &cache_audience, &caller, exp, None);
             Ok(caller)
         }
         AuthMode::None => Ok(Caller::default()),
@@ -287,7 +328,7 @@ mod tests {
     use super::*;
     use http::HeaderValue;
     use mcp_runtime_policy::IdentityHeaders;
-    use mcp_runtime_token::{Identity, TokenKey};
+    use mcp_runtime_token::{Identity, SigningKey};
 
     fn doc(mode: AuthMode, headers: Option<[&str; 4]>) -> PolicyDocument {
         PolicyDocument {
@@ -316,7 +357,7 @@ mod tests {
         }
     }
 
-    fn config(keys: Option<TokenKey>, trust: bool) -> AuthConfig {
+    fn config(keys: TokenKeys, trust: bool) -> AuthConfig {
         AuthConfig::new(
             keys,
             trust,
@@ -382,7 +423,7 @@ mod tests {
 
     #[test]
     fn header_mode_refuses_repeated_listed_and_respelled_identity_headers() {
-        let config = config(None, true);
+        let config = config(TokenKeys::default(), true);
         let doc = doc(AuthMode::Header, None);
         let ok = run(&config, &doc, &headers(&[("x-mcp-human-id", "alice")])).unwrap();
         assert_eq!(ok.human.as_deref(), Some("alice"));
@@ -410,8 +451,8 @@ mod tests {
 
     #[test]
     fn token_mode_refuses_authorization_sent_twice() {
-        let key = TokenKey::from_secret(&[5; 32]).unwrap();
-        let config = config(Some(key.clone()), false);
+        let key = SigningKey::from_seed(&[5; 32]);
+        let config = config(TokenKeys::new(key.verifying_keys()), false);
         let doc = doc(AuthMode::Token, None);
         let token = key
             .mint(

@@ -16,6 +16,7 @@ pub mod policy_source;
 pub mod proxy;
 pub mod server;
 pub mod sse;
+pub mod token_keys;
 
 /// An error with its sources, for messages that must say what really failed.
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {

@@ -1,4 +1,4 @@
-//! `mcp-runtime token mint` and `mcp-runtime dev`: a governed MCP endpoint on a laptop.
+//! `mcp-runtime dev`: a governed MCP endpoint on a laptop.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -8,49 +8,12 @@ use jiff::Timestamp;
 use mcp_runtime_api::manifest::Manifest;
 use mcp_runtime_api::metadata::{MetadataFile, ServerEntry};
 use mcp_runtime_api::render::{RenderOptions, render_policy};
-use mcp_runtime_token::{Identity, TokenKey};
+use mcp_runtime_token::{Identity, SigningKey};
 
-use crate::cli::{DevArgs, TokenMintArgs};
-use crate::commands::access::parse_lifetime;
+use crate::cli::DevArgs;
+use crate::commands::token::{self, PRIVATE_KEY_FILE, PUBLIC_KEY_FILE};
 use crate::error::{CliError, Result};
 use crate::files;
-
-pub fn mint(args: TokenMintArgs) -> Result<()> {
-    let key =
-        TokenKey::from_secret(
-            &std::fs::read(&args.key_file).map_err(|source| CliError::Read {
-                path: args.key_file.clone(),
-                source,
-            })?,
-        )
-        .map_err(|e| CliError::Invalid(format!("{}: {e}", args.key_file.display())))?;
-    if !args.server.contains('/') {
-        return Err(CliError::hint(
-            format!("--server `{}` must be NAMESPACE/NAME", args.server),
-            "e.g. --server demo/hello",
-        ));
-    }
-    let identity = Identity {
-        human: args.human,
-        agent: args.agent,
-        team: args.team,
-        session: args.session,
-    };
-    let token = key
-        .mint(
-            &args.server,
-            identity,
-            Timestamp::now(),
-            parse_lifetime(&args.ttl)?,
-        )
-        .map_err(|e| {
-            CliError::hint(
-                e.to_string(),
-                "give at least one of --human, --agent, --team",
-            )
-        })?;
-    crate::output::write_stdout(&mut std::io::stdout().lock(), &format!("{token}\n"))
-}
 
 /// Kills its processes when dropped, so a failing `dev` leaves nothing behind.
 struct Children(Vec<(String, Child)>);
@@ -211,22 +174,18 @@ impl Project {
     }
 }
 
-fn dev_key(state: &Path) -> Result<Vec<u8>> {
-    let path = state.join("token.key");
-    if let Ok(key) = std::fs::read(&path) {
-        return Ok(key);
-    }
-    let mut random = [0u8; 32];
-    use std::io::Read;
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut random))
-        .map_err(|source| CliError::Read {
-            path: "/dev/urandom".into(),
-            source,
-        })?;
-    let key: String = random.iter().map(|b| format!("{b:02x}")).collect();
-    files::write(&path, &key, true)?;
-    Ok(key.into_bytes())
+/// The project's signing key, created on first use (and its public half for the gateway).
+fn dev_key(state: &Path) -> Result<SigningKey> {
+    let path = state.join(PRIVATE_KEY_FILE);
+    let key = if path.exists() {
+        token::read_signing_key(&path)?
+    } else {
+        let key = token::generate()?;
+        token::write_private(&path, &key.to_pem(), false)?;
+        key
+    };
+    files::write(&state.join(PUBLIC_KEY_FILE), &key.public_pem(), true)?;
+    Ok(key)
 }
 
 pub fn run(args: DevArgs) -> Result<u8> {
@@ -249,8 +208,7 @@ pub fn run(args: DevArgs) -> Result<u8> {
         path: state.clone(),
         source,
     })?;
-    let key_bytes = dev_key(&state)?;
-    let key = TokenKey::from_secret(&key_bytes).map_err(|e| CliError::Invalid(e.to_string()))?;
+    let key = dev_key(&state)?;
     let policy_file = state.join("policy.json");
     let (policy, sessions) = project.render(&entry)?;
     files::write(&policy_file, &policy, true)?;
@@ -301,8 +259,8 @@ pub fn run(args: DevArgs) -> Result<u8> {
         .args(["--upstream", &upstream])
         .arg("--policy-file")
         .arg(&policy_file)
-        .arg("--token-key-file")
-        .arg(state.join("token.key"))
+        .arg("--token-public-keys-file")
+        .arg(state.join(PUBLIC_KEY_FILE))
         .arg("--audit-file")
         .arg(state.join("audit.jsonl"))
         .arg("--audit-spool-dir")
@@ -331,9 +289,11 @@ pub fn run(args: DevArgs) -> Result<u8> {
     );
     let url = format!("http://127.0.0.1:{}{}", args.port, "/mcp");
     let mut out = format!(
-        "MCP endpoint: {url}\nserver: {audience} (policy {})\naudit log: {}\n",
+        "MCP endpoint: {url}\nserver: {audience} (policy {})\naudit log: {}\nsigning key: {} (kid {})\n",
         state.join("policy.json").display(),
-        state.join("audit.jsonl").display()
+        state.join("audit.jsonl").display(),
+        state.join(PRIVATE_KEY_FILE).display(),
+        key.kid()
     );
     for (name, identity) in sessions {
         let token = key
