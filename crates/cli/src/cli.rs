@@ -47,6 +47,10 @@ pub enum Command {
     /// Starts the server (its `dev.command`), renders its policy from the access manifests,
     /// starts mcp-gateway in front of it, prints the endpoint and a token per session, and
     /// re-renders the policy whenever a manifest changes. Stop with Ctrl-C.
+    ///
+    /// Its state (signing key, policy, audit log) lives outside the project, in
+    /// $XDG_STATE_HOME/mcp-runtime/dev/NAME-HASH (default ~/.local/state/...), one directory per
+    /// project; the key is kept across runs, so printed tokens stay valid.
     Dev(DevArgs),
 }
 

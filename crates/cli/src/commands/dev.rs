@@ -174,6 +174,45 @@ impl Project {
     }
 }
 
+/// The project's state directory, outside the project (its key must never land in a tree that
+/// may be committed): `$XDG_STATE_HOME/mcp-runtime/dev/<dir name>-<hash of its path>`, default
+/// `~/.local/state/...`. Created with mode 0700.
+fn state_dir(metadata_dir: &Path) -> Result<PathBuf> {
+    use sha2::Digest;
+    let project = std::fs::canonicalize(metadata_dir)
+        .map_err(|source| CliError::Read {
+            path: metadata_dir.to_owned(),
+            source,
+        })?
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let base = match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::var_os("HOME")
+            .map(|home| PathBuf::from(home).join(".local/state"))
+            .ok_or_else(|| {
+                CliError::Invalid("neither XDG_STATE_HOME nor HOME is set".to_owned())
+            })?,
+    };
+    let hash = sha2::Sha256::digest(project.as_os_str().as_encoded_bytes());
+    let hex: String = hash[..6].iter().map(|b| format!("{b:02x}")).collect();
+    let name = project
+        .file_name()
+        .map_or_else(|| "project".into(), |n| n.to_string_lossy().into_owned());
+    let dir = base.join("mcp-runtime/dev").join(format!("{name}-{hex}"));
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|source| CliError::Write {
+            path: dir.clone(),
+            source,
+        })?;
+    Ok(dir)
+}
+
 /// The project's signing key, created on first use (and its public half for the gateway).
 fn dev_key(state: &Path) -> Result<SigningKey> {
     let path = state.join(PRIVATE_KEY_FILE);
@@ -203,11 +242,15 @@ pub fn run(args: DevArgs) -> Result<u8> {
         wanted: args.server.clone(),
     };
     let entry = project.entry()?;
-    let state = args.metadata_dir.join("dev");
-    std::fs::create_dir_all(&state).map_err(|source| CliError::Write {
-        path: state.clone(),
-        source,
-    })?;
+    let state = state_dir(&args.metadata_dir)?;
+    let legacy = args.metadata_dir.join("dev");
+    if legacy.join(PRIVATE_KEY_FILE).exists() {
+        eprintln!(
+            "warning: {} holds the state (and signing key) of an older `mcp-runtime dev`; it is \
+             no longer used: delete it, and make sure it was never committed",
+            legacy.display()
+        );
+    }
     let key = dev_key(&state)?;
     let policy_file = state.join("policy.json");
     let (policy, sessions) = project.render(&entry)?;
