@@ -215,7 +215,8 @@ impl VerifyingKeys {
         for block in pem_blocks(text)? {
             match block.label.as_str() {
                 "PUBLIC KEY" => {}
-                "PRIVATE KEY" | "ENCRYPTED PRIVATE KEY" | "OPENSSH PRIVATE KEY" => {
+                // PKCS#8, encrypted, OpenSSH, SEC1 (`EC`), PKCS#1 (`RSA`): all say so.
+                private if private.ends_with("PRIVATE KEY") => {
                     return Err(KeyError::PrivateKeyGiven);
                 }
                 other => return Err(KeyError::UnsupportedBlock(other.to_owned())),
@@ -293,6 +294,11 @@ mod tests {
         let both = format!("{OPENSSL_PUBLIC}{OPENSSL_PRIVATE}");
         assert_eq!(
             VerifyingKeys::from_pem(both.as_bytes()).unwrap_err(),
+            KeyError::PrivateKeyGiven
+        );
+        let sec1 = "-----BEGIN EC PRIVATE KEY-----\nAA==\n-----END EC PRIVATE KEY-----\n";
+        assert_eq!(
+            VerifyingKeys::from_pem(sec1.as_bytes()).unwrap_err(),
             KeyError::PrivateKeyGiven
         );
         // The HS256 secret `mcp-runtime dev` used to write: 64 hex digits.
