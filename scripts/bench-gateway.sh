@@ -58,12 +58,12 @@ for i in range(10000):
     out.write(f"---\napiVersion: mcpruntime.org/v1alpha1\nkind: MCPAgentSession\nmetadata: {{name: s{i}, namespace: bench}}\nspec: {{serverRef: {{name: bench}}, subject: {{humanID: human-{i}}}, consentedTrust: high, expiresAt: '2099-01-01T00:00:00Z'}}\n")
 PY
 $bin/mcp-runtime policy render -f "$work/objects.yaml" > "$work/policy.json"
-head -c 48 /dev/urandom | base64 > "$work/key"
-token=$($bin/mcp-runtime token mint --key-file "$work/key" --server bench/bench --human human-5001 --session s5001 --ttl 1h)
+$bin/mcp-runtime token keygen --out "$work/keys" >/dev/null 2>&1
+token=$($bin/mcp-runtime token mint --key "$work/keys/token.key" --server bench/bench --human human-5001 --session s5001 --ttl 1h)
 audit=(--audit-file "$work/audit.jsonl" --audit-spool-dir "$work/spool")
 [ "${AUDIT:-on}" = off ] && audit=()
 $bin/mcp-gateway --listen 127.0.0.1:$GW --admin-listen 127.0.0.1:$ADMIN --upstream http://127.0.0.1:$UP \
-  --policy-file "$work/policy.json" --token-key-file "$work/key" "${audit[@]}" 2>"$work/gateway.log" & gw=$!; pids+=($gw)
+  --policy-file "$work/policy.json" --token-public-keys-file "$work/keys/token.pub" "${audit[@]}" 2>"$work/gateway.log" & gw=$!; pids+=($gw)
 
 for port in $UP $NGINX $GW; do
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done

@@ -1,6 +1,6 @@
 //! Everything a client controls before the policy decides: the JSON-RPC body, an SSE stream cut
 //! at arbitrary points, and the bearer token. None may panic; a parsed tool call always names its
-//! tool; splitting a stream never loses or invents bytes.
+//! tool; splitting a stream never loses or invents bytes. Key files are parsed without panicking.
 
 #![no_main]
 
@@ -39,7 +39,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(out, data, "splitting must preserve the stream byte for byte");
 
     if let Ok(token) = std::str::from_utf8(data) {
-        let key = mcp_runtime_token::TokenKey::from_secret(b"fuzz-key-0123456789abcdef0123456789").expect("key");
-        let _ = key.verify(token, "ns/server", jiff::Timestamp::UNIX_EPOCH);
+        let keys = mcp_runtime_token::SigningKey::from_seed(&[1; 32]).verifying_keys();
+        let _ = keys.verify(token, "ns/server", jiff::Timestamp::UNIX_EPOCH);
     }
+    // Key files are configuration, but a gateway re-reads them while serving.
+    let _ = mcp_runtime_token::VerifyingKeys::from_pem(data);
+    let _ = mcp_runtime_token::SigningKey::from_pem(data);
 });

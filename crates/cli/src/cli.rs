@@ -39,7 +39,7 @@ pub enum Command {
     /// Render a server's policy document and explain decisions.
     #[command(subcommand)]
     Policy(PolicyCommand),
-    /// Mint signed session tokens for the gateway.
+    /// Create token signing keys and mint signed session tokens for the gateway.
     #[command(subcommand)]
     Token(TokenCommand),
     /// Run a server from .mcp/servers.yaml locally behind the governing gateway.
@@ -47,20 +47,43 @@ pub enum Command {
     /// Starts the server (its `dev.command`), renders its policy from the access manifests,
     /// starts mcp-gateway in front of it, prints the endpoint and a token per session, and
     /// re-renders the policy whenever a manifest changes. Stop with Ctrl-C.
+    ///
+    /// Its state (signing key, policy, audit log) lives outside the project, in
+    /// $XDG_STATE_HOME/mcp-runtime/dev/NAME-HASH (default ~/.local/state/...), one directory per
+    /// project; the key is kept across runs, so printed tokens stay valid.
     Dev(DevArgs),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
-    /// Mint a session token (JWT, HS256) that mcp-gateway verifies with the same key.
+    /// Create an Ed25519 key pair: token.key signs tokens, token.pub goes to gateways.
+    ///
+    /// Writes DIR/token.key (private, PKCS#8 PEM, created with mode 0600: keep it with the
+    /// issuer) and DIR/token.pub (public: the gateways' --token-public-keys-file). Prints the
+    /// key id (`kid`) that tokens signed with it carry.
+    ///
+    /// To rotate: create a new pair, append its token.pub to the gateways' key file, mint with
+    /// the new key, and remove the old public key once the tokens it signed have expired.
+    Keygen(TokenKeygenArgs),
+    /// Mint a session token (JWT, EdDSA) that mcp-gateway verifies with the public key.
     Mint(TokenMintArgs),
 }
 
 #[derive(Debug, Args)]
-pub struct TokenMintArgs {
-    /// File holding the signing key (at least 32 bytes).
+pub struct TokenKeygenArgs {
+    /// Directory to write token.key and token.pub to (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Replace an existing key pair.
     #[arg(long)]
-    pub key_file: PathBuf,
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenMintArgs {
+    /// The private signing key (PEM, as `token keygen` writes it).
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
     /// The server the token is for, as NAMESPACE/NAME.
     #[arg(long)]
     pub server: String,

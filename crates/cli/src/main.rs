@@ -15,7 +15,7 @@ use crate::cli::{
     TokenCommand,
 };
 use crate::commands::cluster::{self, Kind};
-use crate::commands::{access, dev, policy, server};
+use crate::commands::{access, dev, policy, server, token};
 
 fn run(cli: Cli) -> error::Result<u8> {
     match cli.command {
@@ -56,7 +56,8 @@ fn run(cli: Cli) -> error::Result<u8> {
         }
         Command::Policy(PolicyCommand::Render(args)) => policy::render(args).map(|()| 0),
         Command::Policy(PolicyCommand::Explain(args)) => policy::explain(args),
-        Command::Token(TokenCommand::Mint(args)) => dev::mint(args).map(|()| 0),
+        Command::Token(TokenCommand::Keygen(args)) => token::keygen(args).map(|()| 0),
+        Command::Token(TokenCommand::Mint(args)) => token::mint(args).map(|()| 0),
         Command::Dev(args) => dev::run(args),
     }
 }

@@ -377,3 +377,108 @@ fn usage_errors_exit_two() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn token_keygen_writes_a_private_key_only_its_owner_reads_and_mint_signs_with_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempdir("keygen");
+    let out = run(&["token", "keygen", "--out", "keys"], &dir);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let kid = text(&out.stdout).trim().to_owned();
+    let mode = |f: &str| {
+        std::fs::metadata(dir.join("keys").join(f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("token.key"), 0o600);
+    assert_eq!(mode("token.pub") & 0o077, 0o044, "public: world-readable");
+    let public = std::fs::read(dir.join("keys/token.pub")).unwrap();
+    let keys = mcp_runtime_token::VerifyingKeys::from_pem(&public).unwrap();
+    assert_eq!(keys.kids().collect::<Vec<_>>(), [kid.as_str()]);
+
+    // An existing pair is not replaced by accident; --force replaces it (still 0600).
+    let again = run(&["token", "keygen", "--out", "keys"], &dir);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        text(&again.stderr).contains("--force"),
+        "{}",
+        text(&again.stderr)
+    );
+    std::fs::set_permissions(
+        dir.join("keys/token.key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let forced = run(&["token", "keygen", "--out", "keys", "--force"], &dir);
+    assert!(forced.status.success(), "{}", text(&forced.stderr));
+    assert_eq!(mode("token.key"), 0o600);
+    let kid = text(&forced.stdout).trim().to_owned();
+    let public = std::fs::read(dir.join("keys/token.pub")).unwrap();
+    let keys = mcp_runtime_token::VerifyingKeys::from_pem(&public).unwrap();
+
+    let mint = |key: &str| {
+        run(
+            &[
+                "token",
+                "mint",
+                "--key",
+                key,
+                "--server",
+                "demo/hello",
+                "--human",
+                "alice",
+            ],
+            &dir,
+        )
+    };
+    let out = mint("keys/token.key");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let token = text(&out.stdout).trim().to_owned();
+    let verified = keys
+        .verify(&token, "demo/hello", jiff::Timestamp::now())
+        .unwrap();
+    assert_eq!(
+        (verified.kid.as_str(), verified.claims.sub.as_deref()),
+        (kid.as_str(), Some("alice"))
+    );
+}
+
+#[test]
+fn token_mint_explains_a_public_key_and_an_old_hs256_secret() {
+    let dir = tempdir("mint-mixups");
+    assert!(
+        run(&["token", "keygen", "--out", "."], &dir)
+            .status
+            .success()
+    );
+    std::fs::write(dir.join("old.key"), "9f".repeat(32)).unwrap();
+    for (key, expected) in [
+        ("token.pub", "this is a public key"),
+        ("token.pub", "writes it as token.key"),
+        ("old.key", "HS256"),
+        ("old.key", "mcp-runtime token keygen --out DIR"),
+    ] {
+        let out = run(
+            &[
+                "token",
+                "mint",
+                "--key",
+                key,
+                "--server",
+                "demo/hello",
+                "--human",
+                "alice",
+            ],
+            &dir,
+        );
+        assert_eq!(out.status.code(), Some(1), "{key}");
+        assert!(out.stdout.is_empty(), "{key}: no token");
+        assert!(
+            text(&out.stderr).contains(expected),
+            "{key}: {}",
+            text(&out.stderr)
+        );
+    }
+}

@@ -1,14 +1,17 @@
-//! Who is calling. In `token` mode the identity comes only from a verified session token, in
-//! `oauth` mode from a verified access token of the policy's issuer (see [`crate::oauth`]); in
-//! both, client identity headers are ignored and stripped. `header` mode trusts identity headers, and is only
-//! honoured when the operator of the gateway explicitly allows it (behind an authenticating
-//! proxy); `none` admits anonymous callers.
+//! Who is calling. In `token` mode the identity comes only from a verified session token (EdDSA,
+//! checked against the gateway's public keys, see [`crate::token_keys`]), in `oauth` mode from a
+//! verified access token of the policy's issuer (see [`crate::oauth`]); in both, client identity
+//! headers are ignored and stripped, and an `Authorization` header sent twice is refused.
+//! `header` mode trusts identity headers, and is only honoured when the operator of the gateway
+//! explicitly allows it (behind an authenticating proxy); each identity header must then come
+//! once, with one value. `none` admits anonymous callers.
 
 use http::HeaderMap;
 use mcp_runtime_policy::{AuthMode, PolicyDocument};
-use mcp_runtime_token::{TokenError, TokenKey};
+use mcp_runtime_token::{TokenError, VerifyingKeys};
 
 use crate::oauth::{OauthSettings, OauthVerifier};
+use crate::token_keys::TokenKeys;
 
 /// A verified caller.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -28,7 +31,7 @@ pub enum AuthFailure {
     InvalidToken(String),
     #[error("token expired: obtain a new session token")]
     ExpiredToken,
-    #[error("this gateway is not configured to verify tokens (no token key)")]
+    #[error("this gateway is not configured to verify tokens (no --token-public-keys)")]
     NoKey,
     #[error("{0}")]
     Misconfigured(String),
@@ -40,6 +43,11 @@ pub enum AuthFailure {
         "identity headers are only trusted when the gateway runs with --trust-identity-headers"
     )]
     HeadersNotTrusted,
+    #[error(
+        "header `{0}` is sent more than once (repeated, as a comma-separated list, or also \
+         spelled with `_` for `-`): send it exactly once, with one value"
+    )]
+    DuplicateHeader(String),
 }
 
 impl AuthFailure {
@@ -54,6 +62,7 @@ impl AuthFailure {
             | AuthFailure::Unsupported(_)
             | AuthFailure::HeadersNotTrusted => "auth_misconfigured",
             AuthFailure::IssuerUnavailable(_) => "issuer_unavailable",
+            AuthFailure::DuplicateHeader(_) => "duplicate_header",
         }
     }
 
@@ -73,6 +82,7 @@ impl AuthFailure {
     pub fn bearer_error(&self) -> Option<&'static str> {
         match self {
             AuthFailure::MissingToken => None,
+            AuthFailure::DuplicateHeader(_) => Some("invalid_request"),
             _ => Some("invalid_token"),
         }
     }
@@ -80,21 +90,19 @@ impl AuthFailure {
 
 /// Settings that come from the gateway's own configuration, never from the policy document.
 pub struct AuthConfig {
-    pub token_key: Option<TokenKey>,
+    /// Public keys of the session-token issuer; follow `--token-public-keys`.
+    pub token_keys: TokenKeys,
     pub trust_identity_headers: bool,
     pub oauth: OauthVerifier,
-    /// Tokens already verified, so an agent's repeated calls skip the HMAC and claim parsing.
+    /// Tokens already verified, so an agent's repeated calls skip the signature check and claim
+    /// parsing.
     pub verified: VerifiedTokens,
 }
 
 impl AuthConfig {
-    pub fn new(
-        token_key: Option<TokenKey>,
-        trust_identity_headers: bool,
-        oauth: OauthSettings,
-    ) -> Self {
+    pub fn new(token_keys: TokenKeys, trust_identity_headers: bool, oauth: OauthSettings) -> Self {
         Self {
-            token_key,
+            token_keys,
             trust_identity_headers,
             oauth: OauthVerifier::new(oauth),
             verified: VerifiedTokens::default(),
@@ -102,11 +110,20 @@ impl AuthConfig {
     }
 }
 
-/// A bounded cache of verified tokens: token → (audience, caller, expiry). Entries are checked
-/// against the clock on every hit, so a cached token still expires to the second.
+/// A bounded cache of verified tokens: token → entry. Entries are checked against the clock and
+/// the current keys on every hit, so a cached token still expires to the second and stops being
+/// accepted as soon as the key that signed it is removed.
 #[derive(Default)]
 pub struct VerifiedTokens {
-    entries: std::sync::Mutex<std::collections::HashMap<String, (String, Caller, i64)>>,
+    entries: std::sync::Mutex<std::collections::HashMap<String, Verified>>,
+}
+
+struct Verified {
+    audience: String,
+    caller: Caller,
+    exp: i64,
+    /// The session-token key that signed it (none for oauth access tokens).
+    kid: Option<String>,
 }
 
 /// Entries kept before the cache starts over (tokens are per agent session, so this is many
@@ -114,27 +131,71 @@ pub struct VerifiedTokens {
 const VERIFIED_TOKENS_MAX: usize = 10_000;
 
 impl VerifiedTokens {
-    fn get(&self, token: &str, audience: &str, now: i64) -> Option<Caller> {
+    /// `keys`: the session-token keys trusted now (an entry signed by a key not among them is
+    /// a miss).
+    fn get(
+        &self,
+        token: &str,
+        audience: &str,
+        now: i64,
+        keys: Option<&VerifyingKeys>,
+    ) -> Option<Caller> {
         let entries = self.entries.lock().expect("token cache lock");
-        let (aud, caller, exp) = entries.get(token)?;
-        (aud == audience && now < *exp).then(|| caller.clone())
+        let e = entries.get(token)?;
+        let key_trusted = match &e.kid {
+            Some(kid) => keys.is_some_and(|k| k.contains(kid)),
+            None => true,
+        };
+        (e.audience == audience && now < e.exp && key_trusted).then(|| e.caller.clone())
     }
 
-    fn put(&self, token: &str, audience: &str, caller: &Caller, exp: i64) {
+    fn put(&self, token: &str, audience: &str, caller: &Caller, exp: i64, kid: Option<String>) {
         let mut entries = self.entries.lock().expect("token cache lock");
         if entries.len() >= VERIFIED_TOKENS_MAX {
             entries.clear();
         }
-        entries.insert(token.to_owned(), (audience.to_owned(), caller.clone(), exp));
+        entries.insert(
+            token.to_owned(),
+            Verified {
+                audience: audience.to_owned(),
+                caller: caller.clone(),
+                exp,
+                kid,
+            },
+        );
     }
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get(name)
+/// The value of header `name`, refused when it is sent more than once.
+fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, AuthFailure> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(AuthFailure::DuplicateHeader(name.to_owned()));
+    }
+    Ok(first
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
-        .filter(|v| !v.is_empty())
+        .filter(|v| !v.is_empty()))
+}
+
+/// The one value of identity header `name` in header mode. Refused when sent more than once
+/// under any spelling [`same_header_name`] equates (`x-mcp-human-id` and `x_mcp_human_id`), or
+/// as a list (a comma: an intermediary joined repeated lines, RFC 9110 section 5.3).
+fn identity_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, AuthFailure> {
+    let spellings = headers
+        .keys()
+        .filter(|n| same_header_name(n.as_str(), name))
+        .map(|n| headers.get_all(n).iter().count())
+        .sum::<usize>();
+    if spellings > 1 {
+        return Err(AuthFailure::DuplicateHeader(name.to_owned()));
+    }
+    let value = single_header(headers, name)?;
+    if value.is_some_and(|v| v.contains(',')) {
+        return Err(AuthFailure::DuplicateHeader(name.to_owned()));
+    }
+    Ok(value)
 }
 
 /// Authenticates a request under the policy's auth mode.
@@ -146,23 +207,30 @@ pub async fn authenticate(
 ) -> Result<Caller, AuthFailure> {
     match doc.auth.mode {
         AuthMode::Token => {
-            let key = config.token_key.as_ref().ok_or(AuthFailure::NoKey)?;
-            let token = bearer(headers).ok_or(AuthFailure::MissingToken)?;
+            let keys = config.token_keys.current().ok_or(AuthFailure::NoKey)?;
+            let token = bearer(headers)?.ok_or(AuthFailure::MissingToken)?;
             let audience = format!("{}/{}", doc.server.namespace, doc.server.name);
-            if let Some(caller) = config.verified.get(token, &audience, now.as_second()) {
+            if let Some(caller) =
+                config
+                    .verified
+                    .get(token, &audience, now.as_second(), Some(&keys))
+            {
                 return Ok(caller);
             }
-            let claims = key.verify(token, &audience, now).map_err(|e| match e {
+            let verified = keys.verify(token, &audience, now).map_err(|e| match e {
                 TokenError::Expired => AuthFailure::ExpiredToken,
                 other => AuthFailure::InvalidToken(other.to_string()),
             })?;
+            let claims = verified.claims;
             let caller = Caller {
                 human: claims.sub,
                 agent: claims.agent,
                 team: claims.team,
                 session: claims.sid,
             };
-            config.verified.put(token, &audience, &caller, claims.exp);
+            config
+                .verified
+                .put(token, &audience, &caller, claims.exp, Some(verified.kid));
             Ok(caller)
         }
         AuthMode::Header => {
@@ -170,11 +238,12 @@ pub async fn authenticate(
                 return Err(AuthFailure::HeadersNotTrusted);
             }
             let names = doc.auth.headers.clone().unwrap_or_default();
+            let value = |name: &str| identity_header(headers, name).map(|v| v.map(str::to_owned));
             Ok(Caller {
-                human: header(headers, &names.human).map(str::to_owned),
-                agent: header(headers, &names.agent).map(str::to_owned),
-                team: header(headers, &names.team).map(str::to_owned),
-                session: header(headers, &names.session).map(str::to_owned),
+                human: value(&names.human)?,
+                agent: value(&names.agent)?,
+                team: value(&names.team)?,
+                session: value(&names.session)?,
             })
         }
         AuthMode::Oauth => {
@@ -184,14 +253,19 @@ pub async fn authenticate(
                 )
             })?;
             let audience = config.oauth.audience(doc.auth.audience.as_deref())?;
-            let token = bearer(headers).ok_or(AuthFailure::MissingToken)?;
+            let token = bearer(headers)?.ok_or(AuthFailure::MissingToken)?;
             // Cached under the mode too, so a session token never passes for an access token.
             let cache_audience = format!("oauth {issuer} {audience}");
-            if let Some(caller) = config.verified.get(token, &cache_audience, now.as_second()) {
+            if let Some(caller) = config
+                .verified
+                .get(token, &cache_audience, now.as_second(), None)
+            {
                 return Ok(caller);
             }
             let (caller, exp) = config.oauth.verify(token, issuer, &audience).await?;
-            config.verified.put(token, &cache_audience, &caller, exp);
+            config
+                .verified
+                .put(token, &cache_audience, &caller, exp, None);
             Ok(caller)
         }
         AuthMode::None => Ok(Caller::default()),
@@ -199,13 +273,17 @@ pub async fn authenticate(
     }
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = header(headers, "authorization")?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
+/// The bearer token; `None` when there is none, an error when `Authorization` comes twice.
+fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AuthFailure> {
+    let Some(value) = single_header(headers, "authorization")? else {
+        return Ok(None);
+    };
+    Ok(value.split_once(' ').and_then(|(scheme, token)| {
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim())
+            .filter(|t| !t.is_empty())
+    }))
 }
 
 /// Identity headers the gateway always strips from client requests (the conventional names).
@@ -222,5 +300,181 @@ pub fn identity_header_names(doc: &PolicyDocument) -> [&str; 4] {
     match &doc.auth.headers {
         Some(h) => [&h.human, &h.agent, &h.team, &h.session],
         None => DEFAULT_IDENTITY_HEADERS,
+    }
+}
+
+/// Whether two header names are the same identity header: equal ignoring ASCII case and treating
+/// `_` and `-` as one character (servers behind CGI-style frameworks see both as `HTTP_X_..`).
+fn same_header_name(a: &str, b: &str) -> bool {
+    let fold = |c: u8| match c {
+        b'_' => b'-',
+        c => c.to_ascii_lowercase(),
+    };
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
+}
+
+/// Whether a client's header `name` is an identity header of `doc` or one of
+/// [`DEFAULT_IDENTITY_HEADERS`], under any spelling (case, `_` for `-`): such headers are stripped
+/// from every client request before the verified identity is set.
+pub fn is_identity_header(name: &str, doc: &PolicyDocument) -> bool {
+    identity_header_names(doc)
+        .iter()
+        .chain(&DEFAULT_IDENTITY_HEADERS)
+        .any(|known| same_header_name(name, known))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+    use mcp_runtime_policy::IdentityHeaders;
+    use mcp_runtime_token::{Identity, SigningKey};
+
+    fn doc(mode: AuthMode, headers: Option<[&str; 4]>) -> PolicyDocument {
+        PolicyDocument {
+            schema_version: mcp_runtime_policy::SCHEMA_VERSION.into(),
+            revision: String::new(),
+            server: mcp_runtime_policy::ServerRef {
+                name: "hello".into(),
+                namespace: "demo".into(),
+                ..Default::default()
+            },
+            auth: mcp_runtime_policy::AuthSettings {
+                mode,
+                headers: headers.map(|[human, agent, team, session]| IdentityHeaders {
+                    human: human.into(),
+                    agent: agent.into(),
+                    team: team.into(),
+                    session: session.into(),
+                }),
+                ..Default::default()
+            },
+            policy: Default::default(),
+            session: Default::default(),
+            tools: vec![],
+            grants: vec![],
+            sessions: vec![],
+        }
+    }
+
+    fn config(keys: TokenKeys, trust: bool) -> AuthConfig {
+        AuthConfig::new(
+            keys,
+            trust,
+            OauthSettings {
+                resource: None,
+                ca_file: None,
+                claims: crate::oauth::ClaimNames::default(),
+            },
+        )
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        map
+    }
+
+    fn run(
+        config: &AuthConfig,
+        doc: &PolicyDocument,
+        h: &HeaderMap,
+    ) -> Result<Caller, AuthFailure> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(authenticate(config, doc, h, jiff::Timestamp::now()))
+    }
+
+    #[test]
+    fn identity_headers_match_by_case_and_either_separator() {
+        let default = doc(AuthMode::Header, None);
+        for name in [
+            "x-mcp-human-id",
+            "X-MCP-Human-Id",
+            "x_mcp_human_id",
+            "X_Mcp-Agent_ID",
+            "x-mcp-agent-session",
+        ] {
+            assert!(is_identity_header(name, &default), "{name}");
+        }
+        for name in [
+            "x-mcp-human-idx",
+            "x-mcp-human",
+            "xmcphumanid",
+            "authorization",
+        ] {
+            assert!(!is_identity_header(name, &default), "{name}");
+        }
+        let custom = doc(
+            AuthMode::Header,
+            Some(["x-user", "x_agent", "x-team", "x-session"]),
+        );
+        for name in ["X_USER", "x-agent", "x_team", "x-mcp-human-id"] {
+            assert!(is_identity_header(name, &custom), "{name}");
+        }
+        assert!(!is_identity_header("x-users", &custom));
+    }
+
+    #[test]
+    fn header_mode_refuses_repeated_listed_and_respelled_identity_headers() {
+        let config = config(TokenKeys::default(), true);
+        let doc = doc(AuthMode::Header, None);
+        let ok = run(&config, &doc, &headers(&[("x-mcp-human-id", "alice")])).unwrap();
+        assert_eq!(ok.human.as_deref(), Some("alice"));
+        for bad in [
+            &[("x-mcp-human-id", "alice"), ("x-mcp-human-id", "mallory")][..],
+            &[("x-mcp-human-id", "mallory, alice")],
+            &[("x-mcp-human-id", "alice"), ("x_mcp_human_id", "mallory")],
+            &[("x-mcp-agent-session", "s1"), ("X_MCP_AGENT_SESSION", "s2")],
+        ] {
+            let err = run(&config, &doc, &headers(bad)).unwrap_err();
+            assert!(
+                matches!(&err, AuthFailure::DuplicateHeader(_)),
+                "{bad:?}: {err:?}"
+            );
+            assert_eq!(err.reason(), "duplicate_header");
+            assert!(!err.is_gateway_fault());
+        }
+        // A respelled header alone is not the identity header (and the proxy strips it).
+        let respelled = run(&config, &doc, &headers(&[("x_mcp_human_id", "mallory")])).unwrap();
+        assert_eq!(respelled.human, None);
+        // Multi-valued Authorization is no concern of header mode.
+        let with_auth = headers(&[("authorization", "Bearer a"), ("authorization", "Bearer b")]);
+        assert!(run(&config, &doc, &with_auth).is_ok());
+    }
+
+    #[test]
+    fn token_mode_refuses_authorization_sent_twice() {
+        let key = SigningKey::from_seed(&[5; 32]);
+        let config = config(TokenKeys::new(key.verifying_keys()), false);
+        let doc = doc(AuthMode::Token, None);
+        let token = key
+            .mint(
+                "demo/hello",
+                Identity {
+                    human: Some("alice".into()),
+                    ..Identity::default()
+                },
+                jiff::Timestamp::now(),
+                jiff::SignedDuration::from_secs(60),
+            )
+            .unwrap();
+        let bearer = format!("Bearer {token}");
+        let once = headers(&[("authorization", &bearer)]);
+        assert_eq!(
+            run(&config, &doc, &once).unwrap().human.as_deref(),
+            Some("alice")
+        );
+        let twice = headers(&[("authorization", &bearer), ("authorization", &bearer)]);
+        assert_eq!(
+            run(&config, &doc, &twice).unwrap_err(),
+            AuthFailure::DuplicateHeader("authorization".into())
+        );
     }
 }

@@ -55,8 +55,13 @@ pub struct Config {
         default_value = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
     )]
     pub kube_ca_file: PathBuf,
-    /// File holding the key that verifies session tokens (at least 32 bytes).
-    #[arg(long, env = "MCP_GATEWAY_TOKEN_KEY_FILE")]
+    /// Public keys that verify session tokens: one or more Ed25519 keys in PEM
+    /// (`-----BEGIN PUBLIC KEY-----` blocks) in one file; re-read while running, so keys rotate
+    /// without a restart.
+    #[arg(long, env = "MCP_GATEWAY_TOKEN_PUBLIC_KEYS_FILE")]
+    pub token_public_keys_file: Option<PathBuf>,
+    /// Replaced by --token-public-keys-file; kept only to refuse it with a migration hint.
+    #[arg(long, env = "MCP_GATEWAY_TOKEN_KEY_FILE", hide = true)]
     pub token_key_file: Option<PathBuf>,
     /// oauth mode: the public URL of this MCP endpoint (RFC 9728 `resource`; the audience tokens
     /// must carry when the MCPServer names none). Default: derived from each request's host.

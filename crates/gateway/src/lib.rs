@@ -14,6 +14,7 @@ pub mod oauth;
 pub mod policy_source;
 pub mod request;
 pub mod server;
+pub mod token_keys;
 
 /// An error with its sources, for messages that must say what really failed.
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {

@@ -12,19 +12,34 @@ use mcp_runtime_gateway::metrics::{Metrics, ReloadLabels};
 use mcp_runtime_gateway::policy_source::{PolicyStore, Reload, watch_file};
 use mcp_runtime_gateway::request::{Gateway, Limits, Upstream};
 use mcp_runtime_gateway::server;
-use mcp_runtime_token::TokenKey;
+use mcp_runtime_gateway::token_keys::{self, TokenKeys};
 
 fn read_secret(path: &std::path::Path, what: &str) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read {what} {}: {e}", path.display()))
 }
 
 async fn run(config: Config) -> Result<(), String> {
-    let token_key = match &config.token_key_file {
-        Some(path) => Some(
-            TokenKey::from_secret(&read_secret(path, "token key file")?)
-                .map_err(|e| format!("{}: {e}", path.display()))?,
-        ),
-        None => None,
+    if let Some(path) = &config.token_key_file {
+        return Err(format!(
+            "--token-key-file / MCP_GATEWAY_TOKEN_KEY_FILE ({}) is no longer supported: session \
+             tokens are signed with Ed25519 now and gateways hold only public keys. Create a key \
+             pair with `mcp-runtime token keygen --out DIR`, give the gateway \
+             --token-public-keys-file DIR/token.pub and mint with --key DIR/token.key",
+            path.display()
+        ));
+    }
+    let token_keys = match &config.token_public_keys_file {
+        Some(path) => {
+            let (keys, loaded) = token_keys::load(path).map_err(|e| {
+                format!("--token-public-keys-file: {e} (create a key pair with `mcp-runtime token keygen --out DIR`)")
+            })?;
+            let kids: Vec<&str> = keys.kids().collect();
+            tracing::info!(?kids, file = %path.display(), "token public keys loaded");
+            let shared = TokenKeys::new(keys);
+            token_keys::watch_file(shared.clone(), path.clone(), loaded);
+            shared
+        }
+        None => TokenKeys::default(),
     };
     let upstream = Upstream::new(&config.upstream, config.request_threads())
         .map_err(|e| format!("--upstream {}: {e}", config.upstream))?;
@@ -72,7 +87,7 @@ async fn run(config: Config) -> Result<(), String> {
     };
     let gateway = Arc::new(Gateway {
         store,
-        auth: AuthConfig::new(token_key, config.trust_identity_headers, config.oauth()),
+        auth: AuthConfig::new(token_keys, config.trust_identity_headers, config.oauth()),
         upstream,
         limits: Limits {
             max_body_bytes: config.max_body_bytes,

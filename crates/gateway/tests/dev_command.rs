@@ -1,9 +1,12 @@
 //! `mcp-runtime dev` on the example: a newcomer's first governed endpoint, called with the
-//! official Python SDK client using the token `dev` prints.
+//! official Python SDK client using the token `dev` prints. The example sits in a scratch git
+//! repository laid out as this one (its `.gitignore` at the root, the example in
+//! `examples/hello`), so the test sees what `git status` would show a newcomer afterwards.
 
 mod common;
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -28,8 +31,10 @@ fn workspace_binary(name: &str) -> PathBuf {
 #[test]
 fn dev_serves_the_example_behind_the_gateway() {
     let peers = peers();
-    let work = tempdir("dev");
+    let scratch = tempdir("dev");
     // Copy the example so the test never writes into the repository.
+    let work = scratch.join("repo/examples/hello");
+    let state_home = scratch.join("state");
     let example = repo_root().join("examples/hello");
     for sub in [".mcp", "access"] {
         std::fs::create_dir_all(work.join(sub)).unwrap();
@@ -40,6 +45,24 @@ fn dev_serves_the_example_behind_the_gateway() {
             }
         }
     }
+    std::fs::copy(
+        repo_root().join(".gitignore"),
+        scratch.join("repo/.gitignore"),
+    )
+    .unwrap();
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-C"])
+            .arg(scratch.join("repo"))
+            .args(args)
+            .output()
+            .expect("git");
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    git(&["init", "-q"]);
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "example"]);
     let (port, admin, server_port) = (free_port(), free_port(), free_port());
     let mut child = Command::new(workspace_binary("mcp-runtime"))
         .args([
@@ -52,6 +75,7 @@ fn dev_serves_the_example_behind_the_gateway() {
             &server_port.to_string(),
         ])
         .current_dir(&work)
+        .env("XDG_STATE_HOME", &state_home)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         // Its own process group, so the server and gateway it starts are stopped with it (as
@@ -126,4 +150,16 @@ fn dev_serves_the_example_behind_the_gateway() {
     }
     stop();
     let _ = child.wait();
+
+    // Nothing new for git to commit in the project; the signing key, created 0600, is outside.
+    let status = git(&["status", "--porcelain", "--untracked-files=all"]);
+    assert_eq!(status, "", "dev left files to commit in the project");
+    let state_dirs: Vec<PathBuf> = std::fs::read_dir(state_home.join("mcp-runtime/dev"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(state_dirs.len(), 1, "{state_dirs:?}");
+    let key = state_dirs[0].join("token.key");
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{} has mode {mode:o}", key.display());
 }

@@ -465,3 +465,220 @@ fn policy_changes_apply_without_restart_and_bad_documents_are_ignored() {
         );
     }
 }
+
+/// A token for `human` on SERVER (with alice's session, so policy allows `echo`) signed by `key`.
+fn signed_by(key: &mcp_runtime_token::SigningKey) -> String {
+    key.mint(
+        SERVER,
+        mcp_runtime_token::Identity {
+            human: Some("alice".into()),
+            agent: Some("claude".into()),
+            team: None,
+            session: Some("s-alice".into()),
+        },
+        jiff::Timestamp::now(),
+        jiff::SignedDuration::from_secs(600),
+    )
+    .unwrap()
+}
+
+const ECHO: &[u8] = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+
+/// POSTs `echo` with `headers` (plus the usual content negotiation); returns the status and the
+/// denial reason, if any.
+fn echo(stack: &Stack, headers: &[(&str, &str)]) -> (u16, Option<String>) {
+    // Stateless era: one POST, no initialize handshake.
+    let mut all = vec![
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "echo"),
+    ];
+    all.extend_from_slice(headers);
+    let (status, head, body) = post(&stack.url, &all, ECHO);
+    // 400 only for a header sent twice (RFC 6750 invalid_request), never a header mismatch.
+    assert!(
+        status != 400 || body.contains("duplicate_header"),
+        "{head}{body}"
+    );
+    if status == 200 {
+        assert!(body.contains(r#""text":"x""#), "{head}{body}");
+    }
+    let v: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{head}{body}"));
+    let reason = v["error"]["data"]["reason"].as_str().map(str::to_owned);
+    (status, reason)
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+#[test]
+fn token_keys_rotate_without_restart_and_a_removed_key_stops_working() {
+    use std::time::{Duration, Instant};
+    let stack = Stack::start("rotation", POLICY, &[]);
+    let (old, new) = (
+        signing_key(),
+        mcp_runtime_token::SigningKey::from_seed(&[99; 32]),
+    );
+    let (old_token, new_token) = (bearer(&signed_by(&old)), bearer(&signed_by(&new)));
+    let call = |auth: &str| echo(&stack, &[("authorization", auth)]);
+    assert_eq!(call(&old_token), (200, None));
+    assert_eq!(
+        call(&new_token),
+        (401, Some("invalid_token".into())),
+        "a key the gateway was not given"
+    );
+
+    // Algorithm confusion: HS256 keyed with the public key the gateway holds, naming its kid.
+    let confused = jsonwebtoken::encode(
+        &jsonwebtoken::Header {
+            kid: Some(old.kid().to_owned()),
+            ..jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256)
+        },
+        &serde_json::json!({"iss": "mcp-runtime", "aud": SERVER, "sub": "alice",
+            "agent": "claude", "sid": "s-alice", "exp": 4_000_000_000_i64, "iat": 0}),
+        &jsonwebtoken::EncodingKey::from_secret(old.public_pem().as_bytes()),
+    )
+    .unwrap();
+    assert_eq!(
+        call(&bearer(&confused)),
+        (401, Some("invalid_token".into()))
+    );
+
+    // Step 1: add the new key. Old tokens keep working at every moment of the change.
+    let both = format!("{}{}", old.public_pem(), new.public_pem());
+    std::fs::write(&stack.token_public_keys, &both).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while call(&new_token).0 != 200 {
+        assert_eq!(
+            call(&old_token),
+            (200, None),
+            "old token refused mid-rotation"
+        );
+        assert!(Instant::now() < deadline, "new key not picked up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(call(&old_token), (200, None));
+
+    // A broken or dangerous file keeps the current keys.
+    for bad in ["not a key".to_owned(), old.to_pem()] {
+        std::fs::write(&stack.token_public_keys, &bad).unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(call(&old_token), (200, None));
+        assert_eq!(call(&new_token), (200, None));
+    }
+
+    // Step 2: remove the old key. Its token, verified (and cached) a moment ago, is refused.
+    std::fs::write(&stack.token_public_keys, new.public_pem()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while call(&old_token).0 != 401 {
+        assert!(Instant::now() < deadline, "removed key still accepted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(call(&old_token), (401, Some("invalid_token".into())));
+    assert_eq!(call(&new_token), (200, None));
+    let log = std::fs::read_to_string(&stack.gateway.log).unwrap_or_default();
+    assert!(log.contains("token public keys rejected"), "{log}");
+}
+
+#[test]
+fn gateway_refuses_private_and_legacy_keys_at_start() {
+    let dir = tempdir("keys-at-start");
+    let private = dir.join("token.key");
+    std::fs::write(&private, signing_key().to_pem()).unwrap();
+    let legacy = dir.join("legacy.key");
+    std::fs::write(&legacy, "9f".repeat(32)).unwrap();
+    let policy = dir.join("policy.json");
+    std::fs::write(&policy, render(POLICY)).unwrap();
+    let run = |args: &[&std::ffi::OsStr]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mcp-gateway"))
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .arg("--policy-file")
+            .arg(&policy)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for (args, expected) in [
+        (
+            vec!["--token-public-keys-file".as_ref(), private.as_os_str()],
+            "holds a private key",
+        ),
+        (
+            vec!["--token-public-keys-file".as_ref(), legacy.as_os_str()],
+            "HS256 secret",
+        ),
+        (
+            vec!["--token-key-file".as_ref(), legacy.as_os_str()],
+            "no longer supported",
+        ),
+    ] {
+        let out = run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn authorization_sent_twice_is_refused() {
+    let stack = Stack::start("two-authorizations", POLICY, &[]);
+    let alice = bearer(&alice());
+    assert_eq!(echo(&stack, &[("authorization", &alice)]), (200, None));
+    let bob = bearer(&token(SERVER, Some("bob"), None, Some("s-bob"), 600));
+    for twice in [[&alice, &alice], [&alice, &bob]] {
+        assert_eq!(
+            echo(
+                &stack,
+                &[("authorization", twice[0]), ("authorization", twice[1])]
+            ),
+            (400, Some("duplicate_header".into()))
+        );
+    }
+}
+
+const HEADER_POLICY: &str = "
+apiVersion: mcpruntime.org/v1alpha1
+kind: MCPServer
+metadata: {name: py, namespace: test}
+spec:
+  image: python-peer
+  auth: {mode: header}
+  tools:
+    - {name: echo, sideEffect: read}
+  gateway: {enabled: true}
+---
+apiVersion: mcpruntime.org/v1alpha1
+kind: MCPAccessGrant
+metadata: {name: alice, namespace: test}
+spec:
+  serverRef: {name: py}
+  subject: {humanID: alice}
+  maxTrust: high
+  allowedSideEffects: [read]
+";
+
+#[test]
+fn header_mode_refuses_repeated_listed_and_respelled_identity_headers() {
+    let stack = Stack::start(
+        "header-strict",
+        HEADER_POLICY,
+        &["--trust-identity-headers"],
+    );
+    assert_eq!(echo(&stack, &[("x-mcp-human-id", "alice")]), (200, None));
+    for headers in [
+        &[("x-mcp-human-id", "alice"), ("x-mcp-human-id", "mallory")][..],
+        &[("x-mcp-human-id", "mallory"), ("x-mcp-human-id", "alice")],
+        &[("x-mcp-human-id", "alice, mallory")],
+        &[("x-mcp-human-id", "alice"), ("x_mcp_human_id", "mallory")],
+        &[("X-MCP-Human-ID", "alice"), ("X_MCP_HUMAN_ID", "mallory")],
+    ] {
+        assert_eq!(
+            echo(&stack, headers),
+            (400, Some("duplicate_header".into())),
+            "{headers:?}"
+        );
+    }
+}

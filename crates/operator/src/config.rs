@@ -30,9 +30,10 @@ pub struct Config {
     pub cluster_name: Option<String>,
     /// `MCP_GATEWAY_IMAGE`: sidecar image when `spec.gateway.image` is empty.
     pub gateway_image: String,
-    /// `MCP_GATEWAY_TOKEN_SECRET`: Secret (in the server's namespace, key `key`) holding the key
-    /// that verifies session tokens, mounted into gateways of `auth.mode: token` servers.
-    pub gateway_token_secret: String,
+    /// `MCP_GATEWAY_TOKEN_KEYS_SECRET`: Secret (in the server's namespace, key `token.pub`)
+    /// holding the public keys that verify session tokens, mounted into gateways of
+    /// `auth.mode: token` servers.
+    pub gateway_token_keys_secret: String,
     /// `MCP_ANALYTICS_INGEST_URL`: default audit ingest endpoint for servers with analytics on.
     pub analytics_ingest_url: Option<String>,
     /// `MCP_INGRESS_CLASS`: IngressClass when `spec.ingressClass` is empty (default `traefik`).
@@ -185,8 +186,8 @@ impl Config {
             cluster_name: get("MCP_CLUSTER_NAME"),
             gateway_image: get("MCP_GATEWAY_IMAGE")
                 .unwrap_or_else(|| DEFAULT_GATEWAY_IMAGE.to_owned()),
-            gateway_token_secret: get("MCP_GATEWAY_TOKEN_SECRET")
-                .unwrap_or_else(|| "mcp-gateway-token".to_owned()),
+            gateway_token_keys_secret: get("MCP_GATEWAY_TOKEN_KEYS_SECRET")
+                .unwrap_or_else(|| "mcp-gateway-token-keys".to_owned()),
             analytics_ingest_url: get("MCP_ANALYTICS_INGEST_URL"),
             ingress_class: get("MCP_INGRESS_CLASS").unwrap_or_else(|| "traefik".to_owned()),
             default_ingress_host: get("MCP_DEFAULT_INGRESS_HOST"),

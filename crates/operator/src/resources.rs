@@ -47,6 +47,9 @@ pub const KUBE_API_CREDENTIAL_DIR: &str = "/var/run/secrets/kubernetes.io/servic
 /// 80 % of that, and the gateway re-reads the file on every reconnect.
 pub const GATEWAY_TOKEN_EXPIRATION_SECONDS: i64 = 3600;
 pub const TOKEN_DIR: &str = "/var/run/mcp-runtime/token";
+/// Key of the token-keys Secret (and file name in [`TOKEN_DIR`]): the session-token issuer's
+/// public keys in PEM, as `mcp-runtime token keygen` writes them.
+pub const TOKEN_PUBLIC_KEYS: &str = "token.pub";
 pub const ANALYTICS_DIR: &str = "/var/run/mcp-runtime/analytics";
 
 /// Name of the ConfigMap holding a server's policy document.
@@ -366,16 +369,18 @@ pub fn desired(server: &MCPServer, config: &Config, policy: Option<&PolicyDocume
         });
         match auth_mode {
             AuthMode::Token => {
+                // Public keys only: the gateway verifies tokens, it cannot mint them. Mounted
+                // without subPath, so the kubelet's updates (key rotation) reach the gateway.
                 gw_env.push(env(
-                    "MCP_GATEWAY_TOKEN_KEY_FILE",
-                    format!("{TOKEN_DIR}/key"),
+                    "MCP_GATEWAY_TOKEN_PUBLIC_KEYS_FILE",
+                    format!("{TOKEN_DIR}/{TOKEN_PUBLIC_KEYS}"),
                 ));
                 let (mount, volume) = secret_file(
-                    "gateway-token-key",
+                    "gateway-token-keys",
                     TOKEN_DIR,
-                    &config.gateway_token_secret,
-                    "key",
-                    "key",
+                    &config.gateway_token_keys_secret,
+                    TOKEN_PUBLIC_KEYS,
+                    TOKEN_PUBLIC_KEYS,
                 );
                 mounts.push(mount);
                 volumes.push(volume);
@@ -884,7 +889,7 @@ mod tests {
         let without_host = desired(&server(spec.clone()), &Config::defaults(), Some(&doc()));
         let env = gateway_env(&pod(&without_host));
         assert!(!env.contains_key("MCP_GATEWAY_OAUTH_RESOURCE"));
-        assert!(!env.contains_key("MCP_GATEWAY_TOKEN_KEY_FILE"));
+        assert!(!env.contains_key("MCP_GATEWAY_TOKEN_PUBLIC_KEYS_FILE"));
         spec.ingress_host = Some("mcp.example.com".into());
         let d = desired(&server(spec), &Config::defaults(), Some(&doc()));
         assert_eq!(
@@ -921,7 +926,10 @@ mod tests {
         assert!(!env.contains_key("POLICY_FILE"));
         assert_eq!(env["UPSTREAM_URL"], "http://127.0.0.1:8088");
         assert_eq!(env["MCP_GATEWAY_LISTEN"], "0.0.0.0:8091");
-        assert!(env.contains_key("MCP_GATEWAY_TOKEN_KEY_FILE"));
+        assert_eq!(
+            env["MCP_GATEWAY_TOKEN_PUBLIC_KEYS_FILE"],
+            "/var/run/mcp-runtime/token/token.pub"
+        );
 
         // Only the gateway gets an API credential: a projected token + CA where in-cluster
         // clients look for them; nothing is automounted.

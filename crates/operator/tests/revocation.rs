@@ -43,7 +43,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use mcp_runtime_api::{MCPAccessGrant, MCPAgentSession, MCPServer, ServerPhase};
 use mcp_runtime_policy::PolicyDocument;
-use mcp_runtime_token::{Identity, TokenKey};
+use mcp_runtime_token::{Identity, SigningKey};
 
 const SERVER: &str = "revocable";
 const SESSION: &str = "alice-claude";
@@ -237,12 +237,9 @@ async fn a_revoked_session_is_denied_by_the_gateway_soon_after_the_write() {
     let sa = c.env.service_account(&ns, SERVER).await.unwrap();
     let sa_token_file = work.join(format!("{ns}-gateway-sa.token"));
     std::fs::write(&sa_token_file, &sa.token).unwrap();
-    let key = format!(
-        "revocation-test-key-{}-0123456789abcdef",
-        std::process::id()
-    );
-    let key_file = work.join(format!("{ns}-session.key"));
-    std::fs::write(&key_file, &key).unwrap();
+    let key = SigningKey::from_seed(&[23; 32]);
+    let key_file = work.join(format!("{ns}-session.pub"));
+    std::fs::write(&key_file, key.public_pem()).unwrap();
     let upstream = tiny_upstream().await;
     let (port, admin) = (free_port(), free_port());
     let mut cmd = Command::new(&gateway_bin);
@@ -256,7 +253,7 @@ async fn a_revoked_session_is_denied_by_the_gateway_soon_after_the_write() {
         .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
         .args(["--upstream", &format!("http://127.0.0.1:{upstream}")])
         .args(["--policy-configmap", &format!("{ns}/{config_map}")])
-        .arg("--token-key-file")
+        .arg("--token-public-keys-file")
         .arg(&key_file)
         .arg("--audit-file")
         .arg(c.env.log_dir().join(format!("{ns}-audit.jsonl")))
@@ -293,8 +290,7 @@ async fn a_revoked_session_is_denied_by_the_gateway_soon_after_the_write() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let session_token = TokenKey::from_secret(key.as_bytes())
-        .unwrap()
+    let session_token = key
         .mint(
             &format!("{ns}/{SERVER}"),
             Identity {

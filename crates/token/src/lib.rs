@@ -1,18 +1,23 @@
 //! Session tokens: what an agent presents to the gateway in `Authorization: Bearer`.
 //!
-//! A token is a JWT signed with HS256 by whoever issues sessions (the platform API, or
-//! `mcp-runtime token mint` for local use) and verified by the gateway with the same key. It
-//! carries the human, agent and team identity, the MCPAgentSession it belongs to, the server it
-//! is for (`aud`) and an expiry. Identity headers sent by a client are never trusted instead.
+//! A token is a JWT signed with EdDSA (Ed25519) by whoever issues sessions (the platform API, or
+//! `mcp-runtime token mint` / `mcp-runtime dev` for local use) with its private key; gateways
+//! hold only public keys ([`VerifyingKeys`]), so a gateway can check tokens but never mint one.
+//! The header names the signing key (`kid`), so gateways can trust several keys at once and keys
+//! rotate without refusing valid tokens. A token carries the human, agent and team identity, the
+//! MCPAgentSession it belongs to, the server it is for (`aud`) and an expiry. Identity headers
+//! sent by a client are never trusted instead.
+
+mod keys;
 
 use jiff::{SignedDuration, Timestamp};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
+
+pub use keys::{KeyError, SigningKey, VerifyingKeys, kid_of};
 
 /// Issuer written into and required from every token.
 pub const ISSUER: &str = "mcp-runtime";
-/// Shortest key accepted: HS256 keys shorter than the hash are guessable.
-pub const MIN_KEY_BYTES: usize = 32;
 
 /// The claims of a session token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,44 +43,30 @@ pub struct Claims {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
-    #[error("the token signing key must be at least {MIN_KEY_BYTES} bytes (got {0})")]
-    WeakKey(usize),
     #[error("token expired")]
     Expired,
     #[error("token is for {found}, not {expected}")]
     WrongAudience { expected: String, found: String },
+    #[error("token is signed with {0:?}; only EdDSA is accepted")]
+    WrongAlgorithm(Algorithm),
+    #[error("token names no signing key (`kid` header)")]
+    NoKeyId,
+    #[error("token is signed by a key this gateway does not trust (kid {0})")]
+    UnknownKey(String),
     #[error("token is invalid: {0}")]
     Invalid(String),
     #[error("token carries no identity (sub, agent or team)")]
     NoIdentity,
 }
 
-/// A key that signs and verifies tokens.
-#[derive(Clone)]
-pub struct TokenKey {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
+/// A token that passed [`VerifyingKeys::verify`], with the key that signed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    pub kid: String,
+    pub claims: Claims,
 }
 
-impl std::fmt::Debug for TokenKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TokenKey(<redacted>)")
-    }
-}
-
-impl TokenKey {
-    /// Uses `secret` (trailing newline ignored, as key files usually end with one).
-    pub fn from_secret(secret: &[u8]) -> Result<Self, TokenError> {
-        let secret = secret.strip_suffix(b"\n").unwrap_or(secret);
-        if secret.len() < MIN_KEY_BYTES {
-            return Err(TokenError::WeakKey(secret.len()));
-        }
-        Ok(Self {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-        })
-    }
-
+impl SigningKey {
     /// Signs a token for `aud` (`namespace/name` of the server) valid for `ttl` from `now`.
     pub fn mint(
         &self,
@@ -97,20 +88,35 @@ impl TokenKey {
             iat: now.as_second(),
             exp: (now + ttl).as_second(),
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.kid().to_owned());
+        jsonwebtoken::encode(&header, &claims, &self.encoding)
             .map_err(|e| TokenError::Invalid(e.to_string()))
     }
+}
 
-    /// Verifies signature, issuer, audience and expiry (no leeway: an expired token is expired).
-    pub fn verify(&self, token: &str, aud: &str, now: Timestamp) -> Result<Claims, TokenError> {
-        let mut validation = Validation::new(Algorithm::HS256);
+impl VerifyingKeys {
+    /// Verifies algorithm (EdDSA only), key (`kid` present and in this set), signature, issuer,
+    /// audience and expiry (no leeway: an expired token is expired).
+    pub fn verify(&self, token: &str, aud: &str, now: Timestamp) -> Result<Verified, TokenError> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| TokenError::Invalid(e.to_string()))?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(TokenError::WrongAlgorithm(header.alg));
+        }
+        let kid = header.kid.ok_or(TokenError::NoKeyId)?;
+        let key = self
+            .keys
+            .get(&kid)
+            .ok_or_else(|| TokenError::UnknownKey(kid.clone()))?;
+        let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[ISSUER]);
         validation.validate_aud = false;
         validation.validate_exp = false;
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
-            .map_err(|e| TokenError::Invalid(e.to_string()))?;
-        let claims = data.claims;
+        let claims = jsonwebtoken::decode::<Claims>(token, key, &validation)
+            .map_err(|e| TokenError::Invalid(e.to_string()))?
+            .claims;
         if now.as_second() >= claims.exp {
             return Err(TokenError::Expired);
         }
@@ -123,7 +129,7 @@ impl TokenKey {
         if claims.sub.is_none() && claims.agent.is_none() && claims.team.is_none() {
             return Err(TokenError::NoIdentity);
         }
-        Ok(claims)
+        Ok(Verified { kid, claims })
     }
 }
 
@@ -139,9 +145,15 @@ pub struct Identity {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-    fn key() -> TokenKey {
-        TokenKey::from_secret(b"0123456789abcdef0123456789abcdef").unwrap()
+    fn key() -> SigningKey {
+        SigningKey::from_seed(&[42; 32])
+    }
+
+    fn keys() -> VerifyingKeys {
+        key().verifying_keys()
     }
 
     fn alice() -> Identity {
@@ -153,15 +165,25 @@ mod tests {
         }
     }
 
+    fn b64(json: &str) -> String {
+        URL_SAFE_NO_PAD.encode(json)
+    }
+
     #[test]
-    fn round_trip() {
+    fn round_trip_names_the_key() {
         let now = Timestamp::now();
         let t = key()
             .mint("demo/hello", alice(), now, SignedDuration::from_secs(60))
             .unwrap();
-        let c = key().verify(&t, "demo/hello", now).unwrap();
+        let header = jsonwebtoken::decode_header(&t).unwrap();
         assert_eq!(
-            (c.sub.as_deref(), c.sid.as_deref()),
+            (header.alg, header.kid.as_deref()),
+            (Algorithm::EdDSA, Some(key().kid()))
+        );
+        let v = keys().verify(&t, "demo/hello", now).unwrap();
+        assert_eq!(v.kid, key().kid());
+        assert_eq!(
+            (v.claims.sub.as_deref(), v.claims.sid.as_deref()),
             (Some("alice"), Some("s1"))
         );
     }
@@ -173,11 +195,11 @@ mod tests {
             .mint("a/b", alice(), now, SignedDuration::from_secs(10))
             .unwrap();
         assert!(
-            key()
+            keys()
                 .verify(&t, "a/b", Timestamp::from_second(1_000_009).unwrap())
                 .is_ok()
         );
-        let err = key()
+        let err = keys()
             .verify(&t, "a/b", Timestamp::from_second(1_000_010).unwrap())
             .unwrap_err();
         assert!(matches!(err, TokenError::Expired));
@@ -190,29 +212,98 @@ mod tests {
             .mint("a/b", alice(), now, SignedDuration::from_secs(60))
             .unwrap();
         assert!(matches!(
-            key().verify(&t, "a/c", now),
+            keys().verify(&t, "a/c", now),
             Err(TokenError::WrongAudience { .. })
         ));
-        let other = TokenKey::from_secret(&[7u8; 40]).unwrap();
+        let other = SigningKey::from_seed(&[7; 32]).verifying_keys();
         assert!(matches!(
             other.verify(&t, "a/b", now),
-            Err(TokenError::Invalid(_))
+            Err(TokenError::UnknownKey(k)) if k == key().kid()
         ));
         let mut parts: Vec<&str> = t.split('.').collect();
-        let forged = "eyJpc3MiOiJtY3AtcnVudGltZSIsImF1ZCI6ImEvYiIsInN1YiI6Im1hbGxvcnkiLCJleHAiOjk5OTk5OTk5OTksImlhdCI6MH0";
-        parts[1] = forged;
-        assert!(key().verify(&parts.join("."), "a/b", now).is_err());
-        assert!(key().verify("not-a-jwt", "a/b", now).is_err());
+        let forged =
+            b64(r#"{"iss":"mcp-runtime","aud":"a/b","sub":"mallory","exp":9999999999,"iat":0}"#);
+        parts[1] = &forged;
+        assert!(matches!(
+            keys().verify(&parts.join("."), "a/b", now),
+            Err(TokenError::Invalid(_))
+        ));
+        assert!(keys().verify("not-a-jwt", "a/b", now).is_err());
     }
 
     #[test]
-    fn none_algorithm_and_weak_keys_are_refused() {
-        // {"alg":"none"} header with valid-looking claims.
-        let unsigned = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJpc3MiOiJtY3AtcnVudGltZSIsImF1ZCI6ImEvYiIsInN1YiI6Im1hbGxvcnkiLCJleHAiOjk5OTk5OTk5OTksImlhdCI6MH0.";
-        assert!(key().verify(unsigned, "a/b", Timestamp::now()).is_err());
+    fn only_eddsa_with_a_known_kid_is_accepted() {
+        let now = Timestamp::now();
+        let claims =
+            b64(r#"{"iss":"mcp-runtime","aud":"a/b","sub":"mallory","exp":9999999999,"iat":0}"#);
+        // alg none: not even a known algorithm.
+        let unsigned = format!("{}.{claims}.", b64(r#"{"alg":"none","typ":"JWT"}"#));
+        assert!(keys().verify(&unsigned, "a/b", now).is_err());
+        // HS256 keyed with the public key (the classic algorithm confusion), with a known kid.
+        let hs = jsonwebtoken::encode(
+            &Header {
+                kid: Some(key().kid().to_owned()),
+                ..Header::new(Algorithm::HS256)
+            },
+            &mallory_claims(),
+            &jsonwebtoken::EncodingKey::from_secret(key().public_pem().as_bytes()),
+        )
+        .unwrap();
         assert!(matches!(
-            TokenKey::from_secret(b"short"),
-            Err(TokenError::WeakKey(5))
+            keys().verify(&hs, "a/b", now),
+            Err(TokenError::WrongAlgorithm(Algorithm::HS256))
         ));
+        // EdDSA, correctly signed, but without a kid.
+        let no_kid = jsonwebtoken::encode(
+            &Header::new(Algorithm::EdDSA),
+            &mallory_claims(),
+            &key().encoding,
+        )
+        .unwrap();
+        assert!(matches!(
+            keys().verify(&no_kid, "a/b", now),
+            Err(TokenError::NoKeyId)
+        ));
+        // A kid naming a trusted key, signed by another key.
+        let lying = jsonwebtoken::encode(
+            &Header {
+                kid: Some(key().kid().to_owned()),
+                ..Header::new(Algorithm::EdDSA)
+            },
+            &mallory_claims(),
+            &SigningKey::from_seed(&[9; 32]).encoding,
+        )
+        .unwrap();
+        assert!(matches!(
+            keys().verify(&lying, "a/b", now),
+            Err(TokenError::Invalid(_))
+        ));
+    }
+
+    fn mallory_claims() -> Claims {
+        Claims {
+            iss: ISSUER.into(),
+            aud: "a/b".into(),
+            sub: Some("mallory".into()),
+            agent: None,
+            team: None,
+            sid: None,
+            exp: 9_999_999_999,
+            iat: 0,
+        }
+    }
+
+    #[test]
+    fn a_key_set_accepts_tokens_of_each_of_its_keys() {
+        let (old, new) = (key(), SigningKey::from_seed(&[43; 32]));
+        let both = format!("{}{}", old.public_pem(), new.public_pem());
+        let set = VerifyingKeys::from_pem(both.as_bytes()).unwrap();
+        let now = Timestamp::now();
+        for k in [&old, &new] {
+            let t = k
+                .mint("a/b", alice(), now, SignedDuration::from_secs(60))
+                .unwrap();
+            assert_eq!(set.verify(&t, "a/b", now).unwrap().kid, k.kid());
+        }
     }
 }

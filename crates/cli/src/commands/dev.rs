@@ -1,4 +1,4 @@
-//! `mcp-runtime token mint` and `mcp-runtime dev`: a governed MCP endpoint on a laptop.
+//! `mcp-runtime dev`: a governed MCP endpoint on a laptop.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -8,49 +8,12 @@ use jiff::Timestamp;
 use mcp_runtime_api::manifest::Manifest;
 use mcp_runtime_api::metadata::{MetadataFile, ServerEntry};
 use mcp_runtime_api::render::{RenderOptions, render_policy};
-use mcp_runtime_token::{Identity, TokenKey};
+use mcp_runtime_token::{Identity, SigningKey};
 
-use crate::cli::{DevArgs, TokenMintArgs};
-use crate::commands::access::parse_lifetime;
+use crate::cli::DevArgs;
+use crate::commands::token::{self, PRIVATE_KEY_FILE, PUBLIC_KEY_FILE};
 use crate::error::{CliError, Result};
 use crate::files;
-
-pub fn mint(args: TokenMintArgs) -> Result<()> {
-    let key =
-        TokenKey::from_secret(
-            &std::fs::read(&args.key_file).map_err(|source| CliError::Read {
-                path: args.key_file.clone(),
-                source,
-            })?,
-        )
-        .map_err(|e| CliError::Invalid(format!("{}: {e}", args.key_file.display())))?;
-    if !args.server.contains('/') {
-        return Err(CliError::hint(
-            format!("--server `{}` must be NAMESPACE/NAME", args.server),
-            "e.g. --server demo/hello",
-        ));
-    }
-    let identity = Identity {
-        human: args.human,
-        agent: args.agent,
-        team: args.team,
-        session: args.session,
-    };
-    let token = key
-        .mint(
-            &args.server,
-            identity,
-            Timestamp::now(),
-            parse_lifetime(&args.ttl)?,
-        )
-        .map_err(|e| {
-            CliError::hint(
-                e.to_string(),
-                "give at least one of --human, --agent, --team",
-            )
-        })?;
-    crate::output::write_stdout(&mut std::io::stdout().lock(), &format!("{token}\n"))
-}
 
 /// Kills its processes when dropped, so a failing `dev` leaves nothing behind.
 struct Children(Vec<(String, Child)>);
@@ -211,22 +174,57 @@ impl Project {
     }
 }
 
-fn dev_key(state: &Path) -> Result<Vec<u8>> {
-    let path = state.join("token.key");
-    if let Ok(key) = std::fs::read(&path) {
-        return Ok(key);
-    }
-    let mut random = [0u8; 32];
-    use std::io::Read;
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut random))
+/// The project's state directory, outside the project (its key must never land in a tree that
+/// may be committed): `$XDG_STATE_HOME/mcp-runtime/dev/<dir name>-<hash of its path>`, default
+/// `~/.local/state/...`. Created with mode 0700.
+fn state_dir(metadata_dir: &Path) -> Result<PathBuf> {
+    use sha2::Digest;
+    let project = std::fs::canonicalize(metadata_dir)
         .map_err(|source| CliError::Read {
-            path: "/dev/urandom".into(),
+            path: metadata_dir.to_owned(),
+            source,
+        })?
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let base = match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::var_os("HOME")
+            .map(|home| PathBuf::from(home).join(".local/state"))
+            .ok_or_else(|| {
+                CliError::Invalid("neither XDG_STATE_HOME nor HOME is set".to_owned())
+            })?,
+    };
+    let hash = sha2::Sha256::digest(project.as_os_str().as_encoded_bytes());
+    let hex: String = hash[..6].iter().map(|b| format!("{b:02x}")).collect();
+    let name = project
+        .file_name()
+        .map_or_else(|| "project".into(), |n| n.to_string_lossy().into_owned());
+    let dir = base.join("mcp-runtime/dev").join(format!("{name}-{hex}"));
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|source| CliError::Write {
+            path: dir.clone(),
             source,
         })?;
-    let key: String = random.iter().map(|b| format!("{b:02x}")).collect();
-    files::write(&path, &key, true)?;
-    Ok(key.into_bytes())
+    Ok(dir)
+}
+
+/// The project's signing key, created on first use (and its public half for the gateway).
+fn dev_key(state: &Path) -> Result<SigningKey> {
+    let path = state.join(PRIVATE_KEY_FILE);
+    let key = if path.exists() {
+        token::read_signing_key(&path)?
+    } else {
+        let key = token::generate()?;
+        token::write_private(&path, &key.to_pem(), false)?;
+        key
+    };
+    files::write(&state.join(PUBLIC_KEY_FILE), &key.public_pem(), true)?;
+    Ok(key)
 }
 
 pub fn run(args: DevArgs) -> Result<u8> {
@@ -244,13 +242,16 @@ pub fn run(args: DevArgs) -> Result<u8> {
         wanted: args.server.clone(),
     };
     let entry = project.entry()?;
-    let state = args.metadata_dir.join("dev");
-    std::fs::create_dir_all(&state).map_err(|source| CliError::Write {
-        path: state.clone(),
-        source,
-    })?;
-    let key_bytes = dev_key(&state)?;
-    let key = TokenKey::from_secret(&key_bytes).map_err(|e| CliError::Invalid(e.to_string()))?;
+    let state = state_dir(&args.metadata_dir)?;
+    let legacy = args.metadata_dir.join("dev");
+    if legacy.join(PRIVATE_KEY_FILE).exists() {
+        eprintln!(
+            "warning: {} holds the state (and signing key) of an older `mcp-runtime dev`; it is \
+             no longer used: delete it, and make sure it was never committed",
+            legacy.display()
+        );
+    }
+    let key = dev_key(&state)?;
     let policy_file = state.join("policy.json");
     let (policy, sessions) = project.render(&entry)?;
     files::write(&policy_file, &policy, true)?;
@@ -301,8 +302,8 @@ pub fn run(args: DevArgs) -> Result<u8> {
         .args(["--upstream", &upstream])
         .arg("--policy-file")
         .arg(&policy_file)
-        .arg("--token-key-file")
-        .arg(state.join("token.key"))
+        .arg("--token-public-keys-file")
+        .arg(state.join(PUBLIC_KEY_FILE))
         .arg("--audit-file")
         .arg(state.join("audit.jsonl"))
         .arg("--audit-spool-dir")
@@ -331,9 +332,11 @@ pub fn run(args: DevArgs) -> Result<u8> {
     );
     let url = format!("http://127.0.0.1:{}{}", args.port, "/mcp");
     let mut out = format!(
-        "MCP endpoint: {url}\nserver: {audience} (policy {})\naudit log: {}\n",
+        "MCP endpoint: {url}\nserver: {audience} (policy {})\naudit log: {}\nsigning key: {} (kid {})\n",
         state.join("policy.json").display(),
-        state.join("audit.jsonl").display()
+        state.join("audit.jsonl").display(),
+        state.join(PRIVATE_KEY_FILE).display(),
+        key.kid()
     );
     for (name, identity) in sessions {
         let token = key

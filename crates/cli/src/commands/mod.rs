@@ -3,3 +3,4 @@ pub mod cluster;
 pub mod dev;
 pub mod policy;
 pub mod server;
+pub mod token;

@@ -13,7 +13,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use mcp_runtime_policy::{AuthMode, PolicyDocument};
 
 use super::refusal::{Reason, Refusal};
-use crate::auth::{Caller, DEFAULT_IDENTITY_HEADERS, identity_header_names};
+use crate::auth::{Caller, identity_header_names, is_identity_header};
 
 /// Where requests go.
 pub struct Upstream {
@@ -107,29 +107,6 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for n in names {
         headers.remove(n);
     }
-}
-
-/// Whether `name` is an identity header under any spelling a server framework might fold
-/// together: case-insensitive, with `_` and `-` equal (many frameworks, CGI among them, read
-/// `X_MCP_HUMAN_ID` as `x-mcp-human-id`).
-fn is_identity_header(name: &str, doc: &PolicyDocument) -> bool {
-    let same = |known: &str| {
-        known.len() == name.len()
-            && known.bytes().zip(name.bytes()).all(|(a, b)| {
-                let fold = |c: u8| {
-                    if c == b'_' {
-                        b'-'
-                    } else {
-                        c.to_ascii_lowercase()
-                    }
-                };
-                fold(a) == fold(b)
-            })
-    };
-    identity_header_names(doc)
-        .iter()
-        .chain(&DEFAULT_IDENTITY_HEADERS)
-        .any(|known| same(known))
 }
 
 /// What the request to the upstream is built from.
@@ -251,32 +228,6 @@ impl super::Gateway {
                 Reason::UpstreamTimeout,
                 "the MCP server did not answer in time",
             )),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn identity_header_spellings_are_all_recognised() {
-        let doc = PolicyDocument::new(mcp_runtime_policy::ServerRef {
-            name: "s".into(),
-            namespace: "n".into(),
-            ..Default::default()
-        });
-        for name in [
-            "x-mcp-human-id",
-            "X-MCP-Human-Id",
-            "x_mcp_human_id",
-            "X_MCP_AGENT-ID",
-            "x-mcp-agent-session",
-        ] {
-            assert!(is_identity_header(name, &doc), "{name}");
-        }
-        for name in ["x-mcp-human-idx", "x-mcp-human", "accept"] {
-            assert!(!is_identity_header(name, &doc), "{name}");
         }
     }
 }

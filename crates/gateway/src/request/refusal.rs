@@ -227,6 +227,10 @@ pub fn unauthorized(
             failure.to_string().replace('"', "'")
         ));
     }
+    // RFC 6750 3.1: a malformed request (a credential or identity header sent twice) is 400.
+    if failure.bearer_error() == Some("invalid_request") {
+        refusal.status = Some(StatusCode::BAD_REQUEST);
+    }
     let mut resp = refusal.into_response();
     if let Ok(v) = http::HeaderValue::from_str(&challenge) {
         resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);

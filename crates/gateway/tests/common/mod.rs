@@ -12,10 +12,15 @@ use std::time::{Duration, Instant};
 use jiff::{SignedDuration, Timestamp};
 use mcp_runtime_api::manifest::{self, Manifest};
 use mcp_runtime_api::render::{RenderOptions, render_policy};
-use mcp_runtime_token::{Identity, TokenKey};
+use mcp_runtime_token::{Identity, SigningKey};
 use serde_json::Value;
 
-pub const KEY: &[u8] = b"test-key-0123456789abcdef0123456789";
+/// Seed of the key that signs the tests' session tokens; gateways get its public half.
+pub const KEY_SEED: [u8; 32] = [17; 32];
+
+pub fn signing_key() -> SigningKey {
+    SigningKey::from_seed(&KEY_SEED)
+}
 
 /// Paths of the installed peers (scripts/peers.sh). Fails loudly when they are missing: the
 /// README's test command installs them.
@@ -193,6 +198,8 @@ pub struct Stack {
     pub admin: String,
     pub policy_file: PathBuf,
     pub audit_file: PathBuf,
+    /// The gateway's `--token-public-keys-file` (the public half of [`signing_key`]).
+    pub token_public_keys: PathBuf,
     pub gateway: Proc,
     pub upstream: Proc,
     pub peers: Peers,
@@ -255,8 +262,8 @@ impl Stack {
         if let Some(yaml) = policy_yaml {
             std::fs::write(&policy_file, render(yaml)).unwrap();
         }
-        let key_file = dir.join("token.key");
-        std::fs::write(&key_file, KEY).unwrap();
+        let key_file = dir.join("token.pub");
+        std::fs::write(&key_file, signing_key().public_pem()).unwrap();
         let audit_file = dir.join("audit.jsonl");
         let (port, admin_port) = (free_port(), free_port());
         // MCP_GATEWAY_UNDER_TEST runs the same tests against another build (e.g. an older
@@ -275,7 +282,7 @@ impl Stack {
         if policy_yaml.is_some() {
             gw.arg("--policy-file").arg(&policy_file);
         }
-        gw.arg("--token-key-file")
+        gw.arg("--token-public-keys-file")
             .arg(&key_file)
             .arg("--audit-file")
             .arg(&audit_file)
@@ -290,6 +297,7 @@ impl Stack {
             admin: format!("http://127.0.0.1:{admin_port}"),
             policy_file,
             audit_file,
+            token_public_keys: key_file,
             gateway,
             upstream,
             peers,
@@ -391,8 +399,7 @@ pub fn token(
     session: Option<&str>,
     ttl_secs: i64,
 ) -> String {
-    TokenKey::from_secret(KEY)
-        .unwrap()
+    signing_key()
         .mint(
             server,
             Identity {
