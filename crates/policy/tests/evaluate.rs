@@ -343,10 +343,10 @@ fn cases() -> Vec<Case> {
             ..CASE
         },
         Case {
-            name: "disabled grant does not allow",
+            name: "a disabled grant does not name the caller",
             edit: |d| d.grants[0].disabled = true,
             allowed: false,
-            reason: Reason::ToolNotGranted,
+            reason: Reason::NoMatchingGrant,
             grant: None,
             effective: None,
             ..CASE
