@@ -720,6 +720,7 @@ impl Policy {
 
     /// The server's declaration of a tool, prompt or resource. A resource is declared by its
     /// exact URI, else by the longest declared prefix (a name ending in `*`) that starts it.
+    #[inline]
     fn declaration(&self, kind: TargetKind, name: &str) -> Option<&ToolPolicy> {
         let (index, items) = match kind {
             TargetKind::Tool => (&self.tools, &self.doc.tools),
@@ -787,6 +788,8 @@ impl Policy {
             .filter(move |g| subject_matches(&g.subject, who))
     }
 
+    /// Inlined into each entry point, so the decision is built where it is returned.
+    #[inline(always)]
     fn evaluate_with<'p, T: Trace<'p>>(
         &'p self,
         call: &TargetCall<'_>,
@@ -802,7 +805,9 @@ impl Policy {
                 .map(|t| t.name.clone()),
             facts,
         });
-        self.conclude(facts, trace, |d, trace| self.decide(call, facts, d, trace))
+        let mut d = self.fresh(facts);
+        self.decide(call, facts, &mut d, trace);
+        self.observe(d, trace)
     }
 
     fn admit_with<'p, T: Trace<'p>>(
@@ -811,10 +816,11 @@ impl Policy {
         trace: &mut T,
     ) -> Decision<'p> {
         let who = &admission.identity;
-        self.conclude(ToolFacts::UNDECLARED, trace, |d, trace| {
-            if self.check_caller(who, admission.now, d, trace).is_break() {
-                return;
-            }
+        let mut d = self.fresh(ToolFacts::UNDECLARED);
+        if self
+            .check_caller(who, admission.now, &mut d, trace)
+            .is_continue()
+        {
             if T::FULL {
                 for grant in self.matching_grants(who, "", true) {
                     let outcome = if grant.disabled {
@@ -825,22 +831,20 @@ impl Policy {
                     trace.record(|| Step::Grant { grant, outcome });
                 }
             }
-            if !self.names_caller(who) {
-                return self.by_default(d, Reason::NoMatchingGrant, trace);
+            if self.names_caller(who) {
+                d.allowed = true;
+                d.reason = Reason::Allowed;
+            } else {
+                self.by_default(&mut d, Reason::NoMatchingGrant, trace);
             }
-            d.allowed = true;
-            d.reason = Reason::Allowed;
-        })
+        }
+        self.observe(d, trace)
     }
 
-    /// Runs `decide` on a fresh decision, then applies observe mode.
-    fn conclude<'p, T: Trace<'p>>(
-        &'p self,
-        facts: ToolFacts,
-        trace: &mut T,
-        decide: impl FnOnce(&mut Decision<'p>, &mut T),
-    ) -> Decision<'p> {
-        let mut d = Decision {
+    /// A decision before any step: denied, attributed to the document only.
+    #[inline(always)]
+    fn fresh(&self, facts: ToolFacts) -> Decision<'_> {
+        Decision {
             allowed: false,
             reason: Reason::Allowed,
             enforced: self.doc.policy.mode == PolicyMode::AllowList,
@@ -854,8 +858,12 @@ impl Policy {
             session: None,
             policy_revision: &self.doc.revision,
             policy_version: self.doc.policy.policy_version.as_deref(),
-        };
-        decide(&mut d, trace);
+        }
+    }
+
+    /// Observe mode lets every decided request through, keeping its reason.
+    #[inline(always)]
+    fn observe<'p>(&self, mut d: Decision<'p>, trace: &mut impl Trace<'p>) -> Decision<'p> {
         if !d.enforced {
             trace.record(|| Step::Observed {
                 would_allow: d.allowed,
@@ -868,6 +876,7 @@ impl Policy {
     /// Steps 1 and 2, shared by every evaluation and admission: the caller has an identity, and
     /// presents a live session when one is required or presented at all. `Break` once the
     /// decision is made; otherwise the consented trust of the session presented.
+    #[inline(always)]
     fn check_caller<'p>(
         &'p self,
         who: &Identity<'_>,
@@ -932,6 +941,9 @@ impl Policy {
         self.matching_grants(who, "", true).any(|g| !g.disabled)
     }
 
+    /// Inlined too: for `evaluate` the kind is then a constant, and the tool path is what it
+    /// was before prompts and resources.
+    #[inline(always)]
     fn decide<'p, T: Trace<'p>>(
         &'p self,
         call: &TargetCall<'_>,
@@ -1148,8 +1160,20 @@ impl From<&ToolRule> for RuleSays {
 /// The rules naming a tool (`name`), a prompt (`prompt:name`) or a resource (`resource:uri`,
 /// or `resource:prefix*`). Several rules of one grant can name a resource: a deny among them
 /// wins, otherwise the highest required trust applies.
-#[inline]
+#[inline(always)]
 fn rule_for(rules: &[ToolRule], kind: TargetKind, name: &str) -> Option<RuleSays> {
+    if kind == TargetKind::Tool {
+        // The hot path, inlined into the grant loop: one exact name, no prefix to compare.
+        return rules
+            .binary_search_by(|r| r.name.as_str().cmp(name))
+            .ok()
+            .map(|i| RuleSays::from(&rules[i]));
+    }
+    prompt_or_resource_rule(rules, kind, name)
+}
+
+#[inline(never)]
+fn prompt_or_resource_rule(rules: &[ToolRule], kind: TargetKind, name: &str) -> Option<RuleSays> {
     let prefix = kind.rule_prefix();
     let exact = |r: &ToolRule| cmp_prefixed(&r.name, prefix, name);
     let found = rules
@@ -1185,9 +1209,6 @@ fn rule_for(rules: &[ToolRule], kind: TargetKind, name: &str) -> Option<RuleSays
 
 /// Compares `rule` with `prefix` followed by `name`, without building that string.
 fn cmp_prefixed(rule: &str, prefix: &str, name: &str) -> Ordering {
-    if prefix.is_empty() {
-        return rule.cmp(name);
-    }
     rule.bytes().cmp(prefix.bytes().chain(name.bytes()))
 }
 
