@@ -8,7 +8,7 @@ Actions:
     list-tools                   print the tools/list result
     call TOOL JSON_ARGS          print the tools/call result
     list-prompts | list-resources | list-resource-templates
-                                 print that list's result
+                                 print that list's result (every page joined)
     get-prompt NAME [JSON_ARGS]  print the prompts/get result
     read-resource URI            print the resources/read result
     call-progress [--steps N] [--delay S] [--tool NAME] [--args JSON]
@@ -39,6 +39,11 @@ import httpx2
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
+
+try:
+    import mcp_types as types  # mcp 2.x keeps its types in this package
+except ImportError:  # pragma: no cover - older layouts
+    from mcp import types
 
 
 def emit(obj: dict[str, Any]) -> None:
@@ -111,6 +116,17 @@ def build_headers(args: argparse.Namespace) -> dict[str, str]:
     return headers
 
 
+async def every_page(list_page: Any, field: str) -> dict[str, Any]:
+    """A paginated list, all pages joined into the first page's result."""
+    result = dump(await list_page())
+    while result.get("nextCursor"):
+        page = dump(await list_page(params=types.PaginatedRequestParams(cursor=result.pop("nextCursor"))))
+        result[field].extend(page.get(field, []))
+        if page.get("nextCursor"):
+            result["nextCursor"] = page["nextCursor"]
+    return result
+
+
 async def run(args: argparse.Namespace) -> None:
     http = httpx2.AsyncClient(
         headers=build_headers(args),
@@ -127,11 +143,11 @@ async def run(args: argparse.Namespace) -> None:
             elif args.action == "list-tools":
                 emit({"result": dump(await session.list_tools())})
             elif args.action == "list-prompts":
-                emit({"result": dump(await session.list_prompts())})
+                emit({"result": await every_page(session.list_prompts, "prompts")})
             elif args.action == "list-resources":
-                emit({"result": dump(await session.list_resources())})
+                emit({"result": await every_page(session.list_resources, "resources")})
             elif args.action == "list-resource-templates":
-                emit({"result": dump(await session.list_resource_templates())})
+                emit({"result": await every_page(session.list_resource_templates, "resourceTemplates")})
             elif args.action == "get-prompt":
                 emit({"result": dump(await session.get_prompt(args.name, json.loads(args.json_args)))})
             elif args.action == "read-resource":

@@ -8,7 +8,7 @@ use mcp_runtime_policy::{
 };
 
 use crate::access::{MCPAccessGrant, MCPAgentSession, ServerReference, SubjectSpec};
-use crate::server::MCPServer;
+use crate::server::{InventoryItem, MCPServer};
 use crate::validate::{self, FieldError};
 
 /// Where the rendering happens, beyond the objects themselves.
@@ -128,6 +128,8 @@ pub fn render_policy(
             risk_level: t.risk_level,
         })
         .collect();
+    doc.prompts = inventory(&spec.prompts);
+    doc.resources = inventory(&spec.mcp_resources);
 
     let mut skipped = Vec::new();
     for grant in grants {
@@ -195,6 +197,22 @@ pub fn render_policy(
         document: doc.seal()?,
         skipped,
     })
+}
+
+/// The prompts or resources that declare a side effect; the others stay undeclared, so no grant
+/// can authorise them.
+fn inventory(items: &[InventoryItem]) -> Vec<ToolPolicy> {
+    items
+        .iter()
+        .filter_map(|item| {
+            Some(ToolPolicy {
+                name: item.name.clone(),
+                required_trust: item.required_trust,
+                side_effect: item.side_effect?,
+                risk_level: None,
+            })
+        })
+        .collect()
 }
 
 fn non_empty(v: Option<&str>) -> Option<String> {

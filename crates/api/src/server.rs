@@ -85,11 +85,20 @@ pub struct MCPServerSpec {
     #[schemars(length(max = 128))]
     #[x_kube(validation = Rule::new("self.all(t, self.exists_one(u, u.name == t.name))").message("tool names must be unique"))]
     pub tools: Vec<ToolSpec>,
+    /// Prompt inventory: decided like tools when an item has a `sideEffect`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 128))]
+    #[x_kube(validation = Rule::new("self.all(t, self.exists_one(u, u.name == t.name))").message("prompt names must be unique"))]
     pub prompts: Vec<InventoryItem>,
+    /// Resource inventory by URI (a name ending in `*` covers every URI it prefixes): decided
+    /// like tools when an item has a `sideEffect`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 128))]
+    #[x_kube(validation = Rule::new("self.all(t, self.exists_one(u, u.name == t.name))").message("resource names must be unique"))]
     pub mcp_resources: Vec<InventoryItem>,
+    /// Informational: tasks are admitted with their session, not decided per item.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(t, !has(t.sideEffect))").message("tasks are not decided per item: remove sideEffect"))]
     pub tasks: Vec<InventoryItem>,
     pub auth: Option<AuthSpec>,
     pub policy: Option<PolicySpec>,
@@ -169,13 +178,22 @@ pub struct ToolSpec {
     pub labels: BTreeMap<String, String>,
 }
 
-/// A prompt, resource or task in the server's catalog (informational).
+/// A prompt, resource or task in the server's catalog. A prompt or resource with a
+/// `sideEffect` is decided like a tool; without one no grant can authorise it (under
+/// `allow-list` every call of it is denied). Tasks are informational.
 #[skip_serializing_none]
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InventoryItem {
+    /// Prompt name, resource URI (ending in `*`: every URI with that prefix) or task name.
+    #[schemars(length(min = 1, max = 1024))]
     pub name: String,
     pub description: Option<String>,
+    /// Least trust a caller needs.
+    #[serde(default)]
+    pub required_trust: Trust,
+    /// What getting the prompt or reading the resource does to the world; a grant must allow it.
+    pub side_effect: Option<SideEffect>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
 }

@@ -161,6 +161,36 @@ pub fn server(spec: &MCPServerSpec) -> Vec<FieldError> {
     if spec.tools.len() > 128 {
         e.add("spec.tools", "at most 128 tools can be declared");
     }
+    for (field, what, items) in [
+        ("prompts", "prompt", &spec.prompts),
+        ("mcpResources", "resource", &spec.mcp_resources),
+    ] {
+        let mut names = HashSet::new();
+        for (i, item) in items.iter().enumerate() {
+            if item.name.trim().is_empty() {
+                e.add(format!("spec.{field}[{i}].name"), "is required");
+            } else if !names.insert(item.name.as_str()) {
+                e.add(
+                    format!("spec.{field}[{i}].name"),
+                    format!("{what} names must be unique: `{}` appears twice", item.name),
+                );
+            }
+        }
+        if items.len() > 128 {
+            e.add(
+                format!("spec.{field}"),
+                format!("at most 128 {what}s can be declared"),
+            );
+        }
+    }
+    for (i, task) in spec.tasks.iter().enumerate() {
+        if task.side_effect.is_some() {
+            e.add(
+                format!("spec.tasks[{i}].sideEffect"),
+                "tasks are not decided per item: remove sideEffect",
+            );
+        }
+    }
     for (i, v) in spec.secret_env_vars.iter().enumerate() {
         if v.secret_key_ref.name.is_empty() || v.secret_key_ref.key.is_empty() {
             e.add(

@@ -128,6 +128,33 @@ fn cases() -> Vec<(&'static str, String, bool)> {
             false,
         ),
         (
+            "unique prompts and resources",
+            server(
+                "  prompts: [{name: a, sideEffect: read}, {name: b}]\n  mcpResources: [{name: 'r://a/*', sideEffect: read}, {name: 'r://a/b'}]\n",
+            ),
+            true,
+        ),
+        (
+            "duplicate prompts",
+            server("  prompts: [{name: a, sideEffect: read}, {name: a}]\n"),
+            false,
+        ),
+        (
+            "duplicate resources",
+            server("  mcpResources: [{name: 'r://a'}, {name: 'r://a', sideEffect: read}]\n"),
+            false,
+        ),
+        (
+            "task without a side effect",
+            server("  tasks: [{name: t, requiredTrust: low}]\n"),
+            true,
+        ),
+        (
+            "task with a side effect",
+            server("  tasks: [{name: t, sideEffect: read}]\n"),
+            false,
+        ),
+        (
             "grant with human",
             grant("  subject: {humanID: alice}\n"),
             true,

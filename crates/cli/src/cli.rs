@@ -305,7 +305,7 @@ pub enum PolicyCommand {
     /// Reads MCPServer, MCPAccessGrant and MCPAgentSession manifests, keeps the grants and
     /// sessions that target the server, and prints the sealed document the gateway enforces.
     Render(RenderArgs),
-    /// Explain how a tool call would be decided, step by step.
+    /// Explain how a tool call, prompt fetch or resource read would be decided, step by step.
     ///
     /// Exits 0 when the call would be allowed and 3 when it would be denied.
     Explain(ExplainArgs),
@@ -352,12 +352,19 @@ pub enum RenderFormat {
 }
 
 #[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("target").required(true).args(["tool", "prompt", "resource"]))]
 pub struct ExplainArgs {
     #[command(flatten)]
     pub source: PolicySourceArgs,
-    /// Tool being called.
-    #[arg(long)]
-    pub tool: String,
+    /// Tool being called (`tools/call`).
+    #[arg(long, value_name = "NAME")]
+    pub tool: Option<String>,
+    /// Prompt being fetched (`prompts/get`).
+    #[arg(long, value_name = "NAME")]
+    pub prompt: Option<String>,
+    /// Resource being read (`resources/read`).
+    #[arg(long, value_name = "URI")]
+    pub resource: Option<String>,
     /// Calling human.
     #[arg(long)]
     pub human: Option<String>,

@@ -482,3 +482,69 @@ fn token_mint_explains_a_public_key_and_an_old_hs256_secret() {
         );
     }
 }
+
+#[test]
+fn explain_decides_prompts_and_resources() {
+    let dir = tempdir("explain-targets");
+    std::fs::write(
+        dir.join("docs.yaml"),
+        "apiVersion: mcpruntime.org/v1alpha1
+kind: MCPServer
+metadata: {name: docs, namespace: team-a}
+spec:
+  image: ghcr.io/acme/docs:1
+  prompts: [{name: summarise, sideEffect: read}]
+  mcpResources: [{name: 'file:///docs/*', sideEffect: read, requiredTrust: medium}]
+---
+apiVersion: mcpruntime.org/v1alpha1
+kind: MCPAccessGrant
+metadata: {name: alice, namespace: team-a}
+spec:
+  serverRef: {name: docs}
+  subject: {humanID: alice}
+  allowedSideEffects: [read]
+",
+    )
+    .unwrap();
+    let explain = |target: &[&str]| {
+        let mut args = vec!["policy", "explain", "-f", "docs.yaml", "--human", "alice"];
+        args.extend_from_slice(target);
+        run(&args, &dir)
+    };
+    let out = explain(&["--prompt", "summarise"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("Call:      prompt `summarise` on team-a/docs"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("prompt `summarise` is declared: side effect read"),
+        "{stdout}"
+    );
+
+    let out = explain(&["--resource", "file:///docs/a.md"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(stdout.contains("DENIED: trust_too_low"), "{stdout}");
+    assert!(
+        stdout.contains("resource `file:///docs/a.md` is declared (as `file:///docs/*`)"),
+        "{stdout}"
+    );
+
+    let out = explain(&["--prompt", "other", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(3));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["kind"], "prompt");
+    assert_eq!(v["name"], "other");
+    assert_eq!(v["decision"]["reason"], "tool_side_effect_unknown");
+    assert_eq!(v["steps"][0]["kind"], "prompt");
+    let hint = v["hint"].as_str().unwrap();
+    assert!(hint.contains("spec.prompts"), "{hint}");
+
+    // Exactly one of --tool, --prompt, --resource.
+    let out = explain(&["--prompt", "summarise", "--tool", "echo"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = explain(&[]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -331,30 +331,22 @@ mod tests {
     use mcp_runtime_token::{Identity, SigningKey};
 
     fn doc(mode: AuthMode, headers: Option<[&str; 4]>) -> PolicyDocument {
-        PolicyDocument {
-            schema_version: mcp_runtime_policy::SCHEMA_VERSION.into(),
-            revision: String::new(),
-            server: mcp_runtime_policy::ServerRef {
-                name: "hello".into(),
-                namespace: "demo".into(),
-                ..Default::default()
-            },
-            auth: mcp_runtime_policy::AuthSettings {
-                mode,
-                headers: headers.map(|[human, agent, team, session]| IdentityHeaders {
-                    human: human.into(),
-                    agent: agent.into(),
-                    team: team.into(),
-                    session: session.into(),
-                }),
-                ..Default::default()
-            },
-            policy: Default::default(),
-            session: Default::default(),
-            tools: vec![],
-            grants: vec![],
-            sessions: vec![],
-        }
+        let mut doc = PolicyDocument::new(mcp_runtime_policy::ServerRef {
+            name: "hello".into(),
+            namespace: "demo".into(),
+            ..Default::default()
+        });
+        doc.auth = mcp_runtime_policy::AuthSettings {
+            mode,
+            headers: headers.map(|[human, agent, team, session]| IdentityHeaders {
+                human: human.into(),
+                agent: agent.into(),
+                team: team.into(),
+                session: session.into(),
+            }),
+            ..Default::default()
+        };
+        doc
     }
 
     fn config(keys: TokenKeys, trust: bool) -> AuthConfig {

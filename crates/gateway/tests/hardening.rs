@@ -14,7 +14,8 @@ use serde_json::Value;
 
 const SERVER: &str = "test/py";
 
-/// alice may call echo (and read public things); delete_record is denied; dave's session is
+/// alice may call echo, get the greet prompt and read note://public and note://items/*;
+/// delete_record is denied, admin_prompt and note://secret are not granted; dave's session is
 /// revoked.
 const POLICY: &str = "
 apiVersion: mcpruntime.org/v1alpha1
@@ -25,6 +26,13 @@ spec:
   tools:
     - {name: echo, sideEffect: read}
     - {name: delete_record, sideEffect: destructive, requiredTrust: high}
+  prompts:
+    - {name: greet, sideEffect: read}
+    - {name: admin_prompt, sideEffect: read, requiredTrust: high}
+  mcpResources:
+    - {name: 'note://public', sideEffect: read}
+    - {name: 'note://secret', sideEffect: read}
+    - {name: 'note://items/*', sideEffect: read}
   session: {required: true}
   gateway: {enabled: true}
 ---
@@ -39,6 +47,9 @@ spec:
   toolRules:
     - {name: echo, decision: allow}
     - {name: delete_record, decision: deny}
+    - {name: 'prompt:greet', decision: allow}
+    - {name: 'resource:note://public', decision: allow}
+    - {name: 'resource:note://items/*', decision: allow}
 ---
 apiVersion: mcpruntime.org/v1alpha1
 kind: MCPAccessGrant
@@ -505,4 +516,80 @@ fn slow_bodies_idle_connections_and_long_names_are_bounded() {
     });
     assert!(event["tool"].as_str().unwrap().len() <= 256, "{event}");
     assert!(event["rpc_id"].as_str().unwrap().len() <= 256, "{event}");
+}
+
+#[test]
+fn prompts_and_resources_are_decided_and_their_lists_filtered_through_the_sdk() {
+    let stack = Stack::start("items", POLICY, &[]);
+    let token = token(SERVER, Some("alice"), Some("claude"), Some("s-alice"), 300);
+    let run = |args: &[&str]| stack.client("handshake", Some(&token), args);
+    let names = |lines: &[Value], field: &str, key: &str| -> Vec<String> {
+        lines[0]["result"][field]
+            .as_array()
+            .unwrap_or_else(|| panic!("{lines:?}"))
+            .iter()
+            .map(|i| i[key].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (code, lines) = run(&["list-prompts"]);
+    assert_eq!(code, 0, "{lines:?}");
+    assert_eq!(names(&lines, "prompts", "name"), ["greet"]);
+    let (code, lines) = run(&["list-resources"]);
+    assert_eq!(code, 0, "{lines:?}");
+    assert_eq!(names(&lines, "resources", "uri"), ["note://public"]);
+    let (code, lines) = run(&["list-resource-templates"]);
+    assert_eq!(code, 0, "{lines:?}");
+    assert_eq!(
+        names(&lines, "resourceTemplates", "uriTemplate"),
+        ["note://items/{id}"]
+    );
+
+    let (code, lines) = run(&["get-prompt", "greet", r#"{"name":"bob"}"#]);
+    assert_eq!(code, 0, "{lines:?}");
+    let (code, lines) = run(&["read-resource", "note://public"]);
+    assert_eq!(code, 0, "{lines:?}");
+    let (code, lines) = run(&["read-resource", "note://items/7"]);
+    assert_eq!(code, 0, "{lines:?}");
+    for (args, what) in [
+        (&["get-prompt", "admin_prompt"][..], "prompt"),
+        (&["read-resource", "note://secret"][..], "resource"),
+        (&["read-resource", "note://undeclared"][..], "resource"),
+    ] {
+        let (code, lines) = run(args);
+        assert_eq!(code, 3, "{args:?} was not denied: {lines:?}");
+        let data = &lines[0]["error"]["data"];
+        assert!(
+            data["reason"] == "tool_not_granted" || data["reason"] == "tool_side_effect_unknown",
+            "{args:?}: {data}"
+        );
+        assert_eq!(data[what], args[1], "{data}");
+    }
+    let log = std::fs::read_to_string(&stack.upstream.log).unwrap_or_default();
+    for ran in [
+        "prompt greet",
+        "resource note://public",
+        "resource note://items/7",
+    ] {
+        assert!(
+            log.contains(&format!("INVOKED {ran}")),
+            "{ran} did not run:\n{log}"
+        );
+    }
+    for refused in ["admin_prompt", "note://secret", "note://undeclared"] {
+        assert!(
+            !log.contains(refused),
+            "{refused} reached the server:\n{log}"
+        );
+    }
+    // Each decision is audited with what it was about.
+    let event = stack.wait_audit("denied prompt", |e| e["prompt"] == "admin_prompt");
+    assert_eq!(event["decision"], "deny");
+    let event = stack.wait_audit("resource list", |e| e["rpc_method"] == "resources/list");
+    assert_eq!(
+        (
+            event["items_listed"].as_u64(),
+            event["items_hidden"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
 }

@@ -1,12 +1,13 @@
-//! One tool-call decision against policies of 10, 1 000 and 10 000 grants.
+//! One tool-call decision against policies of 10, 1 000 and 10 000 grants; one admission and
+//! one prompt and resource decision against the largest.
 //!
 //! Run: `cargo bench -p mcp-runtime-policy --bench evaluate`
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use jiff::Timestamp;
 use mcp_runtime_policy::{
-    GrantPolicy, Identity, Policy, PolicyDocument, ServerRef, SessionPolicy, SideEffect, Subject,
-    ToolCall, ToolPolicy, ToolRule, Trust, Verdict,
+    Admission, GrantPolicy, Identity, Policy, PolicyDocument, ServerRef, SessionPolicy, SideEffect,
+    Subject, TargetCall, TargetKind, ToolCall, ToolPolicy, ToolRule, Trust, Verdict,
 };
 
 /// A server with 20 tools and `grants` grants (one in ten team-scoped, one in five with tool
@@ -24,6 +25,20 @@ fn policy_with(grants: usize, teams: usize) -> Policy {
             name: format!("tool-{t}"),
             required_trust: [Trust::Low, Trust::Medium][t % 2],
             side_effect: [SideEffect::Read, SideEffect::Write][t % 2],
+            risk_level: None,
+        });
+    }
+    doc.prompts.push(ToolPolicy {
+        name: "summarise".into(),
+        required_trust: Trust::Low,
+        side_effect: SideEffect::Read,
+        risk_level: None,
+    });
+    for prefix in ["file:///docs/*", "file:///docs/private/*", "config://app"] {
+        doc.resources.push(ToolPolicy {
+            name: prefix.into(),
+            required_trust: Trust::Low,
+            side_effect: SideEffect::Read,
             risk_level: None,
         });
     }
@@ -106,6 +121,42 @@ fn decide(c: &mut Criterion) {
                 },
             );
         }
+    }
+    group.finish();
+
+    // Admission and the other kinds, for a caller in the typical 10 000-grant policy.
+    let mut group = c.benchmark_group("other_kinds");
+    let policy = policy_with(10_000, 1_000);
+    let identity = Identity::new(
+        Some("human-5001"),
+        Some("agent-x"),
+        Some("team-0"),
+        Some("session-5001"),
+    );
+    let admission = Admission { identity, now };
+    assert!(policy.admit(&admission).allowed);
+    group.bench_function("admit/10000", |b| {
+        b.iter(|| std::hint::black_box(policy.admit(std::hint::black_box(&admission))).allowed)
+    });
+    for (kind, name) in [
+        (TargetKind::Prompt, "summarise"),
+        (TargetKind::Resource, "file:///docs/guide.md"),
+    ] {
+        let call = TargetCall {
+            identity,
+            kind,
+            name,
+            now,
+        };
+        assert!(
+            policy.evaluate_target(&call).allowed,
+            "{kind} must be allowed"
+        );
+        group.bench_function(format!("{kind}/10000"), |b| {
+            b.iter(|| {
+                std::hint::black_box(policy.evaluate_target(std::hint::black_box(&call))).allowed
+            })
+        });
     }
     group.finish();
 }

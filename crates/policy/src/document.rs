@@ -14,6 +14,11 @@ use sha2::{Digest, Sha256};
 use crate::model::{AuthMode, PolicyMode, RiskLevel, SideEffect, Trust, Verdict};
 
 /// The only schema this crate reads and writes.
+///
+/// A field added as optional and omitted when empty (as `prompts` and `resources` were) keeps
+/// the version: every document sealed before still loads with the same bytes and revision. An
+/// older reader refuses a document that uses the new field (unknown fields are errors), which
+/// fails closed. Any other change needs a new version.
 pub const SCHEMA_VERSION: &str = "mcpruntime.org/policy/v1";
 
 /// A server's rendered policy.
@@ -33,6 +38,14 @@ pub struct PolicyDocument {
     pub session: SessionSettings,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tools: Vec<ToolPolicy>,
+    /// Declared prompts, sorted by name. Omitted when empty, so documents sealed before prompts
+    /// existed keep their bytes and revision.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prompts: Vec<ToolPolicy>,
+    /// Declared resources by URI, sorted; a name ending in `*` covers every URI it prefixes.
+    /// Omitted when empty, like `prompts`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<ToolPolicy>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub grants: Vec<GrantPolicy>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -101,7 +114,7 @@ pub struct SessionSettings {
     pub required: bool,
 }
 
-/// A declared tool of the server.
+/// A declared tool, prompt or resource of the server.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ToolPolicy {
@@ -224,6 +237,8 @@ impl PolicyDocument {
             policy: PolicySettings::default(),
             session: SessionSettings::default(),
             tools: Vec::new(),
+            prompts: Vec::new(),
+            resources: Vec::new(),
             grants: Vec::new(),
             sessions: Vec::new(),
         }
@@ -231,6 +246,10 @@ impl PolicyDocument {
 
     /// Puts the lists in canonical order, validates, and stamps the revision.
     pub fn seal(mut self) -> Result<Self, DocumentError> {
+        // Tools keep their declared order (documents sealed before sorting must keep their
+        // revision); prompts and resources are new and sorted from the start.
+        self.prompts.sort_by(|a, b| a.name.cmp(&b.name));
+        self.resources.sort_by(|a, b| a.name.cmp(&b.name));
         self.grants
             .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         self.sessions
@@ -323,15 +342,21 @@ impl PolicyDocument {
                 "is required when auth.mode is oauth",
             );
         }
-        let mut seen = HashSet::new();
-        for (i, tool) in self.tools.iter().enumerate() {
-            if tool.name.is_empty() {
-                bad(format!("tools[{i}].name"), "must not be empty");
-            } else if !seen.insert(tool.name.as_str()) {
-                bad(
-                    format!("tools[{i}].name"),
-                    &format!("duplicate tool `{}`", tool.name),
-                );
+        for (field, what, items) in [
+            ("tools", "tool", &self.tools),
+            ("prompts", "prompt", &self.prompts),
+            ("resources", "resource", &self.resources),
+        ] {
+            let mut seen = HashSet::new();
+            for (i, item) in items.iter().enumerate() {
+                if item.name.is_empty() {
+                    bad(format!("{field}[{i}].name"), "must not be empty");
+                } else if !seen.insert(item.name.as_str()) {
+                    bad(
+                        format!("{field}[{i}].name"),
+                        &format!("duplicate {what} `{}`", item.name),
+                    );
+                }
             }
         }
         let mut seen = HashSet::new();
@@ -414,13 +439,20 @@ impl Serialize for Canonical<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let d = self.0;
-        let mut st = s.serialize_struct("PolicyDocument", 8)?;
+        let mut st = s.serialize_struct("PolicyDocument", 10)?;
         st.serialize_field("schema_version", &d.schema_version)?;
         st.serialize_field("server", &d.server)?;
         st.serialize_field("auth", &d.auth)?;
         st.serialize_field("policy", &d.policy)?;
         st.serialize_field("session", &d.session)?;
         st.serialize_field("tools", &d.tools)?;
+        // Only when present: a document without them hashes as it did before they existed.
+        if !d.prompts.is_empty() {
+            st.serialize_field("prompts", &d.prompts)?;
+        }
+        if !d.resources.is_empty() {
+            st.serialize_field("resources", &d.resources)?;
+        }
         st.serialize_field("grants", &d.grants)?;
         st.serialize_field("sessions", &d.sessions)?;
         st.end()

@@ -1,12 +1,14 @@
-//! Evaluation of one tool call against a compiled policy.
+//! Evaluation of one call of a tool, prompt or resource against a compiled policy, and admission
+//! of a request that names none (steps 1-3 only).
 //!
-//! Order (first failing step decides):
+//! Order (first failing step decides; "tool" stands for the called tool, prompt or resource):
 //! 1. the caller has an identity (`missing_identity`);
 //! 2. a session is presented when required (`missing_session`); a presented session must exist
 //!    for this caller (`session_not_found`), not be revoked (`session_revoked`) and not have
 //!    reached `expires_at` (`session_expired`) — checked even when sessions are optional, so a
 //!    revoked consent never silently falls back to the grant's full trust;
-//! 3. some grant names the caller (`no_matching_grant`, subject to the default decision);
+//! 3. some enabled grant names the caller (`no_matching_grant`, subject to the default
+//!    decision);
 //! 4. no enabled matching grant denies the tool (`tool_denied`: a deny rule always wins);
 //! 5. some enabled grant allows the tool (`tool_not_granted`, subject to the default decision);
 //! 6. the tool's side effect is known (`tool_side_effect_unknown`) and allowed by a grant that
@@ -16,14 +18,21 @@
 //!
 //! In `observe` mode the same evaluation runs and the call is let through, keeping the reason it
 //! would have been denied for.
+//!
+//! A grant's rules name tools by name, prompts as `prompt:<name>` and resources as
+//! `resource:<uri>`, where a resource rule ending in `*` names every URI it prefixes. The
+//! server declares prompts and resources as it declares tools; a declared resource ending in `*`
+//! covers every URI it prefixes (an exact declaration wins, then the longest prefix).
 
+use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
+use std::ops::ControlFlow;
 
 use jiff::Timestamp;
 use serde::Serialize;
 
-use crate::document::{GrantPolicy, PolicyDocument, SessionPolicy, Subject, ToolRule};
+use crate::document::{GrantPolicy, PolicyDocument, SessionPolicy, Subject, ToolPolicy, ToolRule};
 use crate::model::{PolicyMode, RiskLevel, SideEffect, Trust, Verdict};
 
 /// Why a decision came out the way it did. Stable strings: audit events and clients match on them.
@@ -102,14 +111,22 @@ impl Reason {
             }
             Reason::SessionRevoked => "the presented session has been revoked",
             Reason::SessionExpired => "the presented session has expired",
-            Reason::NoMatchingGrant => "no access grant names this caller",
-            Reason::ToolDenied => "a grant for this caller explicitly denies this tool",
-            Reason::ToolNotGranted => "no enabled grant for this caller allows this tool",
-            Reason::ToolSideEffectUnknown => {
-                "the tool is not declared with a side effect, so it cannot be authorised"
+            Reason::NoMatchingGrant => "no enabled access grant names this caller",
+            Reason::ToolDenied => {
+                "a grant for this caller explicitly denies this tool, prompt or resource"
             }
-            Reason::SideEffectNotAllowed => "no grant that allows this tool allows its side effect",
-            Reason::TrustTooLow => "the caller's effective trust is below what the tool requires",
+            Reason::ToolNotGranted => {
+                "no enabled grant for this caller allows this tool, prompt or resource"
+            }
+            Reason::ToolSideEffectUnknown => {
+                "the tool, prompt or resource is not declared with a side effect, so it cannot be authorised"
+            }
+            Reason::SideEffectNotAllowed => {
+                "no grant that allows this tool, prompt or resource allows its side effect"
+            }
+            Reason::TrustTooLow => {
+                "the caller's effective trust is below what the tool, prompt or resource requires"
+            }
         }
     }
 }
@@ -159,13 +176,102 @@ pub struct ToolCall<'a> {
     pub now: Timestamp,
 }
 
-/// What the policy knows about the called tool.
+/// What a call names: a tool (`tools/call`), a prompt (`prompts/get`) or a resource
+/// (`resources/read`, `resources/subscribe`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    Tool,
+    Prompt,
+    Resource,
+}
+
+impl TargetKind {
+    pub const ALL: [TargetKind; 3] = [TargetKind::Tool, TargetKind::Prompt, TargetKind::Resource];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Tool => "tool",
+            TargetKind::Prompt => "prompt",
+            TargetKind::Resource => "resource",
+        }
+    }
+
+    /// What a grant's rule puts before the name: nothing for tools, `prompt:`, `resource:`.
+    pub const fn rule_prefix(self) -> &'static str {
+        match self {
+            TargetKind::Tool => "",
+            TargetKind::Prompt => "prompt:",
+            TargetKind::Resource => "resource:",
+        }
+    }
+}
+
+impl std::fmt::Display for TargetKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One call of a tool, prompt or resource to decide.
+#[derive(Clone, Copy, Debug)]
+pub struct TargetCall<'a> {
+    pub identity: Identity<'a>,
+    pub kind: TargetKind,
+    /// The tool or prompt name, or the resource URI.
+    pub name: &'a str,
+    pub now: Timestamp,
+}
+
+impl<'a> From<&ToolCall<'a>> for TargetCall<'a> {
+    #[inline]
+    fn from(call: &ToolCall<'a>) -> Self {
+        TargetCall {
+            identity: call.identity,
+            kind: TargetKind::Tool,
+            name: call.tool,
+            now: call.now,
+        }
+    }
+}
+
+/// A request that names no tool, prompt or resource (`initialize`, the list methods, a GET
+/// stream, a DELETE...): only the caller is decided, by steps 1-3.
+#[derive(Clone, Copy, Debug)]
+pub struct Admission<'a> {
+    pub identity: Identity<'a>,
+    pub now: Timestamp,
+}
+
+/// What the policy knows about the called tool, prompt or resource.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct ToolFacts {
     pub declared: bool,
     pub required_trust: Trust,
     pub side_effect: Option<SideEffect>,
     pub risk_level: Option<RiskLevel>,
+}
+
+impl ToolFacts {
+    /// Facts of something undeclared: it requires `low` and its side effect is unknown. Also the
+    /// facts of an admission, which decides no item.
+    pub const UNDECLARED: ToolFacts = ToolFacts {
+        declared: false,
+        required_trust: Trust::Low,
+        side_effect: None,
+        risk_level: None,
+    };
+
+    fn of(t: &ToolPolicy) -> Self {
+        ToolFacts {
+            declared: true,
+            required_trust: t.required_trust,
+            side_effect: Some(t.side_effect),
+            risk_level: t
+                .risk_level
+                .or_else(|| RiskLevel::derived(Some(t.side_effect), t.required_trust)),
+        }
+    }
 }
 
 /// The outcome of one evaluation, with everything needed to audit it.
@@ -177,6 +283,8 @@ pub struct Decision<'p> {
     pub enforced: bool,
     /// The server's default decision settled the call (no grant spoke for it).
     pub default_applied: bool,
+    /// Facts of the decided tool, prompt or resource ([`ToolFacts::UNDECLARED`] for an
+    /// admission).
     pub tool: ToolFacts,
     /// The trust the call needs: the tool's requirement raised by the matched grant's rule.
     pub required_trust: Option<Trust>,
@@ -241,20 +349,33 @@ fn ser_session<S: serde::Serializer>(v: &Option<&SessionPolicy>, s: S) -> Result
 #[serde(tag = "verdict", rename_all = "snake_case")]
 pub enum GrantVerdict {
     Disabled,
+    /// Admission only: the grant names the caller and is enabled.
+    Enabled,
     DeniesTool,
     DoesNotCoverTool,
     SideEffectNotAllowed,
     SideEffectUnknown,
-    TrustSufficient { effective: Trust, required: Trust },
-    TrustTooLow { effective: Trust, required: Trust },
+    TrustSufficient {
+        effective: Trust,
+        required: Trust,
+    },
+    TrustTooLow {
+        effective: Trust,
+        required: Trust,
+    },
 }
 
 /// One step of an evaluation, recorded only when explaining.
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "step", rename_all = "snake_case")]
 pub enum Step<'p> {
+    /// The decided tool, prompt or resource.
     Tool {
+        kind: TargetKind,
         name: String,
+        /// The declaration that matched, when it is not `name` itself (a resource prefix).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        declared_as: Option<String>,
         facts: ToolFacts,
     },
     Identity {
@@ -432,12 +553,17 @@ impl Keys {
     }
 }
 
-/// A policy document compiled for fast decisions: tools by name, grants indexed by subject,
-/// sessions by namespace and name.
+/// A policy document compiled for fast decisions: tools, prompts and resources by name, grants
+/// indexed by subject, sessions by namespace and name.
 #[derive(Debug)]
 pub struct Policy {
     doc: PolicyDocument,
     tools: HashMap<String, u32>,
+    prompts: HashMap<String, u32>,
+    /// Resources declared by exact URI.
+    resources: HashMap<String, u32>,
+    /// Resources declared by a prefix (a name ending in `*`), longest first.
+    resource_prefixes: Vec<u32>,
     keys: Keys,
     by_human: KeyMap<Bucket>,
     by_agent: KeyMap<Bucket>,
@@ -454,10 +580,22 @@ impl Policy {
     }
 
     fn compile(doc: PolicyDocument, keys: Keys) -> Self {
-        let tools = (0u32..)
-            .zip(&doc.tools)
-            .map(|(i, t)| (t.name.clone(), i))
+        let by_name = |items: &[ToolPolicy], keep: fn(&str) -> bool| {
+            (0u32..)
+                .zip(items)
+                .filter(|(_, t)| keep(&t.name))
+                .map(|(i, t)| (t.name.clone(), i))
+                .collect::<HashMap<_, _>>()
+        };
+        let tools = by_name(&doc.tools, |_| true);
+        let prompts = by_name(&doc.prompts, |_| true);
+        let resources = by_name(&doc.resources, |n| !n.ends_with('*'));
+        let mut resource_prefixes: Vec<u32> = (0u32..)
+            .zip(&doc.resources)
+            .filter(|(_, r)| r.name.ends_with('*'))
+            .map(|(i, _)| i)
             .collect();
+        resource_prefixes.sort_by_key(|&i| std::cmp::Reverse(doc.resources[i as usize].name.len()));
         let (mut by_human, mut by_agent, mut by_team) =
             (KeyMap::default(), KeyMap::default(), KeyMap::default());
         for (i, grant) in (0u32..).zip(&doc.grants) {
@@ -494,6 +632,9 @@ impl Policy {
         Self {
             doc,
             tools,
+            prompts,
+            resources,
+            resource_prefixes,
             keys,
             by_human,
             by_agent,
@@ -512,37 +653,91 @@ impl Policy {
 
     /// Decides one tool call.
     pub fn evaluate(&self, call: &ToolCall<'_>) -> Decision<'_> {
+        self.evaluate_with(&TargetCall::from(call), &mut NoTrace)
+    }
+
+    /// Decides one call of a tool, prompt or resource.
+    pub fn evaluate_target(&self, call: &TargetCall<'_>) -> Decision<'_> {
         self.evaluate_with(call, &mut NoTrace)
     }
 
     /// Decides one tool call and returns the steps that led there.
     pub fn explain(&self, call: &ToolCall<'_>) -> (Decision<'_>, Vec<Step<'_>>) {
+        self.explain_target(&TargetCall::from(call))
+    }
+
+    /// Decides one call of a tool, prompt or resource and returns the steps that led there.
+    pub fn explain_target(&self, call: &TargetCall<'_>) -> (Decision<'_>, Vec<Step<'_>>) {
         let mut steps = Vec::new();
         let decision = self.evaluate_with(call, &mut steps);
         (decision, steps)
     }
 
+    /// Decides a request that names no tool, prompt or resource: steps 1-3 of every evaluation
+    /// (identity, session, an enabled grant naming the caller), with the same default decision,
+    /// observe mode and attribution (session, consented trust, revision; no grant). Whenever it
+    /// refuses for a reason, every [`Policy::evaluate_target`] of that caller at that instant
+    /// refuses for the same reason.
+    pub fn admit(&self, admission: &Admission<'_>) -> Decision<'_> {
+        self.admit_with(admission, &mut NoTrace)
+    }
+
+    /// [`Policy::admit`] with the steps that led there.
+    pub fn explain_admission(&self, admission: &Admission<'_>) -> (Decision<'_>, Vec<Step<'_>>) {
+        let mut steps = Vec::new();
+        let decision = self.admit_with(admission, &mut steps);
+        (decision, steps)
+    }
+
+    /// Whether a list result (`tools/list`, `prompts/list`, `resources/list`) may show an item to
+    /// this caller: exactly when calling it would be allowed (so in observe mode, always).
+    pub fn visible(
+        &self,
+        identity: &Identity<'_>,
+        kind: TargetKind,
+        name: &str,
+        now: Timestamp,
+    ) -> bool {
+        self.evaluate_target(&TargetCall {
+            identity: *identity,
+            kind,
+            name,
+            now,
+        })
+        .allowed
+    }
+
     /// What the policy knows about a tool (undeclared tools need `low` and have no side effect).
     pub fn tool_facts(&self, tool: &str) -> ToolFacts {
-        match self.tools.get(tool) {
-            Some(&i) => {
-                let t = &self.doc.tools[i as usize];
-                ToolFacts {
-                    declared: true,
-                    required_trust: t.required_trust,
-                    side_effect: Some(t.side_effect),
-                    risk_level: t
-                        .risk_level
-                        .or_else(|| RiskLevel::derived(Some(t.side_effect), t.required_trust)),
-                }
-            }
-            None => ToolFacts {
-                declared: false,
-                required_trust: Trust::Low,
-                side_effect: None,
-                risk_level: None,
-            },
-        }
+        self.facts(TargetKind::Tool, tool)
+    }
+
+    /// What the policy knows about a tool, prompt or resource.
+    pub fn facts(&self, kind: TargetKind, name: &str) -> ToolFacts {
+        self.declaration(kind, name)
+            .map_or(ToolFacts::UNDECLARED, ToolFacts::of)
+    }
+
+    /// The server's declaration of a tool, prompt or resource. A resource is declared by its
+    /// exact URI, else by the longest declared prefix (a name ending in `*`) that starts it.
+    #[inline]
+    fn declaration(&self, kind: TargetKind, name: &str) -> Option<&ToolPolicy> {
+        let (index, items) = match kind {
+            TargetKind::Tool => (&self.tools, &self.doc.tools),
+            TargetKind::Prompt => (&self.prompts, &self.doc.prompts),
+            TargetKind::Resource => (&self.resources, &self.doc.resources),
+        };
+        let found = index.get(name).copied().or_else(|| {
+            (kind == TargetKind::Resource)
+                .then(|| {
+                    self.resource_prefixes.iter().copied().find(|&i| {
+                        let pattern = &items[i as usize].name;
+                        name.starts_with(&pattern[..pattern.len() - 1])
+                    })
+                })
+                .flatten()
+        });
+        found.map(|i| &items[i as usize])
     }
 
     fn find_session(&self, id: &str, who: &Identity<'_>) -> Option<&SessionPolicy> {
@@ -593,17 +788,63 @@ impl Policy {
             .filter(move |g| subject_matches(&g.subject, who))
     }
 
-    fn evaluate_with<'p>(
+    /// Inlined into each entry point, so the decision is built where it is returned.
+    #[inline(always)]
+    fn evaluate_with<'p, T: Trace<'p>>(
         &'p self,
-        call: &ToolCall<'_>,
-        trace: &mut impl Trace<'p>,
+        call: &TargetCall<'_>,
+        trace: &mut T,
     ) -> Decision<'p> {
-        let facts = self.tool_facts(call.tool);
+        let declared = self.declaration(call.kind, call.name);
+        let facts = declared.map_or(ToolFacts::UNDECLARED, ToolFacts::of);
         trace.record(|| Step::Tool {
-            name: call.tool.to_owned(),
+            kind: call.kind,
+            name: call.name.to_owned(),
+            declared_as: declared
+                .filter(|t| t.name != call.name)
+                .map(|t| t.name.clone()),
             facts,
         });
-        let mut d = Decision {
+        let mut d = self.fresh(facts);
+        self.decide(call, facts, &mut d, trace);
+        self.observe(d, trace)
+    }
+
+    fn admit_with<'p, T: Trace<'p>>(
+        &'p self,
+        admission: &Admission<'_>,
+        trace: &mut T,
+    ) -> Decision<'p> {
+        let who = &admission.identity;
+        let mut d = self.fresh(ToolFacts::UNDECLARED);
+        if self
+            .check_caller(who, admission.now, &mut d, trace)
+            .is_continue()
+        {
+            if T::FULL {
+                for grant in self.matching_grants(who, "", true) {
+                    let outcome = if grant.disabled {
+                        GrantVerdict::Disabled
+                    } else {
+                        GrantVerdict::Enabled
+                    };
+                    trace.record(|| Step::Grant { grant, outcome });
+                }
+            }
+            if self.names_caller(who) {
+                d.allowed = true;
+                d.reason = Reason::Allowed;
+            } else {
+                self.by_default(&mut d, Reason::NoMatchingGrant, trace);
+            }
+        }
+        self.observe(d, trace)
+    }
+
+    /// A decision before any step: denied, attributed to the document only.
+    #[inline(always)]
+    fn fresh(&self, facts: ToolFacts) -> Decision<'_> {
+        Decision {
             allowed: false,
             reason: Reason::Allowed,
             enforced: self.doc.policy.mode == PolicyMode::AllowList,
@@ -617,8 +858,12 @@ impl Policy {
             session: None,
             policy_revision: &self.doc.revision,
             policy_version: self.doc.policy.policy_version.as_deref(),
-        };
-        self.decide(call, facts, &mut d, trace);
+        }
+    }
+
+    /// Observe mode lets every decided request through, keeping its reason.
+    #[inline(always)]
+    fn observe<'p>(&self, mut d: Decision<'p>, trace: &mut impl Trace<'p>) -> Decision<'p> {
         if !d.enforced {
             trace.record(|| Step::Observed {
                 would_allow: d.allowed,
@@ -628,41 +873,46 @@ impl Policy {
         d
     }
 
-    fn decide<'p, T: Trace<'p>>(
+    /// Steps 1 and 2, shared by every evaluation and admission: the caller has an identity, and
+    /// presents a live session when one is required or presented at all. `Break` once the
+    /// decision is made; otherwise the consented trust of the session presented.
+    #[inline(always)]
+    fn check_caller<'p>(
         &'p self,
-        call: &ToolCall<'_>,
-        facts: ToolFacts,
+        who: &Identity<'_>,
+        now: Timestamp,
         d: &mut Decision<'p>,
-        trace: &mut T,
-    ) {
-        let who = &call.identity;
+        trace: &mut impl Trace<'p>,
+    ) -> ControlFlow<(), Option<Trust>> {
         trace.record(|| Step::Identity {
             human: who.human.map(str::to_owned),
             agent: who.agent.map(str::to_owned),
             team: who.team.map(str::to_owned),
         });
         if who.is_anonymous() {
-            return d.deny(Reason::MissingIdentity);
+            d.deny(Reason::MissingIdentity);
+            return ControlFlow::Break(());
         }
-
-        let session = match who.session {
+        match who.session {
             None => {
                 let required = self.doc.session.required;
                 trace.record(|| Step::NoSessionPresented { required });
                 if required {
-                    return d.deny(Reason::MissingSession);
+                    d.deny(Reason::MissingSession);
+                    return ControlFlow::Break(());
                 }
-                None
+                ControlFlow::Continue(None)
             }
             Some(id) => match self.find_session(id, who) {
                 None => {
                     trace.record(|| Step::SessionMissing {
                         presented: id.to_owned(),
                     });
-                    return d.deny(Reason::SessionNotFound);
+                    d.deny(Reason::SessionNotFound);
+                    ControlFlow::Break(())
                 }
                 Some(s) => {
-                    let expired = s.expires_at.is_some_and(|at| call.now >= at);
+                    let expired = s.expires_at.is_some_and(|at| now >= at);
                     trace.record(|| Step::SessionFound {
                         session: s,
                         live: !s.revoked && !expired,
@@ -673,17 +923,42 @@ impl Policy {
                         d.policy_version = Some(v);
                     }
                     if s.revoked {
-                        return d.deny(Reason::SessionRevoked);
+                        d.deny(Reason::SessionRevoked);
+                        return ControlFlow::Break(());
                     }
                     if expired {
-                        return d.deny(Reason::SessionExpired);
+                        d.deny(Reason::SessionExpired);
+                        return ControlFlow::Break(());
                     }
-                    Some(s)
+                    ControlFlow::Continue(Some(s.consented_trust))
                 }
             },
-        };
-        let consented = session.map(|s| s.consented_trust);
+        }
+    }
 
+    /// Step 3: some enabled grant names the caller.
+    fn names_caller(&self, who: &Identity<'_>) -> bool {
+        self.matching_grants(who, "", true).any(|g| !g.disabled)
+    }
+
+    /// Inlined too: for `evaluate` the kind is then a constant, and the tool path is what it
+    /// was before prompts and resources.
+    #[inline(always)]
+    fn decide<'p, T: Trace<'p>>(
+        &'p self,
+        call: &TargetCall<'_>,
+        facts: ToolFacts,
+        d: &mut Decision<'p>,
+        trace: &mut T,
+    ) {
+        let who = &call.identity;
+        let ControlFlow::Continue(consented) = self.check_caller(who, call.now, d, trace) else {
+            return;
+        };
+
+        // Only tools are indexed by the rules naming them; prompts and resources (rare, and
+        // resource rules may be prefixes) look at every grant naming the caller.
+        let full = T::FULL || call.kind != TargetKind::Tool;
         let mut matched_any = false;
         let mut denied_by: Option<&GrantPolicy> = None;
         let mut covers_tool = false;
@@ -692,8 +967,7 @@ impl Policy {
         let mut best_pass: Option<Candidate<'p>> = None;
         let mut best_fail: Option<Candidate<'p>> = None;
 
-        for grant in self.matching_grants(who, call.tool, T::FULL) {
-            matched_any = true;
+        for grant in self.matching_grants(who, call.name, full) {
             if grant.disabled {
                 trace.record(|| Step::Grant {
                     grant,
@@ -701,7 +975,8 @@ impl Policy {
                 });
                 continue;
             }
-            let rule = find_rule(&grant.tool_rules, call.tool);
+            matched_any = true;
+            let rule = rule_for(&grant.tool_rules, call.kind, call.name);
             let covered = match rule {
                 Some(r) if r.decision == Verdict::Deny => {
                     trace.record(|| Step::Grant {
@@ -779,8 +1054,8 @@ impl Policy {
         }
         // Grants that do not speak about the tool were skipped; they still decide between
         // `no_matching_grant` and `tool_not_granted`.
-        if !matched_any && !T::FULL {
-            matched_any = self.matching_grants(who, call.tool, true).next().is_some();
+        if !matched_any && !full {
+            matched_any = self.names_caller(who);
         }
         if !matched_any {
             return self.by_default(d, Reason::NoMatchingGrant, trace);
@@ -866,11 +1141,75 @@ fn key(g: &GrantPolicy) -> (&str, &str) {
     (&g.namespace, &g.name)
 }
 
-fn find_rule<'r>(rules: &'r [ToolRule], tool: &str) -> Option<&'r ToolRule> {
-    rules
-        .binary_search_by(|r| r.name.as_str().cmp(tool))
+/// What a grant's rules (sorted by name) say about a call, when some rule names it.
+#[derive(Clone, Copy)]
+struct RuleSays {
+    decision: Verdict,
+    required_trust: Option<Trust>,
+}
+
+impl From<&ToolRule> for RuleSays {
+    fn from(r: &ToolRule) -> Self {
+        RuleSays {
+            decision: r.decision,
+            required_trust: r.required_trust,
+        }
+    }
+}
+
+/// The rules naming a tool (`name`), a prompt (`prompt:name`) or a resource (`resource:uri`,
+/// or `resource:prefix*`). Several rules of one grant can name a resource: a deny among them
+/// wins, otherwise the highest required trust applies.
+#[inline(always)]
+fn rule_for(rules: &[ToolRule], kind: TargetKind, name: &str) -> Option<RuleSays> {
+    if kind == TargetKind::Tool {
+        // The hot path, inlined into the grant loop: one exact name, no prefix to compare.
+        return rules
+            .binary_search_by(|r| r.name.as_str().cmp(name))
+            .ok()
+            .map(|i| RuleSays::from(&rules[i]));
+    }
+    prompt_or_resource_rule(rules, kind, name)
+}
+
+#[inline(never)]
+fn prompt_or_resource_rule(rules: &[ToolRule], kind: TargetKind, name: &str) -> Option<RuleSays> {
+    let prefix = kind.rule_prefix();
+    let exact = |r: &ToolRule| cmp_prefixed(&r.name, prefix, name);
+    let found = rules
+        .binary_search_by(exact)
         .ok()
-        .map(|i| &rules[i])
+        .map(|i| RuleSays::from(&rules[i]));
+    if kind != TargetKind::Resource {
+        return found;
+    }
+    let first = rules.partition_point(|r| r.name.as_str() < prefix);
+    rules[first..]
+        .iter()
+        .take_while(|r| r.name.starts_with(prefix))
+        .filter(|r| {
+            r.name
+                .strip_prefix(prefix)
+                .and_then(|p| p.strip_suffix('*'))
+                .is_some_and(|p| name.starts_with(p))
+        })
+        .map(RuleSays::from)
+        .fold(found, |acc, r| {
+            Some(match acc {
+                None => r,
+                Some(a) if a.decision == Verdict::Deny => a,
+                Some(_) if r.decision == Verdict::Deny => r,
+                Some(a) => RuleSays {
+                    decision: Verdict::Allow,
+                    required_trust: a.required_trust.max(r.required_trust),
+                },
+            })
+        })
+}
+
+/// Compares `rule` with `prefix` followed by `name`, without building that string.
+fn cmp_prefixed(rule: &str, prefix: &str, name: &str) -> Ordering {
+    rule.bytes().cmp(prefix.bytes().chain(name.bytes()))
 }
 
 fn subject_matches(subject: &Subject, who: &Identity<'_>) -> bool {

@@ -6,8 +6,17 @@ use crate::model::Verdict;
 /// One line describing a step of an evaluation.
 pub fn describe_step(step: &Step<'_>) -> String {
     match step {
-        Step::Tool { name, facts } if facts.declared => format!(
-            "tool `{name}` is declared: side effect {}, requires {} trust{}",
+        Step::Tool {
+            kind,
+            name,
+            declared_as,
+            facts,
+        } if facts.declared => format!(
+            "{kind} `{name}` is declared{}: side effect {}, requires {} trust{}",
+            declared_as
+                .as_ref()
+                .map(|d| format!(" (as `{d}`)"))
+                .unwrap_or_default(),
             facts.side_effect.map_or("unknown", |s| s.as_str()),
             facts.required_trust,
             facts
@@ -15,8 +24,8 @@ pub fn describe_step(step: &Step<'_>) -> String {
                 .map(|r| format!(", risk {r}"))
                 .unwrap_or_default()
         ),
-        Step::Tool { name, .. } => format!(
-            "tool `{name}` is not declared by the server: it requires low trust and its side effect is unknown"
+        Step::Tool { kind, name, .. } => format!(
+            "{kind} `{name}` is not declared by the server: it requires low trust and its side effect is unknown"
         ),
         Step::Identity { human, agent, team } => {
             let parts: Vec<String> = [("human", human), ("agent", agent), ("team", team)]
@@ -65,15 +74,16 @@ pub fn describe_step(step: &Step<'_>) -> String {
             );
             match outcome {
                 GrantVerdict::Disabled => format!("{g} names the caller but is disabled"),
-                GrantVerdict::DeniesTool => format!("{g} has a deny rule for this tool"),
+                GrantVerdict::Enabled => format!("{g} names the caller and is enabled"),
+                GrantVerdict::DeniesTool => format!("{g} has a deny rule for it"),
                 GrantVerdict::DoesNotCoverTool => {
-                    format!("{g} has tool rules, none of them for this tool")
+                    format!("{g} has tool rules, none of them for it")
                 }
                 GrantVerdict::SideEffectUnknown => {
-                    format!("{g} covers the tool, but the tool's side effect is unknown")
+                    format!("{g} covers it, but its side effect is unknown")
                 }
                 GrantVerdict::SideEffectNotAllowed => format!(
-                    "{g} covers the tool but allows only side effects [{}]",
+                    "{g} covers it but allows only side effects [{}]",
                     grant
                         .allowed_side_effects
                         .iter()
@@ -85,18 +95,18 @@ pub fn describe_step(step: &Step<'_>) -> String {
                     effective,
                     required,
                 } => format!(
-                    "{g} covers the tool: effective trust {effective} meets required {required}"
+                    "{g} covers it: effective trust {effective} meets required {required}"
                 ),
                 GrantVerdict::TrustTooLow {
                     effective,
                     required,
                 } => format!(
-                    "{g} covers the tool: effective trust {effective} is below required {required}"
+                    "{g} covers it: effective trust {effective} is below required {required}"
                 ),
             }
         }
         Step::DefaultDecision { decision } => format!(
-            "no grant decides this call, so the server's default decision applies: {}",
+            "no grant decides this request, so the server's default decision applies: {}",
             match decision {
                 Verdict::Allow => "allow",
                 Verdict::Deny => "deny",

@@ -1,5 +1,5 @@
 //! The policy core of mcp-runtime: the trust model, the rendered policy document, and the
-//! evaluation of a tool call against it.
+//! evaluation against it of a call of a tool, prompt or resource, or of a request's admission.
 //!
 //! This crate does no IO and knows nothing of Kubernetes, so the gateway stays small and the
 //! operator, the CLI and the gateway decide with one implementation.
@@ -14,6 +14,9 @@ pub use document::{
     SCHEMA_VERSION, ServerRef, SessionPolicy, SessionSettings, Subject, ToolPolicy, ToolRule,
     Violation,
 };
-pub use engine::{Decision, GrantVerdict, Identity, Policy, Reason, Step, ToolCall, ToolFacts};
+pub use engine::{
+    Admission, Decision, GrantVerdict, Identity, Policy, Reason, Step, TargetCall, TargetKind,
+    ToolCall, ToolFacts,
+};
 pub use explain::describe_step;
 pub use model::{AuthMode, PolicyMode, RiskLevel, SideEffect, Trust, UnknownValue, Verdict};

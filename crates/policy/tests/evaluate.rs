@@ -343,10 +343,10 @@ fn cases() -> Vec<Case> {
             ..CASE
         },
         Case {
-            name: "disabled grant does not allow",
+            name: "a disabled grant does not name the caller",
             edit: |d| d.grants[0].disabled = true,
             allowed: false,
-            reason: Reason::ToolNotGranted,
+            reason: Reason::NoMatchingGrant,
             grant: None,
             effective: None,
             ..CASE
@@ -554,7 +554,12 @@ fn decision_table() {
     for case in cases() {
         let mut doc = base();
         (case.edit)(&mut doc);
-        let policy = Policy::new(doc.seal().expect(case.name));
+        let sealed = doc.seal().expect(case.name);
+        // The revision as sealed, kept apart from the policy: a decision must carry exactly the
+        // revision of the document it was made under, whatever the compiled policy keeps.
+        let sealed_revision = sealed.revision.clone();
+        assert_eq!(sealed_revision, sealed.compute_revision(), "{}", case.name);
+        let policy = Policy::new(sealed);
         let call = ToolCall {
             identity: case.who,
             tool: case.tool,
@@ -571,7 +576,7 @@ fn decision_table() {
         if got != want {
             failures.push(format!("{}:\n   got {got:?}\n  want {want:?}", case.name));
         }
-        assert_eq!(d.policy_revision, policy.revision());
+        assert_eq!(d.policy_revision, sealed_revision, "{}", case.name);
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

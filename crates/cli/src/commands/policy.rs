@@ -7,7 +7,8 @@ use mcp_runtime_api::manifest::Manifest;
 use mcp_runtime_api::render::{RenderOptions, render_policy};
 use mcp_runtime_api::{MCPAccessGrant, MCPAgentSession, MCPServer};
 use mcp_runtime_policy::{
-    Decision, Identity, Policy, PolicyDocument, Reason, Step, ToolCall, Trust, describe_step,
+    Decision, Identity, Policy, PolicyDocument, Reason, Step, TargetCall, TargetKind, Trust,
+    describe_step,
 };
 use serde::Serialize;
 
@@ -133,7 +134,11 @@ pub fn render(args: RenderArgs) -> Result<()> {
 #[derive(Serialize)]
 struct Explanation<'a> {
     server: String,
-    tool: &'a str,
+    kind: TargetKind,
+    name: &'a str,
+    /// `name` again for tool calls, as before prompts and resources were explained.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool: Option<&'a str>,
     at: Timestamp,
     decision: &'a Decision<'a>,
     steps: Vec<ExplainedStep<'a>>,
@@ -161,18 +166,20 @@ pub fn explain(args: ExplainArgs) -> Result<u8> {
     };
     let server = format!("{}/{}", doc.server.namespace, doc.server.name);
     let policy = Policy::new(doc);
-    let call = ToolCall {
+    let (kind, name) = target(&args);
+    let call = TargetCall {
         identity: Identity::new(
             args.human.as_deref(),
             args.agent.as_deref(),
             args.team.as_deref(),
             args.session.as_deref(),
         ),
-        tool: &args.tool,
+        kind,
+        name,
         now: at,
     };
-    let (decision, steps) = policy.explain(&call);
-    let hint = hint(&decision, &args);
+    let (decision, steps) = policy.explain_target(&call);
+    let hint = hint(&decision, kind, name);
     let mut out = std::io::stdout().lock();
     match args.output {
         Format::Table => output::write_stdout(
@@ -182,7 +189,9 @@ pub fn explain(args: ExplainArgs) -> Result<u8> {
         format => {
             let explanation = Explanation {
                 server,
-                tool: &args.tool,
+                kind,
+                name,
+                tool: (kind == TargetKind::Tool).then_some(name),
                 at,
                 decision: &decision,
                 steps: steps
@@ -201,6 +210,16 @@ pub fn explain(args: ExplainArgs) -> Result<u8> {
     Ok(if decision.allowed { 0 } else { exit::DENIED })
 }
 
+/// The one of `--tool`, `--prompt`, `--resource` given (clap requires exactly one).
+fn target(args: &ExplainArgs) -> (TargetKind, &str) {
+    match (&args.tool, &args.prompt, &args.resource) {
+        (Some(tool), _, _) => (TargetKind::Tool, tool),
+        (_, Some(prompt), _) => (TargetKind::Prompt, prompt),
+        (_, _, Some(uri)) => (TargetKind::Resource, uri),
+        (None, None, None) => unreachable!("clap requires one of --tool, --prompt, --resource"),
+    }
+}
+
 fn trust(t: Option<Trust>) -> &'static str {
     t.map_or("-", Trust::as_str)
 }
@@ -208,7 +227,7 @@ fn trust(t: Option<Trust>) -> &'static str {
 fn prose(
     policy: &Policy,
     server: &str,
-    call: &ToolCall<'_>,
+    call: &TargetCall<'_>,
     d: &Decision<'_>,
     steps: &[Step<'_>],
     hint: Option<&str>,
@@ -229,8 +248,8 @@ fn prose(
         d.reason.summary()
     );
     s += &format!(
-        "Call:      tool `{}` on {server} at {}\n",
-        call.tool, call.now
+        "Call:      {} `{}` on {server} at {}\n",
+        call.kind, call.name, call.now
     );
     s += &format!(
         "Caller:    human {}, agent {}, team {}, session {}\n",
@@ -272,11 +291,17 @@ fn prose(
 }
 
 /// What would change the outcome of a denial, in terms of the manifests a user edits.
-fn hint(d: &Decision<'_>, args: &ExplainArgs) -> Option<String> {
+fn hint(d: &Decision<'_>, kind: TargetKind, name: &str) -> Option<String> {
     if d.allowed && d.enforced {
         return None;
     }
-    let tool = &args.tool;
+    // How a grant's rule names the target, and where the server declares it.
+    let rule = format!("{}{name}", kind.rule_prefix());
+    let inventory = match kind {
+        TargetKind::Tool => "spec.tools",
+        TargetKind::Prompt => "spec.prompts",
+        TargetKind::Resource => "spec.mcpResources",
+    };
     Some(match d.reason {
         Reason::Allowed => return None,
         Reason::MissingIdentity => "call with an identity: --human, --agent and/or --team (at the gateway: a session token)".into(),
@@ -284,13 +309,14 @@ fn hint(d: &Decision<'_>, args: &ExplainArgs) -> Option<String> {
         Reason::SessionNotFound => "check the session name (NAME is looked up in the server's namespace; use NAMESPACE/NAME otherwise) and that its subject matches the caller".into(),
         Reason::SessionRevoked => "the session was revoked: issue a new one with `mcp-runtime access session init`".into(),
         Reason::SessionExpired => "the session expired: issue a new one, or extend its spec.expiresAt".into(),
-        Reason::NoMatchingGrant => "add an MCPAccessGrant for this caller: `mcp-runtime access grant init NAME --server SERVER --human-id ...`".into(),
+        Reason::NoMatchingGrant => "add an MCPAccessGrant for this caller (`mcp-runtime access grant init NAME --server SERVER --human-id ...`), or enable theirs".into(),
         Reason::ToolDenied => format!(
-            "grant {} has a deny rule for `{tool}`; remove that rule (deny rules always win)",
+            "grant {} has a deny rule for `{rule}`; remove that rule (deny rules always win)",
             d.grant_ref().unwrap_or_default()
         ),
-        Reason::ToolNotGranted => format!("add `--tool-rule {tool}:allow` to an enabled grant for this caller, or enable the grant"),
-        Reason::ToolSideEffectUnknown => format!("declare `{tool}` in the server's spec.tools with its sideEffect"),
+        Reason::ToolNotGranted if kind == TargetKind::Tool => format!("add `--tool-rule {name}:allow` to an enabled grant for this caller, or enable the grant"),
+        Reason::ToolNotGranted => format!("add the rule `{{name: '{rule}', decision: allow}}` to the spec.toolRules of an enabled grant for this caller, or enable the grant"),
+        Reason::ToolSideEffectUnknown => format!("declare `{name}` in the server's {inventory} with its sideEffect"),
         Reason::SideEffectNotAllowed => format!(
             "add `{}` to the grant's allowedSideEffects",
             d.tool.side_effect.map_or("its side effect", |s| s.as_str())

@@ -2,7 +2,7 @@
 //! decision on the tool, prompt or resource a request names.
 
 use jiff::Timestamp;
-use mcp_runtime_policy::{Decision, Identity, Policy, ToolCall};
+use mcp_runtime_policy::{Admission, Decision, Identity, Policy, TargetCall};
 use mcp_runtime_wire::method::TargetKind;
 
 use super::refusal::Reason;
@@ -18,41 +18,35 @@ pub fn identity(caller: &Caller) -> Identity<'_> {
     )
 }
 
-/// Whether the caller may be served at all: identity, session liveness, a grant naming them.
-pub fn admit<'p>(policy: &'p Policy, caller: &Caller, now: Timestamp) -> Decision<'p> {
-    // Interim: the admission steps are the first steps of a tool decision.
-    let mut d = policy.evaluate(&ToolCall {
-        identity: identity(caller),
-        tool: "",
-        now,
-    });
-    if !d.reason.is_credential_problem() && d.reason != mcp_runtime_policy::Reason::NoMatchingGrant
-    {
-        d.allowed = true;
-        d.reason = mcp_runtime_policy::Reason::Allowed;
+/// The wire's name for what a method acts on, in the policy's terms.
+fn kind(kind: TargetKind) -> mcp_runtime_policy::TargetKind {
+    match kind {
+        TargetKind::Tool => mcp_runtime_policy::TargetKind::Tool,
+        TargetKind::Prompt => mcp_runtime_policy::TargetKind::Prompt,
+        TargetKind::Resource => mcp_runtime_policy::TargetKind::Resource,
     }
-    d
 }
 
-/// The decision on one tool, prompt or resource.
+/// Whether the caller may be served at all: identity, session liveness, a grant naming them.
+pub fn admit<'p>(policy: &'p Policy, caller: &Caller, now: Timestamp) -> Decision<'p> {
+    policy.admit(&Admission {
+        identity: identity(caller),
+        now,
+    })
+}
+
+/// The decision on one tool, prompt or resource (it includes admission's steps).
 pub fn decide_target<'p>(
     policy: &'p Policy,
     caller: &Caller,
-    kind: TargetKind,
+    target: TargetKind,
     name: &str,
     now: Timestamp,
 ) -> Decision<'p> {
-    let qualified;
-    let tool = match kind {
-        TargetKind::Tool => name,
-        TargetKind::Prompt | TargetKind::Resource => {
-            qualified = format!("{}:{name}", kind.as_str());
-            &qualified
-        }
-    };
-    policy.evaluate(&ToolCall {
+    policy.evaluate_target(&TargetCall {
         identity: identity(caller),
-        tool,
+        kind: kind(target),
+        name,
         now,
     })
 }
