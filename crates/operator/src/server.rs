@@ -288,7 +288,7 @@ async fn apply_all(
             .await;
         }
         let mut message = format!(
-            "revision {} ({} grant(s), {} session(s) target this server)",
+            "revision {} ({} grant(s), {} session(s) name this server)",
             r.document.revision, grants, sessions
         );
         if !r.skipped.is_empty() {
@@ -298,6 +298,17 @@ async fn apply_all(
                 .map(|s| format!("{} {}/{}", s.kind, s.namespace, s.name))
                 .collect();
             message.push_str(&format!("; left out as invalid: {}", skipped.join(", ")));
+        }
+        if !r.refused.is_empty() {
+            let refused: Vec<String> = r
+                .refused
+                .iter()
+                .map(|s| format!("{} {}/{}", s.kind, s.namespace, s.name))
+                .collect();
+            message.push_str(&format!(
+                "; left out, from namespaces not in spec.access.allowedNamespaces: {}",
+                refused.join(", ")
+            ));
         }
         policy_check = Some(Check::ok("PolicyRendered", message));
         revision = Some(r.document.revision.clone());

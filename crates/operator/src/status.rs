@@ -240,6 +240,7 @@ pub fn access(
         AccessPhase::Disabled => "Disabled",
         AccessPhase::Invalid => "Invalid",
         AccessPhase::ServerNotFound => "ServerNotFound",
+        AccessPhase::Refused => "Refused",
         AccessPhase::Expired => "Expired",
         AccessPhase::Revoked => "Revoked",
     };

@@ -661,8 +661,15 @@ async fn grant_and_session_changes_rerender_the_policy_and_their_statuses() {
     let server_ns = c.env.namespace("policy-srv").await;
     let access_ns = c.env.namespace("policy-acc").await;
     let servers = server_api(&client, &server_ns);
+    // The server admits grants from the other namespace (see the test below for the default).
     servers
-        .create(&PostParams::default(), &server_yaml("payments", GATEWAY))
+        .create(
+            &PostParams::default(),
+            &server_yaml(
+                "payments",
+                &format!("{GATEWAY}  access: {{allowedNamespaces: [{access_ns}]}}\n"),
+            ),
+        )
         .await
         .unwrap();
     let first = wait_phase(&servers, "payments", ServerPhase::Ready).await;
@@ -847,6 +854,137 @@ async fn grant_and_session_changes_rerender_the_policy_and_their_statuses() {
         .await
         .unwrap();
     wait_access(&local, "early", AccessPhase::ServerNotFound, WAIT).await;
+}
+
+/// A grant or session counts only for servers in its own namespace, unless the server lists
+/// its namespace in spec.access.allowedNamespaces.
+#[tokio::test]
+async fn grants_from_another_namespace_count_only_once_the_server_admits_it() {
+    let c = cluster();
+    let client = c.env.client().await;
+    let server_ns = c.env.namespace("xns-a").await;
+    let other_ns = c.env.namespace("xns-b").await;
+    let servers = server_api(&client, &server_ns);
+    servers
+        .create(&PostParams::default(), &server_yaml("vault", GATEWAY))
+        .await
+        .unwrap();
+    wait_phase(&servers, "vault", ServerPhase::Ready).await;
+    let grants: Api<MCPAccessGrant> = Api::namespaced(client.clone(), &other_ns);
+    grants
+        .create(
+            &PostParams::default(),
+            &grant_yaml("sneaky", "vault", Some(&server_ns), ""),
+        )
+        .await
+        .unwrap();
+    let sessions: Api<MCPAgentSession> = Api::namespaced(client.clone(), &other_ns);
+    let mut session = session_yaml("sneaky-session", "vault", &in_hours(24), "");
+    session.spec.server_ref.namespace = Some(server_ns.clone());
+    sessions
+        .create(&PostParams::default(), &session)
+        .await
+        .unwrap();
+
+    // Refused, with a condition naming the field to set.
+    let g = wait_access(&grants, "sneaky", AccessPhase::Refused, WAIT).await;
+    let accepted = g
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Accepted")
+        .unwrap();
+    assert_eq!(
+        (accepted.status.as_str(), accepted.reason.as_str()),
+        ("False", "CrossNamespaceNotAllowed")
+    );
+    assert!(
+        accepted.message.contains("spec.access.allowedNamespaces")
+            && accepted.message.contains(&other_ns),
+        "{}",
+        accepted.message
+    );
+    wait_access(&sessions, "sneaky-session", AccessPhase::Refused, WAIT).await;
+    // The server has rendered (and named) them: they are not in its policy.
+    let s = wait_for(
+        &servers,
+        "vault",
+        "PolicyReady to name the refused grant",
+        WAIT,
+        |s| {
+            let c = s
+                .status
+                .as_ref()
+                .and_then(|st| st.conditions.iter().find(|c| c.type_ == "PolicyReady"));
+            match c {
+                Some(c)
+                    if c.message
+                        .contains(&format!("MCPAccessGrant {other_ns}/sneaky"))
+                        && c.message
+                            .contains(&format!("MCPAgentSession {other_ns}/sneaky-session")) =>
+                {
+                    Ok(())
+                }
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    let doc = policy(&client, &server_ns, "vault").await.unwrap();
+    assert_eq!(
+        s.status.unwrap().policy_revision.as_deref(),
+        Some(doc.revision.as_str())
+    );
+    assert!(
+        doc.grants.is_empty() && doc.sessions.is_empty(),
+        "refused objects must not reach the policy: {:?} {:?}",
+        doc.grants,
+        doc.sessions
+    );
+
+    // The server opts in: both count.
+    merge(
+        &servers,
+        "vault",
+        serde_json::json!({"spec": {"access": {"allowedNamespaces": [other_ns]}}}),
+    )
+    .await;
+    wait_policy(
+        &client,
+        &server_ns,
+        "vault",
+        "the admitted grant and session",
+        |d| {
+            d.grants
+                .iter()
+                .any(|g| g.name == "sneaky" && g.namespace == other_ns)
+                && d.sessions.iter().any(|s| s.name == "sneaky-session")
+        },
+    )
+    .await;
+    let g = wait_access(&grants, "sneaky", AccessPhase::Active, WAIT).await;
+    assert!(
+        g.status
+            .unwrap()
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Accepted" && c.status == "True" && c.reason == "NamespaceAllowed")
+    );
+    wait_access(&sessions, "sneaky-session", AccessPhase::Active, WAIT).await;
+
+    // And out again.
+    merge(
+        &servers,
+        "vault",
+        serde_json::json!({"spec": {"access": null}}),
+    )
+    .await;
+    wait_policy(&client, &server_ns, "vault", "the grant out again", |d| {
+        d.grants.is_empty() && d.sessions.is_empty()
+    })
+    .await;
+    wait_access(&grants, "sneaky", AccessPhase::Refused, WAIT).await;
 }
 
 #[tokio::test]
