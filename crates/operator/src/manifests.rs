@@ -150,7 +150,7 @@ pub fn rbac() -> Rbac {
             ),
             rule(
                 &["networking.k8s.io"],
-                &["ingresses"],
+                &["ingresses", "networkpolicies"],
                 &["get", "list", "watch", "create", "patch", "delete"],
             ),
             rule(

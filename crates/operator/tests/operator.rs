@@ -10,7 +10,7 @@ use common::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchParams};
 use kube::core::WatchEvent;
@@ -144,6 +144,7 @@ async fn a_server_gets_exactly_its_objects_and_loses_them_on_update_and_delete()
             "DeploymentReady",
             "GatewayReady",
             "IngressReady",
+            "NetworkIsolation",
             "PolicyReady",
             "Ready",
             "ServiceReady"
@@ -173,6 +174,7 @@ async fn a_server_gets_exactly_its_objects_and_loses_them_on_update_and_delete()
         names::<RoleBinding>(&client, &ns).await,
         set(&["hello-gateway-policy-reader"])
     );
+    assert_eq!(names::<NetworkPolicy>(&client, &ns).await, set(&["hello"]));
     let deploy = Api::<Deployment>::namespaced(client.clone(), &ns)
         .get("hello")
         .await
@@ -249,7 +251,7 @@ async fn a_server_gets_exactly_its_objects_and_loses_them_on_update_and_delete()
     let st = s.status.unwrap();
     assert!(!st.policy_ready && !st.gateway_ready && st.policy_revision.is_none());
     eventually(
-        "the policy ConfigMap, its Role and binding, and the canary to be deleted",
+        "the policy ConfigMap, its Role and binding, the NetworkPolicy and the canary to be deleted",
         WAIT,
         || {
             let client = client.clone();
@@ -259,14 +261,16 @@ async fn a_server_gets_exactly_its_objects_and_loses_them_on_update_and_delete()
                 let roles = names::<Role>(&client, &ns).await;
                 let bindings = names::<RoleBinding>(&client, &ns).await;
                 let deps = names::<Deployment>(&client, &ns).await;
+                let nps = names::<NetworkPolicy>(&client, &ns).await;
                 if cms.is_empty()
+                    && nps.is_empty()
                     && roles.is_empty()
                     && bindings.is_empty()
                     && deps == set(&["hello"])
                 {
                     Ok(())
                 } else {
-                    Err(format!("{cms:?} {roles:?} {bindings:?} {deps:?}"))
+                    Err(format!("{cms:?} {nps:?} {roles:?} {bindings:?} {deps:?}"))
                 }
             }
         },
@@ -299,6 +303,7 @@ async fn a_server_gets_exactly_its_objects_and_loses_them_on_update_and_delete()
                 names::<ConfigMap>(&client, &ns).await,
                 names::<Role>(&client, &ns).await,
                 names::<RoleBinding>(&client, &ns).await,
+                names::<NetworkPolicy>(&client, &ns).await,
             ]
             .into_iter()
             .flatten()
@@ -313,6 +318,265 @@ async fn a_server_gets_exactly_its_objects_and_loses_them_on_update_and_delete()
     .await
     .unwrap();
     assert_no_forbidden(c.operator.lock().unwrap().log());
+}
+
+fn condition(s: &MCPServer, type_: &str) -> Option<(String, String, String)> {
+    s.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// Waits until the server's condition `type_` has `status` and `reason` for its generation.
+async fn wait_condition(
+    servers: &Api<MCPServer>,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: &str,
+) -> String {
+    let s = wait_for(
+        servers,
+        name,
+        &format!("{name}: condition {type_}={status} ({reason})"),
+        WAIT,
+        |s| match condition(s, type_) {
+            Some((st, r, _))
+                if st == status
+                    && r == reason
+                    && s.status.as_ref().and_then(|s| s.observed_generation)
+                        == s.metadata.generation =>
+            {
+                Ok(())
+            }
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+    condition(&s, type_).unwrap().2
+}
+
+/// No route around the gateway: the server container is neither exposed nor probed on the pod
+/// IP, a NetworkPolicy admits only the gateway port (and the admin port from the configured
+/// metrics namespaces), and the status says what the operator cannot observe.
+#[tokio::test]
+async fn only_the_gateway_port_admits_traffic_to_a_governed_server() {
+    let c = cluster();
+    let client = c.env.client().await;
+    let ns = c.env.namespace("isolation").await;
+    let servers = server_api(&client, &ns);
+    servers
+        .create(&PostParams::default(), &server_yaml("fenced", GATEWAY))
+        .await
+        .unwrap();
+    wait_phase(&servers, "fenced", ServerPhase::Ready).await;
+    let message = wait_condition(
+        &servers,
+        "fenced",
+        "NetworkIsolation",
+        "Unknown",
+        "EnforcementUnknown",
+    )
+    .await;
+    assert!(
+        message.contains("MCP_OPERATOR_NETWORK_POLICY_ENFORCED"),
+        "{message}"
+    );
+
+    let np = Api::<NetworkPolicy>::namespaced(client.clone(), &ns)
+        .get("fenced")
+        .await
+        .expect("a NetworkPolicy for the gateway-enabled server");
+    assert_eq!(
+        np.owner_references()[0].kind,
+        "MCPServer",
+        "owned by the server"
+    );
+    assert_eq!(np.labels()["app.kubernetes.io/managed-by"], "mcp-runtime");
+    let spec = np.spec.unwrap();
+    assert_eq!(
+        spec.pod_selector.unwrap().match_labels.unwrap()["mcpruntime.org/server"],
+        "fenced"
+    );
+    assert_eq!(spec.policy_types.unwrap(), ["Ingress"]);
+    let rules = spec.ingress.unwrap();
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let ports: Vec<(Option<IntOrString>, bool)> = rules
+        .iter()
+        .map(|r| (r.ports.as_ref().unwrap()[0].port.clone(), r.from.is_some()))
+        .collect();
+    assert_eq!(
+        ports,
+        [
+            (Some(IntOrString::Int(8091)), false),
+            (Some(IntOrString::Int(9103)), true)
+        ],
+        "only the gateway port from anywhere, the admin port from the metrics namespaces"
+    );
+    let from = rules[1].from.as_ref().unwrap()[0]
+        .namespace_selector
+        .clone()
+        .unwrap()
+        .match_expressions
+        .unwrap();
+    assert_eq!(
+        from[0].values.as_deref(),
+        Some(&[METRICS_NAMESPACE.to_owned()][..])
+    );
+
+    let pod = Api::<Deployment>::namespaced(client.clone(), &ns)
+        .get("fenced")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap();
+    let srv = pod.containers.iter().find(|c| c.name == "server").unwrap();
+    assert!(
+        srv.ports.is_none() && srv.readiness_probe.is_none() && srv.liveness_probe.is_none(),
+        "the server container must not be exposed or probed on the pod IP: {srv:?}"
+    );
+    let gw = pod
+        .containers
+        .iter()
+        .find(|c| c.name == "mcp-gateway")
+        .unwrap();
+    let probe = gw
+        .readiness_probe
+        .as_ref()
+        .unwrap()
+        .http_get
+        .as_ref()
+        .unwrap();
+    assert_eq!(probe.path.as_deref(), Some("/ready"));
+    let env: std::collections::BTreeMap<String, String> = gw
+        .env
+        .iter()
+        .flatten()
+        .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(env["UPSTREAM_URL"], "http://127.0.0.1:8088");
+
+    // Gateway off: no NetworkPolicy, and the status says the port is reachable.
+    merge(
+        &servers,
+        "fenced",
+        serde_json::json!({"spec": {"gateway": {"enabled": false}}}),
+    )
+    .await;
+    wait_condition(
+        &servers,
+        "fenced",
+        "NetworkIsolation",
+        "False",
+        "GatewayDisabled",
+    )
+    .await;
+    eventually("the NetworkPolicy to be deleted", WAIT, || {
+        let client = client.clone();
+        let ns = ns.clone();
+        async move {
+            let left = names::<NetworkPolicy>(&client, &ns).await;
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{left:?}"))
+            }
+        }
+    })
+    .await
+    .unwrap();
+}
+
+/// What only the operator's configuration may decide: header auth and the gateway image.
+#[tokio::test]
+async fn header_auth_and_the_gateway_image_are_the_operator_s_to_decide() {
+    let c = cluster();
+    let client = c.env.client().await;
+    let ns = c.env.namespace("operator-says").await;
+    let servers = server_api(&client, &ns);
+    servers
+        .create(
+            &PostParams::default(),
+            &server_yaml(
+                "headers",
+                "  auth: {mode: header}\n  gateway: {enabled: true, image: 'evil.example/gateway:6.6.6'}\n",
+            ),
+        )
+        .await
+        .unwrap();
+    let message = wait_condition(
+        &servers,
+        "headers",
+        "IdentityHeadersTrusted",
+        "False",
+        "HeaderAuthNotAllowed",
+    )
+    .await;
+    assert!(
+        message.contains("MCP_OPERATOR_ALLOW_HEADER_AUTH"),
+        "{message}"
+    );
+    let message = wait_condition(
+        &servers,
+        "headers",
+        "GatewayImageAllowed",
+        "False",
+        "ImageNotAllowed",
+    )
+    .await;
+    assert!(message.contains("evil.example/gateway:6.6.6"), "{message}");
+    let gateway = |d: Deployment| {
+        d.spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap()
+            .containers
+            .into_iter()
+            .find(|c| c.name == "mcp-gateway")
+            .unwrap()
+    };
+    let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
+    let gw = gateway(deployments.get("headers").await.unwrap());
+    assert!(
+        gw.image
+            .as_deref()
+            .unwrap()
+            .starts_with("ghcr.io/mcp-runtime/mcp-gateway:"),
+        "{:?}",
+        gw.image
+    );
+    assert!(
+        gw.env
+            .iter()
+            .flatten()
+            .all(|e| e.name != "MCP_GATEWAY_TRUST_IDENTITY_HEADERS"),
+        "the gateway must not trust identity headers: {:?}",
+        gw.env
+    );
+
+    // An allow-listed image is honoured.
+    merge(
+        &servers,
+        "headers",
+        serde_json::json!({"spec": {"gateway": {"image": ALLOWED_GATEWAY_IMAGE}}}),
+    )
+    .await;
+    wait_condition(
+        &servers,
+        "headers",
+        "GatewayImageAllowed",
+        "True",
+        "ImageAllowed",
+    )
+    .await;
+    let gw = gateway(deployments.get("headers").await.unwrap());
+    assert_eq!(gw.image.as_deref(), Some(ALLOWED_GATEWAY_IMAGE));
 }
 
 fn is_forbidden<T: std::fmt::Debug>(r: Result<T, kube::Error>) -> Result<(), String> {

@@ -24,6 +24,19 @@ pub const WAIT: Duration = Duration::from_secs(60);
 pub const KWOK_TOLERATIONS: &str =
     r#"[{"key":"kwok.x-k8s.io/node","operator":"Exists","effect":"NoSchedule"}]"#;
 pub const KWOK_NODE_SELECTOR: &str = r#"{"type":"kwok"}"#;
+/// The one gateway image the shared operator lets an MCPServer pick.
+pub const ALLOWED_GATEWAY_IMAGE: &str = "ghcr.io/acme/allowed-gateway:1";
+/// Namespaces the shared operator admits to the gateways' admin port.
+pub const METRICS_NAMESPACE: &str = "monitoring";
+/// Configuration of the shared operator beyond the kwok settings (header auth stays off, the
+/// default, and NetworkPolicy enforcement unknown).
+pub const SHARED_OPERATOR_ENV: &[(&str, &str)] = &[
+    (
+        "MCP_OPERATOR_GATEWAY_IMAGE_ALLOWLIST",
+        ALLOWED_GATEWAY_IMAGE,
+    ),
+    ("MCP_OPERATOR_METRICS_NAMESPACES", METRICS_NAMESPACE),
+];
 
 /// The shared cluster with CRDs, RBAC and one running operator.
 pub struct Cluster {
@@ -58,7 +71,7 @@ pub fn cluster() -> &'static Cluster {
         let env = TestEnv::shared();
         let (operator, metrics_addr) = block_on(move || async move {
             install(env).await;
-            start_operator(env, "shared", &[]).await
+            start_operator(env, "shared", SHARED_OPERATOR_ENV).await
         });
         Cluster {
             env,
