@@ -1251,6 +1251,116 @@ async fn grants_from_another_namespace_count_only_once_the_server_admits_it() {
     wait_access(&grants, "sneaky", AccessPhase::Refused, WAIT).await;
 }
 
+/// RBAC lets the operator write ConfigMaps, Deployments, ... in every namespace; the generated
+/// ValidatingAdmissionPolicy confines its ServiceAccount to objects labelled as managed by
+/// mcp-runtime (old and new object). Tested as that ServiceAccount.
+#[tokio::test]
+async fn the_operator_s_service_account_may_write_only_managed_objects() {
+    let c = cluster();
+    let admin = c.env.client().await;
+    let own_ns = c.env.namespace("vap-own").await;
+    let other_ns = c.env.namespace("vap-other").await;
+    let operator = c
+        .env
+        .service_account(
+            mcp_runtime_operator::manifests::NAMESPACE,
+            mcp_runtime_operator::manifests::NAME,
+        )
+        .await
+        .unwrap()
+        .client()
+        .await;
+    let foreign: ConfigMap =
+        yaml("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: foreign}\ndata: {k: v}\n");
+    Api::<ConfigMap>::namespaced(admin.clone(), &other_ns)
+        .create(&PostParams::default(), &foreign)
+        .await
+        .unwrap();
+    let theirs: Api<ConfigMap> = Api::namespaced(operator.clone(), &other_ns);
+    let refused = |r: Result<ConfigMap, kube::Error>| match r {
+        Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains("managed-by") => Ok(()),
+        other => Err(format!(
+            "expected a 403 from the admission policy, got {other:?}"
+        )),
+    };
+    // The policy takes effect once the apiserver has loaded it.
+    eventually(
+        "patching an unlabelled ConfigMap to be refused",
+        WAIT,
+        || {
+            let theirs = theirs.clone();
+            async move {
+                refused(
+                    theirs
+                        .patch(
+                            "foreign",
+                            &PatchParams::default(),
+                            &Patch::Merge(serde_json::json!({"data": {"k": "stolen"}})),
+                        )
+                        .await,
+                )
+            }
+        },
+    )
+    .await
+    .unwrap();
+    // Nor can it adopt the object by labelling it, or delete it.
+    refused(
+        theirs
+            .patch(
+                "foreign",
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"metadata": {"labels": {"app.kubernetes.io/managed-by": "mcp-runtime"}}})),
+            )
+            .await,
+    )
+    .unwrap();
+    match theirs.delete("foreign", &DeleteParams::default()).await {
+        Err(kube::Error::Api(s)) if s.code == 403 => {}
+        other => panic!("deleting a foreign ConfigMap must be refused: {other:?}"),
+    }
+    let unlabelled: ConfigMap =
+        yaml("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: unlabelled}\n");
+    refused(
+        Api::<ConfigMap>::namespaced(operator.clone(), &own_ns)
+            .create(&PostParams::default(), &unlabelled)
+            .await,
+    )
+    .unwrap();
+    // Labelled: created, changed, deleted.
+    let ours: Api<ConfigMap> = Api::namespaced(operator.clone(), &own_ns);
+    let labelled: ConfigMap = yaml(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: labelled, labels: {app.kubernetes.io/managed-by: mcp-runtime}}\n",
+    );
+    ours.create(&PostParams::default(), &labelled)
+        .await
+        .unwrap();
+    ours.patch(
+        "labelled",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"data": {"k": "v"}})),
+    )
+    .await
+    .unwrap();
+    ours.delete("labelled", &DeleteParams::default())
+        .await
+        .unwrap();
+    let foreign = Api::<ConfigMap>::namespaced(admin.clone(), &other_ns)
+        .get("foreign")
+        .await
+        .unwrap();
+    assert_eq!(foreign.data.unwrap()["k"], "v", "untouched");
+
+    // The operator, under the same policy, still does its whole job.
+    let servers = server_api(&admin, &own_ns);
+    servers
+        .create(&PostParams::default(), &server_yaml("confined", GATEWAY))
+        .await
+        .unwrap();
+    wait_phase(&servers, "confined", ServerPhase::Ready).await;
+    assert_no_forbidden(c.operator.lock().unwrap().log());
+}
+
 #[tokio::test]
 async fn a_session_turns_expired_at_expires_at_without_any_other_event() {
     let c = cluster();

@@ -81,7 +81,8 @@ pub fn cluster() -> &'static Cluster {
     })
 }
 
-/// Applies the CRDs and the operator's namespace and RBAC exactly as generated.
+/// Applies the CRDs and the operator's namespace, RBAC and admission policy exactly as
+/// generated.
 pub async fn install(env: &TestEnv) {
     env.apply_crds(mcp_runtime_api::crd::all().into_iter().map(|(_, c)| c))
         .await
@@ -95,6 +96,9 @@ pub async fn install(env: &TestEnv) {
     apply_ns(&client, &pp, &rbac.service_account).await;
     apply_ns(&client, &pp, &rbac.role).await;
     apply_ns(&client, &pp, &rbac.role_binding).await;
+    let (policy, binding) = manifests::admission_policy();
+    apply_cluster(&client, &pp, &policy).await;
+    apply_cluster(&client, &pp, &binding).await;
 }
 
 async fn apply_cluster<K>(client: &Client, pp: &PatchParams, obj: &K)
