@@ -16,7 +16,8 @@ use crate::server::SecretKeyRef;
 pub struct ServerReference {
     #[schemars(length(min = 1))]
     pub name: String,
-    /// Default: the namespace of the grant or session.
+    /// Default: the namespace of the grant or session. Another namespace counts only if its
+    /// server lists this one in `spec.access.allowedNamespaces`.
     pub namespace: Option<String>,
 }
 
@@ -139,6 +140,10 @@ pub enum AccessPhase {
     Disabled,
     Invalid,
     ServerNotFound,
+    // The server does not accept grants or sessions from this namespace
+    // (`spec.access.allowedNamespaces`). (A plain comment: a doc comment would change the
+    // generated enum schema.)
+    Refused,
     Expired,
     Revoked,
 }

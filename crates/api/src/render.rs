@@ -25,6 +25,9 @@ pub struct Rendered {
     /// Grants and sessions targeting the server that could not be rendered, with why. They grant
     /// nothing; the operator reports them in their status.
     pub skipped: Vec<Skipped>,
+    /// Grants and sessions from other namespaces the server does not admit
+    /// (`spec.access.allowedNamespaces`), with why. They grant nothing.
+    pub refused: Vec<Skipped>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +61,7 @@ fn list(errors: &[FieldError]) -> String {
 }
 
 /// True when `reference`, written in namespace `own`, names the server `name` in `namespace`.
+/// (Whether the server admits it is [`MCPServer::admits`].)
 pub fn targets(reference: &ServerReference, own: &str, namespace: &str, name: &str) -> bool {
     reference.name == name && reference.namespace_or(own) == namespace
 }
@@ -132,9 +136,25 @@ pub fn render_policy(
     doc.resources = inventory(&spec.mcp_resources);
 
     let mut skipped = Vec::new();
+    let mut refused = Vec::new();
+    let refusal = |kind: &'static str, own: &str, name: String| {
+        server.refusal(own).map(|message| Skipped {
+            kind,
+            namespace: own.to_owned(),
+            name,
+            errors: vec![FieldError {
+                path: "spec.serverRef.namespace".to_owned(),
+                message,
+            }],
+        })
+    };
     for grant in grants {
         let own = grant.namespace().unwrap_or_default();
         if !targets(&grant.spec.server_ref, &own, &namespace, &name) {
+            continue;
+        }
+        if let Some(r) = refusal("MCPAccessGrant", &own, grant.name_any()) {
+            refused.push(r);
             continue;
         }
         let errors = validate::grant(&grant.spec);
@@ -172,6 +192,10 @@ pub fn render_policy(
         if !targets(&session.spec.server_ref, &own, &namespace, &name) {
             continue;
         }
+        if let Some(r) = refusal("MCPAgentSession", &own, session.name_any()) {
+            refused.push(r);
+            continue;
+        }
         let errors = validate::session(&session.spec);
         if !errors.is_empty() {
             skipped.push(Skipped {
@@ -196,6 +220,7 @@ pub fn render_policy(
     Ok(Rendered {
         document: doc.seal()?,
         skipped,
+        refused,
     })
 }
 

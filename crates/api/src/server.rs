@@ -106,6 +106,8 @@ pub struct MCPServerSpec {
     pub gateway: Option<GatewaySpec>,
     pub analytics: Option<AnalyticsSpec>,
     pub rollout: Option<RolloutSpec>,
+    /// Who may target this server from other namespaces (default: nobody).
+    pub access: Option<AccessSpec>,
 }
 
 fn default_replicas() -> i32 {
@@ -282,6 +284,20 @@ pub struct AnalyticsSpec {
     pub api_key_secret_ref: Option<SecretKeyRef>,
 }
 
+/// Cross-namespace access. A grant or session counts for a server only in the server's own
+/// namespace, unless the server lists the grant's or session's namespace here: whoever may
+/// create grants in some namespace must not thereby reach every server in the cluster.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AccessSpec {
+    /// Namespaces (besides the server's own) whose MCPAccessGrants and MCPAgentSessions may
+    /// target this server.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256), inner(length(max = 63)))]
+    #[x_kube(validation = Rule::new("self.all(n, size(n) <= 63 && n.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'))").message("allowedNamespaces entries must be namespace names (lowercase DNS labels)"))]
+    pub allowed_namespaces: Vec<String>,
+}
+
 #[derive(
     schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
 )]
@@ -373,6 +389,7 @@ impl MCPServerSpec {
             gateway: None,
             analytics: None,
             rollout: None,
+            access: None,
         }
     }
 
@@ -392,6 +409,29 @@ impl GatewaySpec {
 }
 
 impl MCPServer {
+    /// Whether grants and sessions in `namespace` count for this server: its own namespace, or
+    /// one listed in `spec.access.allowedNamespaces`.
+    pub fn admits(&self, namespace: &str) -> bool {
+        self.metadata.namespace.as_deref() == Some(namespace)
+            || self
+                .spec
+                .access
+                .as_ref()
+                .is_some_and(|a| a.allowed_namespaces.iter().any(|n| n == namespace))
+    }
+
+    /// Why a grant or session in `namespace` does not count for this server, or `None` if it
+    /// does.
+    pub fn refusal(&self, namespace: &str) -> Option<String> {
+        (!self.admits(namespace)).then(|| {
+            format!(
+                "MCPServer {}/{} does not accept grants or sessions from namespace {namespace}: its owner must list {namespace} in spec.access.allowedNamespaces",
+                self.metadata.namespace.as_deref().unwrap_or_default(),
+                kube::ResourceExt::name_any(self),
+            )
+        })
+    }
+
     /// The public route of the MCP endpoint: `ingressPath` when set, else
     /// `/{publicPathPrefix or name}/mcp`. (The original always defaulted the prefix, which made a
     /// custom `ingressPath` dead; here an explicit path wins.)

@@ -147,6 +147,22 @@ pub fn server(spec: &MCPServerSpec) -> Vec<FieldError> {
             "analytics are emitted by the gateway: set gateway.enabled or analytics.disabled",
         );
     }
+    if let Some(access) = &spec.access {
+        for (i, ns) in access.allowed_namespaces.iter().enumerate() {
+            if !is_dns_label(ns) {
+                e.add(
+                    format!("spec.access.allowedNamespaces[{i}]"),
+                    format!("`{ns}`: allowedNamespaces entries must be namespace names (lowercase DNS labels)"),
+                );
+            }
+        }
+        if access.allowed_namespaces.len() > 256 {
+            e.add(
+                "spec.access.allowedNamespaces",
+                "at most 256 namespaces can be listed",
+            );
+        }
+    }
     let mut names = HashSet::new();
     for (i, tool) in spec.tools.iter().enumerate() {
         if tool.name.trim().is_empty() {
@@ -200,6 +216,17 @@ pub fn server(spec: &MCPServerSpec) -> Vec<FieldError> {
         }
     }
     e.0
+}
+
+/// A namespace name: 1-63 of `[a-z0-9-]`, starting and ending alphanumeric.
+fn is_dns_label(s: &str) -> bool {
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let bytes = s.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes.iter().all(|&b| alnum(b) || b == b'-')
+        && alnum(bytes[0])
+        && alnum(bytes[bytes.len() - 1])
 }
 
 fn subject(e: &mut Errors, spec_subject: &SubjectSpec) {

@@ -155,6 +155,21 @@ fn cases() -> Vec<(&'static str, String, bool)> {
             false,
         ),
         (
+            "server admitting other namespaces",
+            server("  access: {allowedNamespaces: [team-a, b2]}\n"),
+            true,
+        ),
+        (
+            "server admitting a non-namespace",
+            server("  access: {allowedNamespaces: [Team_A]}\n"),
+            false,
+        ),
+        (
+            "server admitting an empty name",
+            server("  access: {allowedNamespaces: ['']}\n"),
+            false,
+        ),
+        (
             "grant with human",
             grant("  subject: {humanID: alice}\n"),
             true,

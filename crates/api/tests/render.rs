@@ -17,6 +17,7 @@ spec:
     - {name: refund, sideEffect: destructive, requiredTrust: high}
   session: {required: true}
   gateway: {enabled: true}
+  access: {allowedNamespaces: [team-b]}
 ---
 apiVersion: mcpruntime.org/v1alpha1
 kind: MCPAccessGrant
@@ -97,6 +98,38 @@ fn renders_only_objects_targeting_the_server_across_namespaces() {
         r.document.grants[1].max_trust,
         Trust::Low,
         "maxTrust defaults to low"
+    );
+    assert!(r.skipped.is_empty());
+}
+
+#[test]
+fn other_namespaces_count_only_when_the_server_admits_them() {
+    let text = OBJECTS.replace("  access: {allowedNamespaces: [team-b]}\n", "");
+    let (servers, grants, sessions) = objects(&text);
+    let r = render_policy(&servers[0], &grants, &sessions, &RenderOptions::default()).unwrap();
+    let names: Vec<String> = r
+        .document
+        .grants
+        .iter()
+        .map(|g| format!("{}/{}", g.namespace, g.name))
+        .collect();
+    assert_eq!(names, ["team-a/alice"], "team-b is not admitted");
+    assert_eq!(r.refused.len(), 1);
+    let refused = &r.refused[0];
+    assert_eq!(
+        (
+            refused.kind,
+            refused.namespace.as_str(),
+            refused.name.as_str()
+        ),
+        ("MCPAccessGrant", "team-b", "alice")
+    );
+    assert!(
+        refused.errors[0]
+            .message
+            .contains("spec.access.allowedNamespaces"),
+        "{:?}",
+        refused.errors
     );
     assert!(r.skipped.is_empty());
 }

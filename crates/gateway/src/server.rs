@@ -149,14 +149,7 @@ async fn admin(
     let policy = gateway.store.current();
     Ok(match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "text/plain", "ok\n".into()),
-        "/ready" => match &policy {
-            Some(_) => text(StatusCode::OK, "text/plain", "ready\n".into()),
-            None => text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "application/json",
-                serde_json::json!({"status": "not_ready", "reason": "policy_not_loaded", "last_error": gateway.store.last_error()}).to_string(),
-            ),
-        },
+        "/ready" => ready(&gateway).await,
         "/config/status" => text(
             StatusCode::OK,
             "application/json",
@@ -182,9 +175,114 @@ async fn admin(
     })
 }
 
+/// How long `/ready` waits for a TCP connection to the upstream.
+const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Ready when a policy is loaded and the upstream accepts a TCP connection. In a pod the
+/// upstream is the server container on 127.0.0.1, which the kubelet cannot probe there: this
+/// check stands for its readiness, so the server need not listen on the pod IP.
+async fn ready(gateway: &Gateway) -> Response<Full<Bytes>> {
+    let not_ready = |reason: &str, detail: Option<String>| {
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "application/json",
+            serde_json::json!({"status": "not_ready", "reason": reason, "last_error": detail})
+                .to_string(),
+        )
+    };
+    if gateway.store.current().is_none() {
+        return not_ready("policy_not_loaded", gateway.store.last_error());
+    }
+    let authority = &gateway.upstream.authority;
+    let port = authority.port_u16().unwrap_or(80);
+    let connect = tokio::net::TcpStream::connect((authority.host(), port));
+    match tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, connect).await {
+        Ok(Ok(_)) => text(StatusCode::OK, "text/plain", "ready\n".into()),
+        Ok(Err(e)) => not_ready(
+            "upstream_unreachable",
+            Some(format!("connecting to the upstream {authority}: {e}")),
+        ),
+        Err(_) => not_ready(
+            "upstream_unreachable",
+            Some(format!(
+                "connecting to the upstream {authority}: no answer within {UPSTREAM_CONNECT_TIMEOUT:?}"
+            )),
+        ),
+    }
+}
+
 /// Binds a listener with a message that names the address.
 pub async fn bind(addr: SocketAddr, what: &str) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|e| {
         std::io::Error::new(e.kind(), format!("cannot listen for {what} on {addr}: {e}"))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::AuthConfig;
+    use crate::metrics::Metrics;
+    use crate::oauth::{ClaimNames, OauthSettings};
+    use crate::policy_source::PolicyStore;
+    use crate::request::{Limits, Upstream};
+    use http_body_util::BodyExt;
+    use mcp_runtime_policy::{PolicyDocument, ServerRef};
+
+    fn gateway(upstream_port: u16) -> Gateway {
+        let store = PolicyStore::default();
+        let doc = PolicyDocument::new(ServerRef {
+            name: "s".into(),
+            namespace: "ns".into(),
+            team_id: None,
+            cluster: None,
+        })
+        .seal()
+        .unwrap();
+        store.load_bytes(doc.to_json_pretty().as_bytes());
+        let url: http::Uri = format!("http://127.0.0.1:{upstream_port}").parse().unwrap();
+        Gateway {
+            store,
+            auth: AuthConfig::new(
+                crate::token_keys::TokenKeys::default(),
+                false,
+                OauthSettings {
+                    resource: None,
+                    ca_file: None,
+                    claims: ClaimNames::default(),
+                },
+            ),
+            upstream: Upstream::new(&url, 1).unwrap(),
+            limits: Limits {
+                max_body_bytes: 1 << 20,
+                body_timeout: Duration::from_secs(5),
+                upstream_timeout: Duration::from_secs(5),
+                max_list_bytes: 1 << 20,
+            },
+            strip_prefix: None,
+            audit: None,
+            audit_source: "test".into(),
+            capture_arguments: false,
+            metrics: Metrics::new(),
+            unauthenticated: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn ready_only_while_the_upstream_accepts_connections() {
+        // A port nothing listens on: bind, note, close.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let gw = gateway(port);
+        let r = ready(&gw).await;
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = r.into_body().collect().await.unwrap().to_bytes();
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains("upstream_unreachable"), "{body}");
+
+        let _upstream = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        assert_eq!(ready(&gw).await.status(), StatusCode::OK);
+    }
 }

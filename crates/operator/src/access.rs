@@ -83,6 +83,28 @@ fn server_checks(target: &str, server: Option<&MCPServer>) -> (Check, Option<Str
     }
 }
 
+/// Whether the target server accepts objects from the namespace `own` (condition `Accepted`).
+fn acceptance(own: &str, target: &str, server: Option<&MCPServer>) -> Check {
+    match server {
+        None => Check::not(
+            "ServerNotFound",
+            format!("MCPServer {target} does not exist"),
+        ),
+        Some(s) => match s.refusal(own) {
+            Some(why) => Check::not("CrossNamespaceNotAllowed", why),
+            None if s.namespace().as_deref() == Some(own) => {
+                Check::ok("SameNamespace", "the server is in the same namespace")
+            }
+            None => Check::ok(
+                "NamespaceAllowed",
+                format!(
+                    "MCPServer {target} lists namespace {own} in spec.access.allowedNamespaces"
+                ),
+            ),
+        },
+    }
+}
+
 fn validity(errors: Vec<validate::FieldError>) -> Check {
     if errors.is_empty() {
         Check::ok("Valid", "the spec is valid")
@@ -110,10 +132,16 @@ impl AccessKind for MCPAccessGrant {
         let valid = validity(validate::grant(&self.spec));
         let (found, note) = server_checks(&target, server);
         let note = note.unwrap_or_default();
+        let accepted = acceptance(&self.namespace().unwrap_or_default(), &target, server);
         let (phase, message) = if !valid.ok {
             (
                 AccessPhase::Invalid,
                 format!("invalid spec, left out of every policy: {}", valid.message),
+            )
+        } else if found.ok && !accepted.ok {
+            (
+                AccessPhase::Refused,
+                format!("left out of the policy: {}", accepted.message),
             )
         } else if self.spec.disabled {
             (
@@ -133,7 +161,11 @@ impl AccessKind for MCPAccessGrant {
         Verdict {
             phase,
             message,
-            checks: vec![("Valid", valid), ("ServerFound", found)],
+            checks: vec![
+                ("Valid", valid),
+                ("ServerFound", found),
+                ("Accepted", accepted),
+            ],
             changes_at: None,
         }
     }
@@ -152,6 +184,7 @@ impl AccessKind for MCPAgentSession {
         let valid = validity(validate::session(&self.spec));
         let (found, note) = server_checks(&target, server);
         let note = note.unwrap_or_default();
+        let accepted = acceptance(&self.namespace().unwrap_or_default(), &target, server);
         let expires_at = self.spec.expires_at.as_ref().map(|t| t.0);
         // Valid while now < expiresAt: at the exact instant it is expired (as the gateway decides).
         let expired = expires_at.is_some_and(|at| now >= at);
@@ -164,6 +197,12 @@ impl AccessKind for MCPAgentSession {
             (
                 AccessPhase::Invalid,
                 format!("invalid spec, left out of every policy: {}", valid.message),
+                None,
+            )
+        } else if found.ok && !accepted.ok {
+            (
+                AccessPhase::Refused,
+                format!("left out of the policy: {}", accepted.message),
                 None,
             )
         } else if self.spec.revoked {
@@ -203,6 +242,7 @@ impl AccessKind for MCPAgentSession {
             checks: vec![
                 ("Valid", valid),
                 ("ServerFound", found),
+                ("Accepted", accepted),
                 ("NotExpired", unexpired),
             ],
             changes_at,
@@ -393,6 +433,40 @@ mod tests {
         let v = grant(false, subject()).verdict(Some(&server(false)), now);
         assert_eq!(v.phase, AccessPhase::Active);
         assert!(v.message.contains("has no gateway"), "{}", v.message);
+    }
+
+    #[test]
+    fn grants_from_other_namespaces_are_refused_unless_the_server_admits_them() {
+        let mut g = grant(false, subject());
+        g.metadata.namespace = Some("intruder".into());
+        g.spec.server_ref.namespace = Some("demo".into());
+        let mut srv = server(true);
+        let v = g.verdict(Some(&srv), ts(1));
+        assert_eq!(v.phase, AccessPhase::Refused);
+        let (_, accepted) = v.checks.iter().find(|(t, _)| *t == "Accepted").unwrap();
+        assert_eq!(
+            (accepted.ok, accepted.reason),
+            (false, "CrossNamespaceNotAllowed")
+        );
+        assert!(
+            accepted.message.contains("spec.access.allowedNamespaces"),
+            "{}",
+            accepted.message
+        );
+        srv.spec.access = Some(mcp_runtime_api::server::AccessSpec {
+            allowed_namespaces: vec!["intruder".into()],
+        });
+        let v = g.verdict(Some(&srv), ts(1));
+        assert_eq!(v.phase, AccessPhase::Active);
+        // The same for sessions.
+        let mut s = session(None, false);
+        s.metadata.namespace = Some("elsewhere".into());
+        s.spec.server_ref.namespace = Some("demo".into());
+        assert_eq!(s.verdict(Some(&srv), ts(1)).phase, AccessPhase::Refused);
+        assert_eq!(
+            session(None, false).verdict(Some(&srv), ts(1)).phase,
+            AccessPhase::Active
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, DeleteParams, GetParams, Patch, PatchParams};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -38,6 +38,7 @@ pub struct Children {
     pub service_accounts: Store<ServiceAccount>,
     pub roles: Store<Role>,
     pub role_bindings: Store<RoleBinding>,
+    pub network_policies: Store<NetworkPolicy>,
 }
 
 /// A kind a server owns.
@@ -109,6 +110,13 @@ impl Child for RoleBinding {
     const KIND: &'static str = "RoleBinding";
     fn cache(children: &Children) -> &Store<Self> {
         &children.role_bindings
+    }
+}
+
+impl Child for NetworkPolicy {
+    const KIND: &'static str = "NetworkPolicy";
+    fn cache(children: &Children) -> &Store<Self> {
+        &children.network_policies
     }
 }
 

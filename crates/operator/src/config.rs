@@ -23,17 +23,40 @@ pub enum IngressReadiness {
     Address,
 }
 
+/// What the operator is told about the cluster's network (it cannot observe the CNI itself).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetworkPolicyEnforcement {
+    /// The CNI enforces NetworkPolicy: the generated policy isolates server pods.
+    Enforced,
+    /// The CNI does not enforce NetworkPolicy: the generated policy is inert.
+    NotEnforced,
+    /// Nobody said (the default).
+    Unknown,
+}
+
 /// Everything the operator reads from its environment.
 #[derive(Clone, Debug)]
 pub struct Config {
     /// `MCP_CLUSTER_NAME`: recorded in every policy document (and so in audit events).
     pub cluster_name: Option<String>,
-    /// `MCP_GATEWAY_IMAGE`: sidecar image when `spec.gateway.image` is empty.
+    /// `MCP_GATEWAY_IMAGE`: sidecar image when `spec.gateway.image` is empty or not allowed.
     pub gateway_image: String,
     /// `MCP_GATEWAY_TOKEN_KEYS_SECRET`: Secret (in the server's namespace, key `token.pub`)
     /// holding the public keys that verify session tokens, mounted into gateways of
     /// `auth.mode: token` servers.
     pub gateway_token_keys_secret: String,
+    /// `MCP_OPERATOR_GATEWAY_IMAGE_ALLOWLIST`: comma-separated images an MCPServer may pick in
+    /// `spec.gateway.image` (exact match; default none: every gateway runs `gateway_image`).
+    pub gateway_image_allowlist: Vec<String>,
+    /// `MCP_OPERATOR_ALLOW_HEADER_AUTH`: `true` lets `auth.mode: header` servers' gateways trust
+    /// identity headers (default `false`: the gateway refuses their calls).
+    pub allow_header_auth: bool,
+    /// `MCP_OPERATOR_METRICS_NAMESPACES`: comma-separated namespaces whose pods may reach the
+    /// gateways' admin port (metrics) through their NetworkPolicy; `*` for every namespace.
+    /// Default none.
+    pub metrics_namespaces: Vec<String>,
+    /// `MCP_OPERATOR_NETWORK_POLICY_ENFORCED`: `true`, `false` or `unknown` (default).
+    pub network_policy: NetworkPolicyEnforcement,
     /// `MCP_ANALYTICS_INGEST_URL`: default audit ingest endpoint for servers with analytics on.
     pub analytics_ingest_url: Option<String>,
     /// `MCP_INGRESS_CLASS`: IngressClass when `spec.ingressClass` is empty (default `traefik`).
@@ -152,14 +175,31 @@ impl Config {
                 .parse()
                 .map_err(|_| fail("MCP_OPERATOR_LISTEN", &v, "expected ADDRESS:PORT"))?,
         };
-        let leader_election = match get("MCP_OPERATOR_LEADER_ELECTION").as_deref() {
-            None | Some("true" | "1") => true,
-            Some("false" | "0") => false,
+        let flag = |var: &'static str, default: bool| match get(var).as_deref() {
+            None => Ok(default),
+            Some("true" | "1") => Ok(true),
+            Some("false" | "0") => Ok(false),
+            Some(v) => Err(fail(var, v, "expected true or false")),
+        };
+        let list = |var: &str| -> Vec<String> {
+            get(var)
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        let leader_election = flag("MCP_OPERATOR_LEADER_ELECTION", true)?;
+        let network_policy = match get("MCP_OPERATOR_NETWORK_POLICY_ENFORCED").as_deref() {
+            None | Some("unknown") => NetworkPolicyEnforcement::Unknown,
+            Some("true") => NetworkPolicyEnforcement::Enforced,
+            Some("false") => NetworkPolicyEnforcement::NotEnforced,
             Some(v) => {
                 return Err(fail(
-                    "MCP_OPERATOR_LEADER_ELECTION",
+                    "MCP_OPERATOR_NETWORK_POLICY_ENFORCED",
                     v,
-                    "expected true or false",
+                    "expected true, false or unknown",
                 ));
             }
         };
@@ -188,6 +228,10 @@ impl Config {
                 .unwrap_or_else(|| DEFAULT_GATEWAY_IMAGE.to_owned()),
             gateway_token_keys_secret: get("MCP_GATEWAY_TOKEN_KEYS_SECRET")
                 .unwrap_or_else(|| "mcp-gateway-token-keys".to_owned()),
+            gateway_image_allowlist: list("MCP_OPERATOR_GATEWAY_IMAGE_ALLOWLIST"),
+            allow_header_auth: flag("MCP_OPERATOR_ALLOW_HEADER_AUTH", false)?,
+            metrics_namespaces: list("MCP_OPERATOR_METRICS_NAMESPACES"),
+            network_policy,
             analytics_ingest_url: get("MCP_ANALYTICS_INGEST_URL"),
             ingress_class: get("MCP_INGRESS_CLASS").unwrap_or_else(|| "traefik".to_owned()),
             default_ingress_host: get("MCP_DEFAULT_INGRESS_HOST"),
@@ -236,6 +280,9 @@ mod tests {
         assert_eq!(c.lease_namespace, "mcp-runtime");
         assert_eq!(c.lease_duration, Duration::from_secs(15));
         assert!(c.pod_tolerations.is_empty());
+        assert!(!c.allow_header_auth && c.gateway_image_allowlist.is_empty());
+        assert!(c.metrics_namespaces.is_empty());
+        assert_eq!(c.network_policy, NetworkPolicyEnforcement::Unknown);
         assert!(
             c.gateway_image
                 .starts_with("ghcr.io/mcp-runtime/mcp-gateway:")
@@ -262,6 +309,24 @@ mod tests {
     }
 
     #[test]
+    fn security_lists_and_switches_parse() {
+        let c = with(&[
+            (
+                "MCP_OPERATOR_GATEWAY_IMAGE_ALLOWLIST",
+                " reg.io/gw:1 , reg.io/gw:2,,",
+            ),
+            ("MCP_OPERATOR_ALLOW_HEADER_AUTH", "true"),
+            ("MCP_OPERATOR_METRICS_NAMESPACES", "monitoring"),
+            ("MCP_OPERATOR_NETWORK_POLICY_ENFORCED", "false"),
+        ])
+        .unwrap();
+        assert_eq!(c.gateway_image_allowlist, ["reg.io/gw:1", "reg.io/gw:2"]);
+        assert!(c.allow_header_auth);
+        assert_eq!(c.metrics_namespaces, ["monitoring"]);
+        assert_eq!(c.network_policy, NetworkPolicyEnforcement::NotEnforced);
+    }
+
+    #[test]
     fn errors_name_the_variable() {
         let e = with(&[("MCP_OPERATOR_POD_TOLERATIONS", "{not json")]).unwrap_err();
         assert!(
@@ -273,6 +338,14 @@ mod tests {
             e.to_string().contains("expected `exists` or `address`"),
             "{e}"
         );
+        let e = with(&[("MCP_OPERATOR_ALLOW_HEADER_AUTH", "yes")]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("MCP_OPERATOR_ALLOW_HEADER_AUTH=\"yes\": expected true or false"),
+            "{e}"
+        );
+        let e = with(&[("MCP_OPERATOR_NETWORK_POLICY_ENFORCED", "maybe")]).unwrap_err();
+        assert!(e.to_string().contains("true, false or unknown"), "{e}");
         let e = with(&[("MCP_OPERATOR_LEASE_SECONDS", "1")]).unwrap_err();
         assert!(e.to_string().contains("at least 3"), "{e}");
     }

@@ -6,8 +6,8 @@
 //! - Grants and sessions are watched once each; the streams fill their caches and indexes, make
 //!   the server controller re-render every server whose policy a change touches (old and new
 //!   target; across namespaces), and drive their own status controllers.
-//! - Owned Deployments, Services, Ingresses, ConfigMaps, ServiceAccounts, Roles and
-//!   RoleBindings (label
+//! - Owned Deployments, Services, Ingresses, ConfigMaps, ServiceAccounts, Roles,
+//!   RoleBindings and NetworkPolicies (label
 //!   `app.kubernetes.io/managed-by=mcp-runtime`) are cached and trigger their server, so drift
 //!   and deletions are repaired and readiness is observed without polling, and a reconcile
 //!   writes only what changed (see `children`).
@@ -18,7 +18,7 @@ use futures::channel::mpsc;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
@@ -135,6 +135,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
     let (service_accounts, service_account_writer) = reflector::store::<ServiceAccount>();
     let (roles, role_writer) = reflector::store::<Role>();
     let (role_bindings, role_binding_writer) = reflector::store::<RoleBinding>();
+    let (network_policies, network_policy_writer) = reflector::store::<NetworkPolicy>();
     let children = Children {
         deployments,
         services,
@@ -143,6 +144,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
         service_accounts,
         roles,
         role_bindings,
+        network_policies,
     };
     fn owned_stream<K>(
         client: &Client,
@@ -189,6 +191,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
         .owns_stream(owned_stream(&client, &owned, service_account_writer))
         .owns_stream(owned_stream(&client, &owned, role_writer))
         .owns_stream(owned_stream(&client, &owned, role_binding_writer))
+        .owns_stream(owned_stream(&client, &owned, network_policy_writer))
         .reconcile_on(server_rx)
         .with_config(cc.clone())
         .run(server::reconcile, server::error_policy, ctx.clone())

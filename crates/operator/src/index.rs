@@ -4,9 +4,9 @@
 //!   watch event yields the servers whose policy must be re-rendered: the old and the new
 //!   target when `serverRef` moves, the target when the spec (generation) changes or the object
 //!   is deleted; status-only updates yield nothing.
-//! - [`ServerPresence`]: which servers exist and whether their gateway is on. An event yields
-//!   the server when that changes, so the grants and sessions naming it get a truthful status
-//!   (`ServerNotFound` <-> `Active`).
+//! - [`ServerPresence`]: which servers exist, whether their gateway is on and which other
+//!   namespaces they admit. An event yields the server when that changes, so the grants and
+//!   sessions naming it get a truthful status (`ServerNotFound` <-> `Active` <-> `Refused`).
 //!
 //! Both follow the watcher's relist protocol (`Init`, `InitApply`..., `InitDone`): after a
 //! watch restart (e.g. the apiserver came back) the difference between the old and the new
@@ -211,28 +211,41 @@ impl<K: Targeting> TargetIndex<K> {
     }
 }
 
-/// Server -> gateway enabled.
-type Gateways = HashMap<ServerKey, bool>;
+/// What the statuses of grants and sessions depend on: the gateway is on, and the other
+/// namespaces the server admits.
+type Fact = (bool, Vec<String>);
 
-/// Which servers exist, and whether their gateway is on.
+/// Server -> its fact.
+type Facts = HashMap<ServerKey, Fact>;
+
+/// Which servers exist, whether their gateway is on, which namespaces they admit.
 #[derive(Default)]
 pub struct ServerPresence {
     /// What is known, and the list being rebuilt during a relist.
-    inner: Mutex<(Gateways, Option<Gateways>)>,
+    inner: Mutex<(Facts, Option<Facts>)>,
 }
 
 impl ServerPresence {
-    /// Applies a watch event; returns the servers that appeared, disappeared or switched their
-    /// gateway.
+    /// Applies a watch event; returns the servers that appeared, disappeared, switched their
+    /// gateway or changed the namespaces they admit.
     pub fn apply(&self, event: &watcher::Event<MCPServer>) -> Vec<ServerKey> {
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let (known, relist) = &mut *guard;
         let mut out = Vec::new();
-        let fact = |s: &MCPServer| (ObjectRef::from_obj(s), s.spec.gateway_enabled());
+        let fact = |s: &MCPServer| -> (ServerKey, Fact) {
+            let admitted = s
+                .spec
+                .access
+                .as_ref()
+                .map(|a| a.allowed_namespaces.clone())
+                .unwrap_or_default();
+            (ObjectRef::from_obj(s), (s.spec.gateway_enabled(), admitted))
+        };
         match event {
             watcher::Event::Apply(s) => {
-                let (key, gw) = fact(s);
-                if known.insert(key.clone(), gw) != Some(gw) {
+                let (key, f) = fact(s);
+                if known.get(&key) != Some(&f) {
+                    known.insert(key.clone(), f);
                     out.push(key);
                 }
             }
@@ -244,8 +257,8 @@ impl ServerPresence {
             }
             watcher::Event::Init => *relist = Some(HashMap::new()),
             watcher::Event::InitApply(s) => {
-                let (key, gw) = fact(s);
-                relist.get_or_insert_with(HashMap::new).insert(key, gw);
+                let (key, f) = fact(s);
+                relist.get_or_insert_with(HashMap::new).insert(key, f);
             }
             watcher::Event::InitDone => {
                 let listed = relist.take().unwrap_or_default();
@@ -254,8 +267,8 @@ impl ServerPresence {
                         out.push(key.clone());
                     }
                 }
-                for (key, gw) in &listed {
-                    if known.get(key) != Some(gw) {
+                for (key, f) in &listed {
+                    if known.get(key) != Some(f) {
                         out.push(key.clone());
                     }
                 }
@@ -354,6 +367,11 @@ mod tests {
         assert!(p.apply(&watcher::Event::Apply(s.clone())).is_empty());
         s.spec.gateway = Some(mcp_runtime_api::server::GatewaySpec::enabled());
         assert_eq!(p.apply(&watcher::Event::Apply(s.clone())).len(), 1);
+        s.spec.access = Some(mcp_runtime_api::server::AccessSpec {
+            allowed_namespaces: vec!["team-b".into()],
+        });
+        assert_eq!(p.apply(&watcher::Event::Apply(s.clone())).len(), 1);
+        assert!(p.apply(&watcher::Event::Apply(s.clone())).is_empty());
         p.apply(&watcher::Event::Init);
         assert_eq!(p.apply(&watcher::Event::InitDone), [key("demo", "hello")]);
     }

@@ -4,6 +4,11 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::admissionregistration::v1::{
+    MatchCondition, MatchResources, NamedRuleWithOperations, ValidatingAdmissionPolicy,
+    ValidatingAdmissionPolicyBinding, ValidatingAdmissionPolicyBindingSpec,
+    ValidatingAdmissionPolicySpec, Validation, Variable,
+};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
@@ -18,7 +23,10 @@ use k8s_openapi::api::rbac::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use mcp_runtime_api::MANAGER;
 use serde::Serialize;
+
+use crate::resources::MANAGED_BY_LABEL;
 
 /// Namespace the operator runs in.
 pub const NAMESPACE: &str = "mcp-runtime";
@@ -26,6 +34,9 @@ pub const NAMESPACE: &str = "mcp-runtime";
 pub const NAME: &str = "mcp-runtime-operator";
 /// The leader-election Role and its binding.
 pub const LEADER_ELECTION: &str = "mcp-runtime-operator-leader-election";
+/// The ValidatingAdmissionPolicy (and its binding) that confines the operator's writes to the
+/// objects it manages.
+pub const MANAGED_ONLY: &str = "mcp-runtime-operator-managed-only";
 /// Name of the leader lease (`MCP_OPERATOR_LEASE_NAME` default).
 pub const LEASE: &str = "mcp-runtime-operator";
 /// Image of the operator built from this release.
@@ -150,7 +161,7 @@ pub fn rbac() -> Rbac {
             ),
             rule(
                 &["networking.k8s.io"],
-                &["ingresses"],
+                &["ingresses", "networkpolicies"],
                 &["get", "list", "watch", "create", "patch", "delete"],
             ),
             rule(
@@ -200,6 +211,95 @@ pub fn rbac() -> Rbac {
         role,
         role_binding,
     }
+}
+
+/// The user name the API server gives the operator's ServiceAccount.
+pub fn service_account_user() -> String {
+    format!("system:serviceaccount:{NAMESPACE}:{NAME}")
+}
+
+/// What RBAC cannot say: the ClusterRole lets the operator write ConfigMaps, Deployments,
+/// Services, Ingresses, ServiceAccounts, NetworkPolicies, Roles and RoleBindings in every
+/// namespace, since its servers may be anywhere. This policy (for requests of the operator's
+/// ServiceAccount only) admits a create or update only when the new object carries
+/// `app.kubernetes.io/managed-by=mcp-runtime`, and an update or delete only when the existing
+/// object already carries it: the operator can neither touch nor adopt (by labelling) anything
+/// it did not create. Everyone else is unaffected.
+pub fn admission_policy() -> (ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding) {
+    let v = |s: &[&str]| s.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+    let rule = |group: &str, resources: &[&str]| NamedRuleWithOperations {
+        api_groups: Some(v(&[group])),
+        api_versions: Some(v(&["*"])),
+        operations: Some(v(&["CREATE", "UPDATE", "DELETE"])),
+        resources: Some(v(resources)),
+        ..Default::default()
+    };
+    let managed = |object: &str| {
+        format!(
+            "has({object}.metadata.labels) && '{MANAGED_BY_LABEL}' in {object}.metadata.labels && {object}.metadata.labels['{MANAGED_BY_LABEL}'] == '{MANAGER}'"
+        )
+    };
+    let policy = ValidatingAdmissionPolicy {
+        metadata: meta(MANAGED_ONLY, None),
+        spec: Some(ValidatingAdmissionPolicySpec {
+            failure_policy: Some("Fail".to_owned()),
+            match_constraints: Some(MatchResources {
+                resource_rules: Some(vec![
+                    rule("", &["configmaps", "services", "serviceaccounts"]),
+                    rule("apps", &["deployments"]),
+                    rule("networking.k8s.io", &["ingresses", "networkpolicies"]),
+                    rule("rbac.authorization.k8s.io", &["roles", "rolebindings"]),
+                ]),
+                ..Default::default()
+            }),
+            match_conditions: Some(vec![MatchCondition {
+                name: "operator-service-account".to_owned(),
+                expression: format!("request.userInfo.username == '{}'", service_account_user()),
+            }]),
+            variables: Some(vec![
+                Variable {
+                    name: "newManaged".to_owned(),
+                    expression: format!("request.operation == 'DELETE' || ({})", managed("object")),
+                },
+                Variable {
+                    name: "oldManaged".to_owned(),
+                    expression: format!(
+                        "request.operation == 'CREATE' || ({})",
+                        managed("oldObject")
+                    ),
+                },
+            ]),
+            validations: Some(vec![
+                Validation {
+                    expression: "variables.newManaged".to_owned(),
+                    message: Some(format!(
+                        "the mcp-runtime operator may only write objects labelled {MANAGED_BY_LABEL}={MANAGER}"
+                    )),
+                    reason: Some("Forbidden".to_owned()),
+                    ..Default::default()
+                },
+                Validation {
+                    expression: "variables.oldManaged".to_owned(),
+                    message: Some(format!(
+                        "the mcp-runtime operator may only change or delete objects that already carry {MANAGED_BY_LABEL}={MANAGER}"
+                    )),
+                    reason: Some("Forbidden".to_owned()),
+                    ..Default::default()
+                },
+            ]),
+            ..Default::default()
+        }),
+        status: None,
+    };
+    let binding = ValidatingAdmissionPolicyBinding {
+        metadata: meta(MANAGED_ONLY, None),
+        spec: Some(ValidatingAdmissionPolicyBindingSpec {
+            policy_name: Some(MANAGED_ONLY.to_owned()),
+            validation_actions: Some(v(&["Deny"])),
+            ..Default::default()
+        }),
+    };
+    (policy, binding)
 }
 
 fn env_from_field(name: &str, path: &str) -> EnvVar {
@@ -383,6 +483,7 @@ mod erased {
 /// them (the CRDs in `deploy/crds/` go first).
 pub fn files() -> Vec<(&'static str, String)> {
     let rbac = rbac();
+    let admission = admission_policy();
     vec![
         ("00-namespace.yaml", docs(&[&namespace()])),
         (
@@ -395,6 +496,7 @@ pub fn files() -> Vec<(&'static str, String)> {
                 &rbac.role_binding,
             ]),
         ),
+        ("15-admission.yaml", docs(&[&admission.0, &admission.1])),
         (
             "20-deployment.yaml",
             docs(&[&deployment(), &disruption_budget()]),

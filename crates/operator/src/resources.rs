@@ -16,18 +16,22 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
-    IngressServiceBackend, IngressSpec, ServiceBackendPort,
+    IngressServiceBackend, IngressSpec, NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer,
+    NetworkPolicyPort, NetworkPolicySpec, ServiceBackendPort,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, LabelSelectorRequirement, ObjectMeta, OwnerReference,
+};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
-use mcp_runtime_api::server::{ResourceSpec, RolloutStrategy};
-use mcp_runtime_api::{MANAGER, MCPServer};
+use mcp_runtime_api::server::{GatewaySpec, ResourceSpec, RolloutStrategy};
+use mcp_runtime_api::{MANAGER, MCPServer, MCPServerSpec};
 use mcp_runtime_policy::{AuthMode, PolicyDocument};
 
-use crate::config::Config;
+use crate::config::{Config, NetworkPolicyEnforcement};
+use crate::status::Notice;
 
 /// Label naming the server an object belongs to.
 pub const SERVER_LABEL: &str = "mcpruntime.org/server";
@@ -38,6 +42,14 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const POLICY_REVISION_ANNOTATION: &str = "mcpruntime.org/policy-revision";
 /// Key of the policy document in its ConfigMap.
 pub const POLICY_KEY: &str = "policy.json";
+/// Label every namespace carries with its own name (set by the API server).
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+/// Condition: whether the operator's NetworkPolicy keeps other pods away from the server.
+pub const NETWORK_ISOLATION: &str = "NetworkIsolation";
+/// Condition: whether `spec.gateway.image` was honoured.
+pub const GATEWAY_IMAGE_ALLOWED: &str = "GatewayImageAllowed";
+/// Condition: whether a header-mode gateway trusts identity headers.
+pub const IDENTITY_HEADERS_TRUSTED: &str = "IdentityHeadersTrusted";
 /// Port of the gateway's admin listener (/healthz, /ready, /metrics).
 pub const GATEWAY_ADMIN_PORT: i32 = 9103;
 /// Where the gateway container (and only it) finds its API credential: the path in-cluster
@@ -91,6 +103,9 @@ pub struct Desired {
     /// Lets the server's ServiceAccount get, list and watch exactly its policy ConfigMap (the
     /// gateway reads it through the API); `None` when the gateway is off (must not exist).
     pub policy_reader: Option<(Role, RoleBinding)>,
+    /// Admits ingress only to the gateway (and its admin port from configured namespaces);
+    /// `None` when the gateway is off (must not exist).
+    pub network_policy: Option<NetworkPolicy>,
 }
 
 fn labels(server: &str) -> BTreeMap<String, String> {
@@ -265,15 +280,162 @@ pub fn desired(server: &MCPServer, config: &Config, policy: Option<&PolicyDocume
     let name = server.name_any();
     let spec = &server.spec;
     let gateway = spec.gateway.as_ref().filter(|g| g.enabled);
-    let auth_mode = spec.auth.as_ref().map(|a| a.mode).unwrap_or_default();
 
     let service_account = ServiceAccount {
         metadata: meta(server, name.clone()),
         automount_service_account_token: Some(false),
         ..Default::default()
     };
+    let mut containers = vec![server_container(spec, config, gateway.is_none())];
+    let mut volumes = Vec::new();
+    if let Some(g) = gateway {
+        let (sidecar, sidecar_volumes) = gateway_sidecar(server, g, config);
+        containers.push(sidecar);
+        volumes.extend(sidecar_volumes);
+    }
+    let (deployment, canary) = deployments(server, config, containers, volumes);
+    let policy = match (gateway, policy) {
+        (Some(_), Some(doc)) => {
+            let mut metadata = meta(server, policy_config_map_name(&name));
+            metadata.annotations =
+                Some([(POLICY_REVISION_ANNOTATION.to_owned(), doc.revision.clone())].into());
+            Some(ConfigMap {
+                metadata,
+                data: Some([(POLICY_KEY.to_owned(), doc.to_json_pretty())].into()),
+                ..Default::default()
+            })
+        }
+        _ => None,
+    };
+    Desired {
+        service_account,
+        deployment,
+        canary,
+        service: service(server, gateway.is_some()),
+        ingress: ingress(server, config, gateway.is_some()),
+        policy,
+        policy_reader: gateway.map(|_| policy_reader(server)),
+        network_policy: gateway.map(|g| network_policy(server, g, config)),
+    }
+}
 
-    // --- pod template ---------------------------------------------------------------------
+/// The image the gateway sidecar runs: `spec.gateway.image` only when the operator's allow-list
+/// holds it (an MCPServer author must not pick the binary that enforces their own policy).
+pub fn gateway_image<'a>(g: &'a GatewaySpec, config: &'a Config) -> &'a str {
+    match g.image.as_deref().filter(|i| !i.is_empty()) {
+        Some(image) if config.gateway_image_allowlist.iter().any(|a| a == image) => image,
+        _ => &config.gateway_image,
+    }
+}
+
+/// Whether the gateway trusts identity headers: the server asks for `auth.mode: header` and
+/// the operator allows it (`MCP_OPERATOR_ALLOW_HEADER_AUTH`).
+pub fn trusts_identity_headers(server: &MCPServer, config: &Config) -> bool {
+    config.allow_header_auth && auth_mode(server) == AuthMode::Header
+}
+
+fn auth_mode(server: &MCPServer) -> AuthMode {
+    server
+        .spec
+        .auth
+        .as_ref()
+        .map(|a| a.mode)
+        .unwrap_or_default()
+}
+
+/// How the operator's configuration shaped a server's objects, for its status: the gateway
+/// image (when the spec names one), header auth (in header mode) and network isolation.
+pub fn notices(server: &MCPServer, config: &Config) -> Vec<Notice> {
+    let spec = &server.spec;
+    let Some(g) = spec.gateway.as_ref().filter(|g| g.enabled) else {
+        return vec![Notice::new(
+            NETWORK_ISOLATION,
+            Some(false),
+            "GatewayDisabled",
+            "no NetworkPolicy: spec.gateway.enabled is false, so the server's port is reachable directly",
+        )];
+    };
+    let mut notices = Vec::new();
+    if let Some(image) = g.image.as_deref().filter(|i| !i.is_empty()) {
+        let used = gateway_image(g, config);
+        notices.push(if used == image {
+            Notice::new(
+                GATEWAY_IMAGE_ALLOWED,
+                Some(true),
+                "ImageAllowed",
+                format!("spec.gateway.image {image} is in the operator's gateway image allow-list"),
+            )
+        } else {
+            Notice::new(
+                GATEWAY_IMAGE_ALLOWED,
+                Some(false),
+                "ImageNotAllowed",
+                format!(
+                    "spec.gateway.image {image} is not in the operator's allow-list (MCP_OPERATOR_GATEWAY_IMAGE_ALLOWLIST); the gateway runs the operator's image {used}"
+                ),
+            )
+        });
+    }
+    if auth_mode(server) == AuthMode::Header {
+        notices.push(if trusts_identity_headers(server, config) {
+            Notice::new(
+                IDENTITY_HEADERS_TRUSTED,
+                Some(true),
+                "HeaderAuthAllowed",
+                "auth.mode is header and the operator allows it: the gateway trusts identity headers (only safe behind an authenticating proxy)",
+            )
+        } else {
+            Notice::new(
+                IDENTITY_HEADERS_TRUSTED,
+                Some(false),
+                "HeaderAuthNotAllowed",
+                "auth.mode is header but the operator does not allow header auth (MCP_OPERATOR_ALLOW_HEADER_AUTH is not true): the gateway does not trust identity headers and refuses every call; use auth.mode token or oauth",
+            )
+        });
+    }
+    let admitted = format!(
+        "NetworkPolicy {} admits ingress to the gateway port {} and to the admin port {GATEWAY_ADMIN_PORT} from {}",
+        server.name_any(),
+        g.port,
+        match config.metrics_namespaces.as_slice() {
+            [] => "no namespace".to_owned(),
+            list if list.iter().any(|n| n == "*") => "every namespace".to_owned(),
+            list => format!("namespaces {}", list.join(", ")),
+        }
+    );
+    notices.push(match config.network_policy {
+        NetworkPolicyEnforcement::Enforced => Notice::new(
+            NETWORK_ISOLATION,
+            Some(true),
+            "NetworkPolicyEnforced",
+            format!(
+                "{admitted}; the operator is configured to assume the CNI enforces it (MCP_OPERATOR_NETWORK_POLICY_ENFORCED=true), which it cannot observe itself"
+            ),
+        ),
+        NetworkPolicyEnforcement::NotEnforced => Notice::new(
+            NETWORK_ISOLATION,
+            Some(false),
+            "NetworkPolicyNotEnforced",
+            format!(
+                "{admitted}, but the operator is configured to say the CNI does not enforce NetworkPolicy (MCP_OPERATOR_NETWORK_POLICY_ENFORCED=false): other pods can reach the server's port directly, around the gateway"
+            ),
+        ),
+        NetworkPolicyEnforcement::Unknown => Notice::new(
+            NETWORK_ISOLATION,
+            None,
+            "EnforcementUnknown",
+            format!(
+                "{admitted}; whether the CNI enforces it is unknown to the operator (set MCP_OPERATOR_NETWORK_POLICY_ENFORCED): without enforcement other pods can reach the server's port directly"
+            ),
+        ),
+    });
+    notices
+}
+
+/// The MCP server's container. Behind a gateway it declares no port and has no probes: the
+/// kubelet would reach it on the pod IP, which only the gateway should; the gateway's `/ready`
+/// checks the upstream instead.
+fn server_container(spec: &MCPServerSpec, config: &Config, exposed: bool) -> Container {
     let registry = spec
         .registry_override
         .as_deref()
@@ -300,7 +462,7 @@ pub fn desired(server: &MCPServer, config: &Config, policy: Option<&PolicyDocume
         }),
         ..Default::default()
     }));
-    let mut containers = vec![Container {
+    Container {
         name: "server".to_owned(),
         image: Some(resolve_image(
             &spec.image,
@@ -308,162 +470,184 @@ pub fn desired(server: &MCPServer, config: &Config, policy: Option<&PolicyDocume
             registry,
         )),
         image_pull_policy: Some("IfNotPresent".to_owned()),
-        ports: Some(vec![ContainerPort {
-            name: Some("http".to_owned()),
-            container_port: spec.port,
-            protocol: Some("TCP".to_owned()),
-            ..Default::default()
-        }]),
+        ports: exposed.then(|| {
+            vec![ContainerPort {
+                name: Some("http".to_owned()),
+                container_port: spec.port,
+                protocol: Some("TCP".to_owned()),
+                ..Default::default()
+            }]
+        }),
         env: (!server_env.is_empty()).then_some(server_env),
         resources: Some(resources(spec.resources.as_ref(), "50m", "64Mi")),
         security_context: Some(container_security()),
-        readiness_probe: Some(tcp_probe("http", 3, 5)),
-        liveness_probe: Some(tcp_probe("http", 5, 10)),
+        readiness_probe: exposed.then(|| tcp_probe("http", 3, 5)),
+        liveness_probe: exposed.then(|| tcp_probe("http", 5, 10)),
         ..Default::default()
-    }];
-    let mut volumes = Vec::new();
-    if let Some(g) = gateway {
-        let mut gw_env = vec![
-            env("MCP_GATEWAY_LISTEN", format!("0.0.0.0:{}", g.port)),
-            env(
-                "MCP_GATEWAY_ADMIN_LISTEN",
-                format!("0.0.0.0:{GATEWAY_ADMIN_PORT}"),
+    }
+}
+
+/// The gateway container and the volumes only it mounts.
+fn gateway_sidecar(
+    server: &MCPServer,
+    g: &GatewaySpec,
+    config: &Config,
+) -> (Container, Vec<Volume>) {
+    let spec = &server.spec;
+    let name = server.name_any();
+    let mut gw_env = vec![
+        env("MCP_GATEWAY_LISTEN", format!("0.0.0.0:{}", g.port)),
+        env(
+            "MCP_GATEWAY_ADMIN_LISTEN",
+            format!("0.0.0.0:{GATEWAY_ADMIN_PORT}"),
+        ),
+        env(
+            "UPSTREAM_URL",
+            g.upstream_url
+                .clone()
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| format!("http://127.0.0.1:{}", spec.port)),
+        ),
+        // Read and watched through the API (the Role below), so a revocation reaches the
+        // gateway in well under a second; a mounted ConfigMap is refreshed only when the
+        // kubelet syncs the pod (about a minute).
+        env(
+            "MCP_GATEWAY_POLICY_CONFIGMAP",
+            format!(
+                "{}/{}",
+                server.namespace().unwrap_or_default(),
+                policy_config_map_name(&name)
             ),
-            env(
-                "UPSTREAM_URL",
-                g.upstream_url
-                    .clone()
-                    .filter(|u| !u.is_empty())
-                    .unwrap_or_else(|| format!("http://127.0.0.1:{}", spec.port)),
-            ),
-            // Read and watched through the API (the Role below), so a revocation reaches the
-            // gateway in well under a second; a mounted ConfigMap is refreshed only when the
-            // kubelet syncs the pod (about a minute).
-            env(
-                "MCP_GATEWAY_POLICY_CONFIGMAP",
-                format!(
-                    "{}/{}",
-                    server.namespace().unwrap_or_default(),
-                    policy_config_map_name(&name)
-                ),
-            ),
-            env("MCP_GATEWAY_AUDIT_SPOOL_DIR", "/tmp/mcp-gateway-spool"),
-        ];
-        if let Some(prefix) = g.strip_prefix.as_ref().filter(|p| !p.is_empty()) {
-            gw_env.push(env("STRIP_PREFIX", prefix.clone()));
-        }
-        let (api_mount, api_volume) = kube_api_credential("gateway-kube-api");
-        let mut mounts = vec![
-            api_mount,
-            VolumeMount {
-                name: "gateway-tmp".to_owned(),
-                mount_path: "/tmp".to_owned(),
-                ..Default::default()
-            },
-        ];
-        volumes.push(api_volume);
-        volumes.push(Volume {
+        ),
+        env("MCP_GATEWAY_AUDIT_SPOOL_DIR", "/tmp/mcp-gateway-spool"),
+    ];
+    if let Some(prefix) = g.strip_prefix.as_ref().filter(|p| !p.is_empty()) {
+        gw_env.push(env("STRIP_PREFIX", prefix.clone()));
+    }
+    let (api_mount, api_volume) = kube_api_credential("gateway-kube-api");
+    let mut mounts = vec![
+        api_mount,
+        VolumeMount {
+            name: "gateway-tmp".to_owned(),
+            mount_path: "/tmp".to_owned(),
+            ..Default::default()
+        },
+    ];
+    let mut volumes = vec![
+        api_volume,
+        Volume {
             name: "gateway-tmp".to_owned(),
             empty_dir: Some(EmptyDirVolumeSource::default()),
             ..Default::default()
-        });
-        match auth_mode {
-            AuthMode::Token => {
-                // Public keys only: the gateway verifies tokens, it cannot mint them. Mounted
-                // without subPath, so the kubelet's updates (key rotation) reach the gateway.
+        },
+    ];
+    match auth_mode(server) {
+        AuthMode::Token => {
+            // Public keys only: the gateway verifies tokens, it cannot mint them. Mounted
+            // without subPath, so the kubelet's updates (key rotation) reach the gateway.
+            gw_env.push(env(
+                "MCP_GATEWAY_TOKEN_PUBLIC_KEYS_FILE",
+                format!("{TOKEN_DIR}/{TOKEN_PUBLIC_KEYS}"),
+            ));
+            let (mount, volume) = secret_file(
+                "gateway-token-keys",
+                TOKEN_DIR,
+                &config.gateway_token_keys_secret,
+                TOKEN_PUBLIC_KEYS,
+                TOKEN_PUBLIC_KEYS,
+            );
+            mounts.push(mount);
+            volumes.push(volume);
+        }
+        // Only when the operator allows header auth (see `notices` for the refusal).
+        AuthMode::Header => {
+            if trusts_identity_headers(server, config) {
+                gw_env.push(env("MCP_GATEWAY_TRUST_IDENTITY_HEADERS", "true"));
+            }
+        }
+        // The public URL clients reach (RFC 9728 `resource`, and the audience when
+        // spec.auth.audience is unset); without an ingress host the gateway derives it from
+        // each request.
+        AuthMode::Oauth => {
+            if let Some(host) = ingress_host(spec, config) {
                 gw_env.push(env(
-                    "MCP_GATEWAY_TOKEN_PUBLIC_KEYS_FILE",
-                    format!("{TOKEN_DIR}/{TOKEN_PUBLIC_KEYS}"),
+                    "MCP_GATEWAY_OAUTH_RESOURCE",
+                    format!("https://{host}{}", server.route_path()),
+                ));
+            }
+        }
+        AuthMode::None | AuthMode::Mtls => {}
+    }
+    if let Some(a) = spec.analytics.as_ref().filter(|a| !a.disabled) {
+        let url = a
+            .ingest_url
+            .clone()
+            .filter(|u| !u.is_empty())
+            .or_else(|| config.analytics_ingest_url.clone());
+        if let Some(url) = url {
+            gw_env.push(env("ANALYTICS_INGEST_URL", url));
+            if let Some(source) = a.source.as_ref().filter(|s| !s.is_empty()) {
+                gw_env.push(env("ANALYTICS_SOURCE", source.clone()));
+            }
+            if let Some(key) = &a.api_key_secret_ref {
+                gw_env.push(env(
+                    "MCP_GATEWAY_AUDIT_API_KEY_FILE",
+                    format!("{ANALYTICS_DIR}/api-key"),
                 ));
                 let (mount, volume) = secret_file(
-                    "gateway-token-keys",
-                    TOKEN_DIR,
-                    &config.gateway_token_keys_secret,
-                    TOKEN_PUBLIC_KEYS,
-                    TOKEN_PUBLIC_KEYS,
+                    "analytics-api-key",
+                    ANALYTICS_DIR,
+                    &key.name,
+                    &key.key,
+                    "api-key",
                 );
                 mounts.push(mount);
                 volumes.push(volume);
             }
-            // The author chose header mode explicitly (see docs/crds.md): the gateway trusts
-            // identity headers only with this flag.
-            AuthMode::Header => gw_env.push(env("MCP_GATEWAY_TRUST_IDENTITY_HEADERS", "true")),
-            // The public URL clients reach (RFC 9728 `resource`, and the audience when
-            // spec.auth.audience is unset); without an ingress host the gateway derives it from
-            // each request.
-            AuthMode::Oauth => {
-                if let Some(host) = ingress_host(spec, config) {
-                    gw_env.push(env(
-                        "MCP_GATEWAY_OAUTH_RESOURCE",
-                        format!("https://{host}{}", server.route_path()),
-                    ));
-                }
-            }
-            AuthMode::None | AuthMode::Mtls => {}
         }
-        if let Some(a) = spec.analytics.as_ref().filter(|a| !a.disabled) {
-            let url = a
-                .ingest_url
-                .clone()
-                .filter(|u| !u.is_empty())
-                .or_else(|| config.analytics_ingest_url.clone());
-            if let Some(url) = url {
-                gw_env.push(env("ANALYTICS_INGEST_URL", url));
-                if let Some(source) = a.source.as_ref().filter(|s| !s.is_empty()) {
-                    gw_env.push(env("ANALYTICS_SOURCE", source.clone()));
-                }
-                if let Some(key) = &a.api_key_secret_ref {
-                    gw_env.push(env(
-                        "MCP_GATEWAY_AUDIT_API_KEY_FILE",
-                        format!("{ANALYTICS_DIR}/api-key"),
-                    ));
-                    let (mount, volume) = secret_file(
-                        "analytics-api-key",
-                        ANALYTICS_DIR,
-                        &key.name,
-                        &key.key,
-                        "api-key",
-                    );
-                    mounts.push(mount);
-                    volumes.push(volume);
-                }
-            }
-        }
-        containers.push(Container {
-            name: "mcp-gateway".to_owned(),
-            image: Some(
-                g.image
-                    .clone()
-                    .filter(|i| !i.is_empty())
-                    .unwrap_or_else(|| config.gateway_image.clone()),
-            ),
-            image_pull_policy: Some("IfNotPresent".to_owned()),
-            ports: Some(vec![
-                ContainerPort {
-                    name: Some("gateway".to_owned()),
-                    container_port: g.port,
-                    protocol: Some("TCP".to_owned()),
-                    ..Default::default()
-                },
-                ContainerPort {
-                    name: Some("metrics".to_owned()),
-                    container_port: GATEWAY_ADMIN_PORT,
-                    protocol: Some("TCP".to_owned()),
-                    ..Default::default()
-                },
-            ]),
-            env: Some(gw_env),
-            resources: Some(resources(g.resources.as_ref(), "10m", "32Mi")),
-            security_context: Some(SecurityContext {
-                read_only_root_filesystem: Some(true),
-                ..container_security()
-            }),
-            readiness_probe: Some(http_probe("/ready", "metrics", 1, 5)),
-            liveness_probe: Some(http_probe("/healthz", "metrics", 5, 10)),
-            volume_mounts: Some(mounts),
-            ..Default::default()
-        });
     }
+    let container = Container {
+        name: "mcp-gateway".to_owned(),
+        image: Some(gateway_image(g, config).to_owned()),
+        image_pull_policy: Some("IfNotPresent".to_owned()),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("gateway".to_owned()),
+                container_port: g.port,
+                protocol: Some("TCP".to_owned()),
+                ..Default::default()
+            },
+            ContainerPort {
+                name: Some("metrics".to_owned()),
+                container_port: GATEWAY_ADMIN_PORT,
+                protocol: Some("TCP".to_owned()),
+                ..Default::default()
+            },
+        ]),
+        env: Some(gw_env),
+        resources: Some(resources(g.resources.as_ref(), "10m", "32Mi")),
+        security_context: Some(SecurityContext {
+            read_only_root_filesystem: Some(true),
+            ..container_security()
+        }),
+        // `/ready` also connects to the upstream, so it stands for the server container too.
+        readiness_probe: Some(http_probe("/ready", "metrics", 1, 5)),
+        liveness_probe: Some(http_probe("/healthz", "metrics", 5, 10)),
+        volume_mounts: Some(mounts),
+        ..Default::default()
+    };
+    (container, volumes)
+}
+
+/// The stable Deployment and, under `rollout.strategy: Canary`, the canary one.
+fn deployments(
+    server: &MCPServer,
+    config: &Config,
+    containers: Vec<Container>,
+    volumes: Vec<Volume>,
+) -> (Deployment, Option<Deployment>) {
+    let name = server.name_any();
+    let spec = &server.spec;
     let pod_spec = PodSpec {
         service_account_name: Some(name.clone()),
         // No container gets an API credential by default; the gateway gets its own volume.
@@ -545,18 +729,22 @@ pub fn desired(server: &MCPServer, config: &Config, policy: Option<&PolicyDocume
     let stable = deployment("stable", spec.replicas - canary_replicas, name.clone());
     let canary =
         (canary_replicas > 0).then(|| deployment("canary", canary_replicas, canary_name(&name)));
+    (stable, canary)
+}
 
-    // --- service and route ----------------------------------------------------------------
+/// The Service: port `http` to the gateway (or the server without one), plus the admin port.
+fn service(server: &MCPServer, gateway: bool) -> Service {
+    let name = server.name_any();
     let mut ports = vec![ServicePort {
         name: Some("http".to_owned()),
-        port: spec.service_port,
+        port: server.spec.service_port,
         target_port: Some(IntOrString::String(
-            if gateway.is_some() { "gateway" } else { "http" }.to_owned(),
+            if gateway { "gateway" } else { "http" }.to_owned(),
         )),
         protocol: Some("TCP".to_owned()),
         ..Default::default()
     }];
-    if gateway.is_some() {
+    if gateway {
         ports.push(ServicePort {
             name: Some("metrics".to_owned()),
             port: GATEWAY_ADMIN_PORT,
@@ -565,17 +753,22 @@ pub fn desired(server: &MCPServer, config: &Config, policy: Option<&PolicyDocume
             ..Default::default()
         });
     }
-    let service = Service {
+    Service {
         metadata: meta(server, name.clone()),
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".to_owned()),
-            selector: Some([(SERVER_LABEL.to_owned(), name.clone())].into()),
+            selector: Some([(SERVER_LABEL.to_owned(), name)].into()),
             ports: Some(ports),
             ..Default::default()
         }),
         status: None,
-    };
+    }
+}
 
+/// The public route (and, for OAuth, its protected-resource metadata).
+fn ingress(server: &MCPServer, config: &Config, gateway: bool) -> Ingress {
+    let spec = &server.spec;
+    let name = server.name_any();
     let route = server.route_path();
     let backend = IngressBackend {
         service: Some(IngressServiceBackend {
@@ -592,7 +785,7 @@ pub fn desired(server: &MCPServer, config: &Config, policy: Option<&PolicyDocume
         path_type: "Prefix".to_owned(),
         backend: backend.clone(),
     }];
-    if gateway.is_some() && auth_mode == AuthMode::Oauth {
+    if gateway && auth_mode(server) == AuthMode::Oauth {
         // RFC 9728 protected-resource metadata, served by the gateway for this route.
         paths.push(HTTPIngressPath {
             path: Some(format!("/.well-known/oauth-protected-resource{route}")),
@@ -600,11 +793,11 @@ pub fn desired(server: &MCPServer, config: &Config, policy: Option<&PolicyDocume
             backend,
         });
     }
-    let mut ingress_meta = meta(server, name.clone());
+    let mut ingress_meta = meta(server, name);
     if !spec.ingress_annotations.is_empty() {
         ingress_meta.annotations = Some(spec.ingress_annotations.clone());
     }
-    let ingress = Ingress {
+    Ingress {
         metadata: ingress_meta,
         spec: Some(IngressSpec {
             ingress_class_name: Some(
@@ -620,31 +813,56 @@ pub fn desired(server: &MCPServer, config: &Config, policy: Option<&PolicyDocume
             ..Default::default()
         }),
         status: None,
-    };
+    }
+}
 
-    let policy = match (gateway, policy) {
-        (Some(_), Some(doc)) => {
-            let mut metadata = meta(server, policy_config_map_name(&name));
-            metadata.annotations =
-                Some([(POLICY_REVISION_ANNOTATION.to_owned(), doc.revision.clone())].into());
-            Some(ConfigMap {
-                metadata,
-                data: Some([(POLICY_KEY.to_owned(), doc.to_json_pretty())].into()),
+/// Admits ingress to the server's pods (both tracks) only on the gateway port, and on the
+/// admin port from the namespaces the operator is configured with. Egress is left alone: the
+/// server may call what it needs, and the gateway needs the API server and the audit sink.
+fn network_policy(server: &MCPServer, g: &GatewaySpec, config: &Config) -> NetworkPolicy {
+    let name = server.name_any();
+    let port = |p: i32| NetworkPolicyPort {
+        port: Some(IntOrString::Int(p)),
+        protocol: Some("TCP".to_owned()),
+        ..Default::default()
+    };
+    let mut rules = vec![NetworkPolicyIngressRule {
+        from: None,
+        ports: Some(vec![port(g.port)]),
+    }];
+    let namespaces = &config.metrics_namespaces;
+    if !namespaces.is_empty() {
+        let selector = if namespaces.iter().any(|n| n == "*") {
+            LabelSelector::default()
+        } else {
+            LabelSelector {
+                match_expressions: Some(vec![LabelSelectorRequirement {
+                    key: NAMESPACE_NAME_LABEL.to_owned(),
+                    operator: "In".to_owned(),
+                    values: Some(namespaces.clone()),
+                }]),
                 ..Default::default()
-            })
-        }
-        _ => None,
-    };
-    let policy_reader = gateway.map(|_| policy_reader(server));
-
-    Desired {
-        service_account,
-        deployment: stable,
-        canary,
-        service,
-        ingress,
-        policy,
-        policy_reader,
+            }
+        };
+        rules.push(NetworkPolicyIngressRule {
+            from: Some(vec![NetworkPolicyPeer {
+                namespace_selector: Some(selector),
+                ..Default::default()
+            }]),
+            ports: Some(vec![port(GATEWAY_ADMIN_PORT)]),
+        });
+    }
+    NetworkPolicy {
+        metadata: meta(server, name.clone()),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some([(SERVER_LABEL.to_owned(), name)].into()),
+                ..Default::default()
+            }),
+            policy_types: Some(vec!["Ingress".to_owned()]),
+            ingress: Some(rules),
+            egress: None,
+        }),
     }
 }
 
@@ -1031,6 +1249,172 @@ mod tests {
         assert_eq!(
             stable.template.spec.unwrap().node_selector.unwrap()["type"],
             "kwok"
+        );
+    }
+
+    #[test]
+    fn behind_a_gateway_the_server_is_not_probed_and_a_network_policy_admits_only_the_gateway() {
+        let mut spec = MCPServerSpec::with_image("hello");
+        spec.gateway = Some(GatewaySpec::enabled());
+        let d = desired(&server(spec.clone()), &Config::defaults(), Some(&doc()));
+        let spec_of_pod = pod(&d);
+        let srv = spec_of_pod
+            .containers
+            .iter()
+            .find(|c| c.name == "server")
+            .unwrap();
+        assert!(
+            srv.ports.is_none() && srv.readiness_probe.is_none() && srv.liveness_probe.is_none()
+        );
+        let gw = gateway_container(&spec_of_pod);
+        let ready = gw
+            .readiness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap();
+        assert_eq!(ready.path.as_deref(), Some("/ready"));
+
+        let np = d.network_policy.unwrap();
+        assert_eq!(np.metadata.name.as_deref(), Some("hello"));
+        let np = np.spec.unwrap();
+        assert_eq!(
+            np.pod_selector.unwrap().match_labels.unwrap()[SERVER_LABEL],
+            "hello"
+        );
+        assert_eq!(np.policy_types.unwrap(), ["Ingress"]);
+        assert!(np.egress.is_none());
+        let rules = np.ingress.unwrap();
+        assert_eq!(rules.len(), 1, "no admin port without metrics namespaces");
+        assert!(rules[0].from.is_none());
+        assert_eq!(
+            rules[0].ports.as_ref().unwrap()[0].port,
+            Some(IntOrString::Int(8091))
+        );
+
+        let mut config = Config::defaults();
+        config.metrics_namespaces = vec!["monitoring".into()];
+        let d = desired(&server(spec.clone()), &config, Some(&doc()));
+        let rules = d.network_policy.unwrap().spec.unwrap().ingress.unwrap();
+        let admin = &rules[1];
+        assert_eq!(
+            admin.ports.as_ref().unwrap()[0].port,
+            Some(IntOrString::Int(GATEWAY_ADMIN_PORT))
+        );
+        let ns = admin.from.as_ref().unwrap()[0]
+            .namespace_selector
+            .clone()
+            .unwrap();
+        let req = &ns.match_expressions.unwrap()[0];
+        assert_eq!(
+            (req.key.as_str(), req.operator.as_str(), req.values.clone()),
+            (
+                NAMESPACE_NAME_LABEL,
+                "In",
+                Some(vec!["monitoring".to_owned()])
+            )
+        );
+
+        // Without a gateway: probes and port as before, no NetworkPolicy.
+        spec.gateway = None;
+        let d = desired(&server(spec), &Config::defaults(), None);
+        let srv = &pod(&d).containers[0];
+        assert!(srv.ports.is_some() && srv.readiness_probe.is_some());
+        assert!(d.network_policy.is_none());
+    }
+
+    fn notice(s: &MCPServer, config: &Config, type_: &str) -> Option<Notice> {
+        notices(s, config).into_iter().find(|n| n.type_ == type_)
+    }
+
+    #[test]
+    fn header_auth_needs_the_operator_s_consent() {
+        use mcp_runtime_api::server::AuthSpec;
+        let mut spec = MCPServerSpec::with_image("hello");
+        spec.gateway = Some(GatewaySpec::enabled());
+        spec.auth = Some(AuthSpec {
+            mode: AuthMode::Header,
+            ..Default::default()
+        });
+        let s = server(spec);
+        let refused = Config::defaults();
+        let env = gateway_env(&pod(&desired(&s, &refused, Some(&doc()))));
+        assert!(!env.contains_key("MCP_GATEWAY_TRUST_IDENTITY_HEADERS"));
+        let n = notice(&s, &refused, IDENTITY_HEADERS_TRUSTED).unwrap();
+        assert_eq!((n.status, n.reason), (Some(false), "HeaderAuthNotAllowed"));
+        assert!(
+            n.message.contains("MCP_OPERATOR_ALLOW_HEADER_AUTH"),
+            "{}",
+            n.message
+        );
+
+        let mut allowed = Config::defaults();
+        allowed.allow_header_auth = true;
+        let env = gateway_env(&pod(&desired(&s, &allowed, Some(&doc()))));
+        assert_eq!(env["MCP_GATEWAY_TRUST_IDENTITY_HEADERS"], "true");
+        let n = notice(&s, &allowed, IDENTITY_HEADERS_TRUSTED).unwrap();
+        assert_eq!((n.status, n.reason), (Some(true), "HeaderAuthAllowed"));
+
+        // Token mode never gets the flag, allowed or not, and reports nothing about it.
+        let token = server({
+            let mut spec = MCPServerSpec::with_image("hello");
+            spec.gateway = Some(GatewaySpec::enabled());
+            spec
+        });
+        let env = gateway_env(&pod(&desired(&token, &allowed, Some(&doc()))));
+        assert!(!env.contains_key("MCP_GATEWAY_TRUST_IDENTITY_HEADERS"));
+        assert!(notice(&token, &allowed, IDENTITY_HEADERS_TRUSTED).is_none());
+    }
+
+    #[test]
+    fn the_gateway_image_comes_from_the_operator_unless_allow_listed() {
+        let mut spec = MCPServerSpec::with_image("hello");
+        spec.gateway = Some(GatewaySpec {
+            image: Some("evil.io/gateway:1".into()),
+            ..GatewaySpec::enabled()
+        });
+        let s = server(spec);
+        let mut config = Config::defaults();
+        config.gateway_image_allowlist = vec!["reg.io/gateway:2".into()];
+        let image = |c: &Config| {
+            gateway_container(&pod(&desired(&s, c, Some(&doc()))))
+                .image
+                .clone()
+                .unwrap()
+        };
+        assert_eq!(image(&config), config.gateway_image);
+        let n = notice(&s, &config, GATEWAY_IMAGE_ALLOWED).unwrap();
+        assert_eq!((n.status, n.reason), (Some(false), "ImageNotAllowed"));
+        assert!(n.message.contains("evil.io/gateway:1"), "{}", n.message);
+
+        config
+            .gateway_image_allowlist
+            .push("evil.io/gateway:1".into());
+        assert_eq!(image(&config), "evil.io/gateway:1");
+        let n = notice(&s, &config, GATEWAY_IMAGE_ALLOWED).unwrap();
+        assert_eq!((n.status, n.reason), (Some(true), "ImageAllowed"));
+    }
+
+    #[test]
+    fn network_isolation_says_what_the_operator_assumes() {
+        let mut spec = MCPServerSpec::with_image("hello");
+        let off = server(spec.clone());
+        spec.gateway = Some(GatewaySpec::enabled());
+        let on = server(spec);
+        let mut config = Config::defaults();
+        let n = notice(&off, &config, NETWORK_ISOLATION).unwrap();
+        assert_eq!((n.status, n.reason), (Some(false), "GatewayDisabled"));
+        let n = notice(&on, &config, NETWORK_ISOLATION).unwrap();
+        assert_eq!((n.status, n.reason), (None, "EnforcementUnknown"));
+        config.network_policy = NetworkPolicyEnforcement::Enforced;
+        let n = notice(&on, &config, NETWORK_ISOLATION).unwrap();
+        assert_eq!((n.status, n.reason), (Some(true), "NetworkPolicyEnforced"));
+        config.network_policy = NetworkPolicyEnforcement::NotEnforced;
+        let n = notice(&on, &config, NETWORK_ISOLATION).unwrap();
+        assert_eq!(
+            (n.status, n.reason),
+            (Some(false), "NetworkPolicyNotEnforced")
         );
     }
 

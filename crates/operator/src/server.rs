@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
@@ -288,7 +288,7 @@ async fn apply_all(
             .await;
         }
         let mut message = format!(
-            "revision {} ({} grant(s), {} session(s) target this server)",
+            "revision {} ({} grant(s), {} session(s) name this server)",
             r.document.revision, grants, sessions
         );
         if !r.skipped.is_empty() {
@@ -298,6 +298,17 @@ async fn apply_all(
                 .map(|s| format!("{} {}/{}", s.kind, s.namespace, s.name))
                 .collect();
             message.push_str(&format!("; left out as invalid: {}", skipped.join(", ")));
+        }
+        if !r.refused.is_empty() {
+            let refused: Vec<String> = r
+                .refused
+                .iter()
+                .map(|s| format!("{} {}/{}", s.kind, s.namespace, s.name))
+                .collect();
+            message.push_str(&format!(
+                "; left out, from namespaces not in spec.access.allowedNamespaces: {}",
+                refused.join(", ")
+            ));
         }
         policy_check = Some(Check::ok("PolicyRendered", message));
         revision = Some(r.document.revision.clone());
@@ -325,7 +336,18 @@ async fn apply_all(
         }
     }
 
-    // 2. The workload and its route.
+    // 2. The workload and its route, behind its NetworkPolicy (applied first, so no pod runs
+    // unprotected; deleted with the gateway).
+    match &desired.network_policy {
+        Some(np) => {
+            applied.apply(client, children, server, np).await?;
+        }
+        None => {
+            applied
+                .delete::<NetworkPolicy>(client, children, server, namespace, name)
+                .await?;
+        }
+    }
     applied
         .apply(client, children, server, &desired.service_account)
         .await?;
@@ -384,6 +406,7 @@ async fn apply_all(
         gateway,
         canary: canary.as_ref().map(deployment_readiness),
         policy_revision: revision,
+        notices: resources::notices(server, &ctx.config),
     })
 }
 

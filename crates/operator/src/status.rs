@@ -32,6 +32,40 @@ impl Check {
     }
 }
 
+/// A fact about how the operator's configuration shaped a server's objects (the gateway image,
+/// header auth, network isolation): reported as a condition, it does not decide readiness.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    pub type_: &'static str,
+    /// True, False, or None for Unknown.
+    pub status: Option<bool>,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Notice {
+    pub fn new(
+        type_: &'static str,
+        status: Option<bool>,
+        reason: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            type_,
+            status,
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// Condition types of notices: removed from a status when no longer reported.
+pub const NOTICE_TYPES: [&str; 3] = [
+    crate::resources::NETWORK_ISOLATION,
+    crate::resources::GATEWAY_IMAGE_ALLOWED,
+    crate::resources::IDENTITY_HEADERS_TRUSTED,
+];
+
 /// What a successful reconciliation observed.
 #[derive(Clone, Debug)]
 pub struct Readiness {
@@ -43,6 +77,7 @@ pub struct Readiness {
     /// `None` unless `rollout.strategy: Canary`.
     pub canary: Option<Check>,
     pub policy_revision: Option<String>,
+    pub notices: Vec<Notice>,
 }
 
 /// Sets condition `type_` in `conditions`, keeping its lastTransitionTime when the status does
@@ -56,7 +91,32 @@ pub fn set_condition(
     generation: Option<i64>,
     now: Time,
 ) {
-    let status = if ok { "True" } else { "False" };
+    set_condition_status(
+        conditions,
+        type_,
+        Some(ok),
+        reason,
+        message,
+        generation,
+        now,
+    );
+}
+
+/// [`set_condition`] with `None` for status Unknown.
+pub fn set_condition_status(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    ok: Option<bool>,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: Time,
+) {
+    let status = match ok {
+        Some(true) => "True",
+        Some(false) => "False",
+        None => "Unknown",
+    };
     let message = if message.is_empty() {
         reason.to_owned()
     } else {
@@ -127,6 +187,20 @@ pub fn server_ready(
     match &r.canary {
         Some(c) => set("CanaryReady", c),
         None => remove_condition(&mut conditions, "CanaryReady"),
+    }
+    for t in NOTICE_TYPES {
+        match r.notices.iter().find(|n| n.type_ == t) {
+            Some(n) => set_condition_status(
+                &mut conditions,
+                t,
+                n.status,
+                n.reason,
+                &n.message,
+                generation,
+                now.clone(),
+            ),
+            None => remove_condition(&mut conditions, t),
+        }
     }
 
     let mut required: Vec<(&str, &Check)> = vec![
@@ -240,6 +314,7 @@ pub fn access(
         AccessPhase::Disabled => "Disabled",
         AccessPhase::Invalid => "Invalid",
         AccessPhase::ServerNotFound => "ServerNotFound",
+        AccessPhase::Refused => "Refused",
         AccessPhase::Expired => "Expired",
         AccessPhase::Revoked => "Revoked",
     };
@@ -280,6 +355,7 @@ mod tests {
             gateway: None,
             canary: None,
             policy_revision: None,
+            notices: vec![],
         }
     }
 

@@ -67,3 +67,59 @@ fn the_deployment_runs_restricted_with_probes() {
     assert_eq!(sc.allow_privilege_escalation, Some(false));
     assert!(c.readiness_probe.is_some() && c.liveness_probe.is_some());
 }
+
+#[test]
+fn the_admission_policy_confines_every_kind_the_operator_may_write() {
+    let (policy, binding) = manifests::admission_policy();
+    let spec = policy.spec.unwrap();
+    let covered: Vec<(String, String)> = spec
+        .match_constraints
+        .unwrap()
+        .resource_rules
+        .unwrap()
+        .into_iter()
+        .flat_map(|r| {
+            let groups = r.api_groups.unwrap();
+            assert_eq!(
+                r.operations.unwrap(),
+                ["CREATE", "UPDATE", "DELETE"],
+                "every write"
+            );
+            r.resources
+                .unwrap()
+                .into_iter()
+                .flat_map(move |res| groups.clone().into_iter().map(move |g| (g, res.clone())))
+        })
+        .collect();
+    for rule in manifests::rbac().cluster_role.rules.unwrap() {
+        let writes = rule
+            .verbs
+            .iter()
+            .any(|v| ["create", "patch", "update", "delete"].contains(&v.as_str()));
+        for group in rule.api_groups.clone().unwrap() {
+            if !writes || group == "mcpruntime.org" || group == "events.k8s.io" {
+                continue;
+            }
+            for res in rule.resources.clone().unwrap() {
+                assert!(
+                    covered.contains(&(group.clone(), res.clone())),
+                    "the operator may write {group}/{res} but the admission policy does not confine it"
+                );
+            }
+        }
+    }
+    let condition = &spec.match_conditions.unwrap()[0];
+    assert!(
+        condition
+            .expression
+            .contains("system:serviceaccount:mcp-runtime:mcp-runtime-operator"),
+        "only the operator's requests: {}",
+        condition.expression
+    );
+    let binding = binding.spec.unwrap();
+    assert_eq!(
+        binding.policy_name.as_deref(),
+        Some(manifests::MANAGED_ONLY)
+    );
+    assert_eq!(binding.validation_actions.unwrap(), ["Deny"]);
+}

@@ -10,7 +10,7 @@ use common::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchParams};
 use kube::core::WatchEvent;
@@ -144,6 +144,7 @@ async fn a_server_gets_exactly_its_objects_and_loses_them_on_update_and_delete()
             "DeploymentReady",
             "GatewayReady",
             "IngressReady",
+            "NetworkIsolation",
             "PolicyReady",
             "Ready",
             "ServiceReady"
@@ -173,6 +174,7 @@ async fn a_server_gets_exactly_its_objects_and_loses_them_on_update_and_delete()
         names::<RoleBinding>(&client, &ns).await,
         set(&["hello-gateway-policy-reader"])
     );
+    assert_eq!(names::<NetworkPolicy>(&client, &ns).await, set(&["hello"]));
     let deploy = Api::<Deployment>::namespaced(client.clone(), &ns)
         .get("hello")
         .await
@@ -249,7 +251,7 @@ async fn a_server_gets_exactly_its_objects_and_loses_them_on_update_and_delete()
     let st = s.status.unwrap();
     assert!(!st.policy_ready && !st.gateway_ready && st.policy_revision.is_none());
     eventually(
-        "the policy ConfigMap, its Role and binding, and the canary to be deleted",
+        "the policy ConfigMap, its Role and binding, the NetworkPolicy and the canary to be deleted",
         WAIT,
         || {
             let client = client.clone();
@@ -259,14 +261,16 @@ async fn a_server_gets_exactly_its_objects_and_loses_them_on_update_and_delete()
                 let roles = names::<Role>(&client, &ns).await;
                 let bindings = names::<RoleBinding>(&client, &ns).await;
                 let deps = names::<Deployment>(&client, &ns).await;
+                let nps = names::<NetworkPolicy>(&client, &ns).await;
                 if cms.is_empty()
+                    && nps.is_empty()
                     && roles.is_empty()
                     && bindings.is_empty()
                     && deps == set(&["hello"])
                 {
                     Ok(())
                 } else {
-                    Err(format!("{cms:?} {roles:?} {bindings:?} {deps:?}"))
+                    Err(format!("{cms:?} {nps:?} {roles:?} {bindings:?} {deps:?}"))
                 }
             }
         },
@@ -299,6 +303,7 @@ async fn a_server_gets_exactly_its_objects_and_loses_them_on_update_and_delete()
                 names::<ConfigMap>(&client, &ns).await,
                 names::<Role>(&client, &ns).await,
                 names::<RoleBinding>(&client, &ns).await,
+                names::<NetworkPolicy>(&client, &ns).await,
             ]
             .into_iter()
             .flatten()
@@ -313,6 +318,265 @@ async fn a_server_gets_exactly_its_objects_and_loses_them_on_update_and_delete()
     .await
     .unwrap();
     assert_no_forbidden(c.operator.lock().unwrap().log());
+}
+
+fn condition(s: &MCPServer, type_: &str) -> Option<(String, String, String)> {
+    s.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// Waits until the server's condition `type_` has `status` and `reason` for its generation.
+async fn wait_condition(
+    servers: &Api<MCPServer>,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: &str,
+) -> String {
+    let s = wait_for(
+        servers,
+        name,
+        &format!("{name}: condition {type_}={status} ({reason})"),
+        WAIT,
+        |s| match condition(s, type_) {
+            Some((st, r, _))
+                if st == status
+                    && r == reason
+                    && s.status.as_ref().and_then(|s| s.observed_generation)
+                        == s.metadata.generation =>
+            {
+                Ok(())
+            }
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+    condition(&s, type_).unwrap().2
+}
+
+/// No route around the gateway: the server container is neither exposed nor probed on the pod
+/// IP, a NetworkPolicy admits only the gateway port (and the admin port from the configured
+/// metrics namespaces), and the status says what the operator cannot observe.
+#[tokio::test]
+async fn only_the_gateway_port_admits_traffic_to_a_governed_server() {
+    let c = cluster();
+    let client = c.env.client().await;
+    let ns = c.env.namespace("isolation").await;
+    let servers = server_api(&client, &ns);
+    servers
+        .create(&PostParams::default(), &server_yaml("fenced", GATEWAY))
+        .await
+        .unwrap();
+    wait_phase(&servers, "fenced", ServerPhase::Ready).await;
+    let message = wait_condition(
+        &servers,
+        "fenced",
+        "NetworkIsolation",
+        "Unknown",
+        "EnforcementUnknown",
+    )
+    .await;
+    assert!(
+        message.contains("MCP_OPERATOR_NETWORK_POLICY_ENFORCED"),
+        "{message}"
+    );
+
+    let np = Api::<NetworkPolicy>::namespaced(client.clone(), &ns)
+        .get("fenced")
+        .await
+        .expect("a NetworkPolicy for the gateway-enabled server");
+    assert_eq!(
+        np.owner_references()[0].kind,
+        "MCPServer",
+        "owned by the server"
+    );
+    assert_eq!(np.labels()["app.kubernetes.io/managed-by"], "mcp-runtime");
+    let spec = np.spec.unwrap();
+    assert_eq!(
+        spec.pod_selector.unwrap().match_labels.unwrap()["mcpruntime.org/server"],
+        "fenced"
+    );
+    assert_eq!(spec.policy_types.unwrap(), ["Ingress"]);
+    let rules = spec.ingress.unwrap();
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let ports: Vec<(Option<IntOrString>, bool)> = rules
+        .iter()
+        .map(|r| (r.ports.as_ref().unwrap()[0].port.clone(), r.from.is_some()))
+        .collect();
+    assert_eq!(
+        ports,
+        [
+            (Some(IntOrString::Int(8091)), false),
+            (Some(IntOrString::Int(9103)), true)
+        ],
+        "only the gateway port from anywhere, the admin port from the metrics namespaces"
+    );
+    let from = rules[1].from.as_ref().unwrap()[0]
+        .namespace_selector
+        .clone()
+        .unwrap()
+        .match_expressions
+        .unwrap();
+    assert_eq!(
+        from[0].values.as_deref(),
+        Some(&[METRICS_NAMESPACE.to_owned()][..])
+    );
+
+    let pod = Api::<Deployment>::namespaced(client.clone(), &ns)
+        .get("fenced")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap();
+    let srv = pod.containers.iter().find(|c| c.name == "server").unwrap();
+    assert!(
+        srv.ports.is_none() && srv.readiness_probe.is_none() && srv.liveness_probe.is_none(),
+        "the server container must not be exposed or probed on the pod IP: {srv:?}"
+    );
+    let gw = pod
+        .containers
+        .iter()
+        .find(|c| c.name == "mcp-gateway")
+        .unwrap();
+    let probe = gw
+        .readiness_probe
+        .as_ref()
+        .unwrap()
+        .http_get
+        .as_ref()
+        .unwrap();
+    assert_eq!(probe.path.as_deref(), Some("/ready"));
+    let env: std::collections::BTreeMap<String, String> = gw
+        .env
+        .iter()
+        .flatten()
+        .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(env["UPSTREAM_URL"], "http://127.0.0.1:8088");
+
+    // Gateway off: no NetworkPolicy, and the status says the port is reachable.
+    merge(
+        &servers,
+        "fenced",
+        serde_json::json!({"spec": {"gateway": {"enabled": false}}}),
+    )
+    .await;
+    wait_condition(
+        &servers,
+        "fenced",
+        "NetworkIsolation",
+        "False",
+        "GatewayDisabled",
+    )
+    .await;
+    eventually("the NetworkPolicy to be deleted", WAIT, || {
+        let client = client.clone();
+        let ns = ns.clone();
+        async move {
+            let left = names::<NetworkPolicy>(&client, &ns).await;
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{left:?}"))
+            }
+        }
+    })
+    .await
+    .unwrap();
+}
+
+/// What only the operator's configuration may decide: header auth and the gateway image.
+#[tokio::test]
+async fn header_auth_and_the_gateway_image_are_the_operator_s_to_decide() {
+    let c = cluster();
+    let client = c.env.client().await;
+    let ns = c.env.namespace("operator-says").await;
+    let servers = server_api(&client, &ns);
+    servers
+        .create(
+            &PostParams::default(),
+            &server_yaml(
+                "headers",
+                "  auth: {mode: header}\n  gateway: {enabled: true, image: 'evil.example/gateway:6.6.6'}\n",
+            ),
+        )
+        .await
+        .unwrap();
+    let message = wait_condition(
+        &servers,
+        "headers",
+        "IdentityHeadersTrusted",
+        "False",
+        "HeaderAuthNotAllowed",
+    )
+    .await;
+    assert!(
+        message.contains("MCP_OPERATOR_ALLOW_HEADER_AUTH"),
+        "{message}"
+    );
+    let message = wait_condition(
+        &servers,
+        "headers",
+        "GatewayImageAllowed",
+        "False",
+        "ImageNotAllowed",
+    )
+    .await;
+    assert!(message.contains("evil.example/gateway:6.6.6"), "{message}");
+    let gateway = |d: Deployment| {
+        d.spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap()
+            .containers
+            .into_iter()
+            .find(|c| c.name == "mcp-gateway")
+            .unwrap()
+    };
+    let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
+    let gw = gateway(deployments.get("headers").await.unwrap());
+    assert!(
+        gw.image
+            .as_deref()
+            .unwrap()
+            .starts_with("ghcr.io/mcp-runtime/mcp-gateway:"),
+        "{:?}",
+        gw.image
+    );
+    assert!(
+        gw.env
+            .iter()
+            .flatten()
+            .all(|e| e.name != "MCP_GATEWAY_TRUST_IDENTITY_HEADERS"),
+        "the gateway must not trust identity headers: {:?}",
+        gw.env
+    );
+
+    // An allow-listed image is honoured.
+    merge(
+        &servers,
+        "headers",
+        serde_json::json!({"spec": {"gateway": {"image": ALLOWED_GATEWAY_IMAGE}}}),
+    )
+    .await;
+    wait_condition(
+        &servers,
+        "headers",
+        "GatewayImageAllowed",
+        "True",
+        "ImageAllowed",
+    )
+    .await;
+    let gw = gateway(deployments.get("headers").await.unwrap());
+    assert_eq!(gw.image.as_deref(), Some(ALLOWED_GATEWAY_IMAGE));
 }
 
 fn is_forbidden<T: std::fmt::Debug>(r: Result<T, kube::Error>) -> Result<(), String> {
@@ -661,8 +925,15 @@ async fn grant_and_session_changes_rerender_the_policy_and_their_statuses() {
     let server_ns = c.env.namespace("policy-srv").await;
     let access_ns = c.env.namespace("policy-acc").await;
     let servers = server_api(&client, &server_ns);
+    // The server admits grants from the other namespace (see the test below for the default).
     servers
-        .create(&PostParams::default(), &server_yaml("payments", GATEWAY))
+        .create(
+            &PostParams::default(),
+            &server_yaml(
+                "payments",
+                &format!("{GATEWAY}  access: {{allowedNamespaces: [{access_ns}]}}\n"),
+            ),
+        )
         .await
         .unwrap();
     let first = wait_phase(&servers, "payments", ServerPhase::Ready).await;
@@ -847,6 +1118,247 @@ async fn grant_and_session_changes_rerender_the_policy_and_their_statuses() {
         .await
         .unwrap();
     wait_access(&local, "early", AccessPhase::ServerNotFound, WAIT).await;
+}
+
+/// A grant or session counts only for servers in its own namespace, unless the server lists
+/// its namespace in spec.access.allowedNamespaces.
+#[tokio::test]
+async fn grants_from_another_namespace_count_only_once_the_server_admits_it() {
+    let c = cluster();
+    let client = c.env.client().await;
+    let server_ns = c.env.namespace("xns-a").await;
+    let other_ns = c.env.namespace("xns-b").await;
+    let servers = server_api(&client, &server_ns);
+    servers
+        .create(&PostParams::default(), &server_yaml("vault", GATEWAY))
+        .await
+        .unwrap();
+    wait_phase(&servers, "vault", ServerPhase::Ready).await;
+    let grants: Api<MCPAccessGrant> = Api::namespaced(client.clone(), &other_ns);
+    grants
+        .create(
+            &PostParams::default(),
+            &grant_yaml("sneaky", "vault", Some(&server_ns), ""),
+        )
+        .await
+        .unwrap();
+    let sessions: Api<MCPAgentSession> = Api::namespaced(client.clone(), &other_ns);
+    let mut session = session_yaml("sneaky-session", "vault", &in_hours(24), "");
+    session.spec.server_ref.namespace = Some(server_ns.clone());
+    sessions
+        .create(&PostParams::default(), &session)
+        .await
+        .unwrap();
+
+    // Refused, with a condition naming the field to set.
+    let g = wait_access(&grants, "sneaky", AccessPhase::Refused, WAIT).await;
+    let accepted = g
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Accepted")
+        .unwrap();
+    assert_eq!(
+        (accepted.status.as_str(), accepted.reason.as_str()),
+        ("False", "CrossNamespaceNotAllowed")
+    );
+    assert!(
+        accepted.message.contains("spec.access.allowedNamespaces")
+            && accepted.message.contains(&other_ns),
+        "{}",
+        accepted.message
+    );
+    wait_access(&sessions, "sneaky-session", AccessPhase::Refused, WAIT).await;
+    // The server has rendered (and named) them: they are not in its policy.
+    let s = wait_for(
+        &servers,
+        "vault",
+        "PolicyReady to name the refused grant",
+        WAIT,
+        |s| {
+            let c = s
+                .status
+                .as_ref()
+                .and_then(|st| st.conditions.iter().find(|c| c.type_ == "PolicyReady"));
+            match c {
+                Some(c)
+                    if c.message
+                        .contains(&format!("MCPAccessGrant {other_ns}/sneaky"))
+                        && c.message
+                            .contains(&format!("MCPAgentSession {other_ns}/sneaky-session")) =>
+                {
+                    Ok(())
+                }
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    let doc = policy(&client, &server_ns, "vault").await.unwrap();
+    assert_eq!(
+        s.status.unwrap().policy_revision.as_deref(),
+        Some(doc.revision.as_str())
+    );
+    assert!(
+        doc.grants.is_empty() && doc.sessions.is_empty(),
+        "refused objects must not reach the policy: {:?} {:?}",
+        doc.grants,
+        doc.sessions
+    );
+
+    // The server opts in: both count.
+    merge(
+        &servers,
+        "vault",
+        serde_json::json!({"spec": {"access": {"allowedNamespaces": [other_ns]}}}),
+    )
+    .await;
+    wait_policy(
+        &client,
+        &server_ns,
+        "vault",
+        "the admitted grant and session",
+        |d| {
+            d.grants
+                .iter()
+                .any(|g| g.name == "sneaky" && g.namespace == other_ns)
+                && d.sessions.iter().any(|s| s.name == "sneaky-session")
+        },
+    )
+    .await;
+    let g = wait_access(&grants, "sneaky", AccessPhase::Active, WAIT).await;
+    assert!(
+        g.status
+            .unwrap()
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Accepted" && c.status == "True" && c.reason == "NamespaceAllowed")
+    );
+    wait_access(&sessions, "sneaky-session", AccessPhase::Active, WAIT).await;
+
+    // And out again.
+    merge(
+        &servers,
+        "vault",
+        serde_json::json!({"spec": {"access": null}}),
+    )
+    .await;
+    wait_policy(&client, &server_ns, "vault", "the grant out again", |d| {
+        d.grants.is_empty() && d.sessions.is_empty()
+    })
+    .await;
+    wait_access(&grants, "sneaky", AccessPhase::Refused, WAIT).await;
+}
+
+/// RBAC lets the operator write ConfigMaps, Deployments, ... in every namespace; the generated
+/// ValidatingAdmissionPolicy confines its ServiceAccount to objects labelled as managed by
+/// mcp-runtime (old and new object). Tested as that ServiceAccount.
+#[tokio::test]
+async fn the_operator_s_service_account_may_write_only_managed_objects() {
+    let c = cluster();
+    let admin = c.env.client().await;
+    let own_ns = c.env.namespace("vap-own").await;
+    let other_ns = c.env.namespace("vap-other").await;
+    let operator = c
+        .env
+        .service_account(
+            mcp_runtime_operator::manifests::NAMESPACE,
+            mcp_runtime_operator::manifests::NAME,
+        )
+        .await
+        .unwrap()
+        .client()
+        .await;
+    let foreign: ConfigMap =
+        yaml("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: foreign}\ndata: {k: v}\n");
+    Api::<ConfigMap>::namespaced(admin.clone(), &other_ns)
+        .create(&PostParams::default(), &foreign)
+        .await
+        .unwrap();
+    let theirs: Api<ConfigMap> = Api::namespaced(operator.clone(), &other_ns);
+    let refused = |r: Result<ConfigMap, kube::Error>| match r {
+        Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains("managed-by") => Ok(()),
+        other => Err(format!(
+            "expected a 403 from the admission policy, got {other:?}"
+        )),
+    };
+    // The policy takes effect once the apiserver has loaded it.
+    eventually(
+        "patching an unlabelled ConfigMap to be refused",
+        WAIT,
+        || {
+            let theirs = theirs.clone();
+            async move {
+                refused(
+                    theirs
+                        .patch(
+                            "foreign",
+                            &PatchParams::default(),
+                            &Patch::Merge(serde_json::json!({"data": {"k": "stolen"}})),
+                        )
+                        .await,
+                )
+            }
+        },
+    )
+    .await
+    .unwrap();
+    // Nor can it adopt the object by labelling it, or delete it.
+    refused(
+        theirs
+            .patch(
+                "foreign",
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"metadata": {"labels": {"app.kubernetes.io/managed-by": "mcp-runtime"}}})),
+            )
+            .await,
+    )
+    .unwrap();
+    match theirs.delete("foreign", &DeleteParams::default()).await {
+        Err(kube::Error::Api(s)) if s.code == 403 => {}
+        other => panic!("deleting a foreign ConfigMap must be refused: {other:?}"),
+    }
+    let unlabelled: ConfigMap =
+        yaml("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: unlabelled}\n");
+    refused(
+        Api::<ConfigMap>::namespaced(operator.clone(), &own_ns)
+            .create(&PostParams::default(), &unlabelled)
+            .await,
+    )
+    .unwrap();
+    // Labelled: created, changed, deleted.
+    let ours: Api<ConfigMap> = Api::namespaced(operator.clone(), &own_ns);
+    let labelled: ConfigMap = yaml(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: labelled, labels: {app.kubernetes.io/managed-by: mcp-runtime}}\n",
+    );
+    ours.create(&PostParams::default(), &labelled)
+        .await
+        .unwrap();
+    ours.patch(
+        "labelled",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"data": {"k": "v"}})),
+    )
+    .await
+    .unwrap();
+    ours.delete("labelled", &DeleteParams::default())
+        .await
+        .unwrap();
+    let foreign = Api::<ConfigMap>::namespaced(admin.clone(), &other_ns)
+        .get("foreign")
+        .await
+        .unwrap();
+    assert_eq!(foreign.data.unwrap()["k"], "v", "untouched");
+
+    // The operator, under the same policy, still does its whole job.
+    let servers = server_api(&admin, &own_ns);
+    servers
+        .create(&PostParams::default(), &server_yaml("confined", GATEWAY))
+        .await
+        .unwrap();
+    wait_phase(&servers, "confined", ServerPhase::Ready).await;
+    assert_no_forbidden(c.operator.lock().unwrap().log());
 }
 
 #[tokio::test]

@@ -24,6 +24,19 @@ pub const WAIT: Duration = Duration::from_secs(60);
 pub const KWOK_TOLERATIONS: &str =
     r#"[{"key":"kwok.x-k8s.io/node","operator":"Exists","effect":"NoSchedule"}]"#;
 pub const KWOK_NODE_SELECTOR: &str = r#"{"type":"kwok"}"#;
+/// The one gateway image the shared operator lets an MCPServer pick.
+pub const ALLOWED_GATEWAY_IMAGE: &str = "ghcr.io/acme/allowed-gateway:1";
+/// Namespaces the shared operator admits to the gateways' admin port.
+pub const METRICS_NAMESPACE: &str = "monitoring";
+/// Configuration of the shared operator beyond the kwok settings (header auth stays off, the
+/// default, and NetworkPolicy enforcement unknown).
+pub const SHARED_OPERATOR_ENV: &[(&str, &str)] = &[
+    (
+        "MCP_OPERATOR_GATEWAY_IMAGE_ALLOWLIST",
+        ALLOWED_GATEWAY_IMAGE,
+    ),
+    ("MCP_OPERATOR_METRICS_NAMESPACES", METRICS_NAMESPACE),
+];
 
 /// The shared cluster with CRDs, RBAC and one running operator.
 pub struct Cluster {
@@ -58,7 +71,7 @@ pub fn cluster() -> &'static Cluster {
         let env = TestEnv::shared();
         let (operator, metrics_addr) = block_on(move || async move {
             install(env).await;
-            start_operator(env, "shared", &[]).await
+            start_operator(env, "shared", SHARED_OPERATOR_ENV).await
         });
         Cluster {
             env,
@@ -68,7 +81,8 @@ pub fn cluster() -> &'static Cluster {
     })
 }
 
-/// Applies the CRDs and the operator's namespace and RBAC exactly as generated.
+/// Applies the CRDs and the operator's namespace, RBAC and admission policy exactly as
+/// generated.
 pub async fn install(env: &TestEnv) {
     env.apply_crds(mcp_runtime_api::crd::all().into_iter().map(|(_, c)| c))
         .await
@@ -82,6 +96,9 @@ pub async fn install(env: &TestEnv) {
     apply_ns(&client, &pp, &rbac.service_account).await;
     apply_ns(&client, &pp, &rbac.role).await;
     apply_ns(&client, &pp, &rbac.role_binding).await;
+    let (policy, binding) = manifests::admission_policy();
+    apply_cluster(&client, &pp, &policy).await;
+    apply_cluster(&client, &pp, &binding).await;
 }
 
 async fn apply_cluster<K>(client: &Client, pp: &PatchParams, obj: &K)
