@@ -252,20 +252,9 @@ spec:
         differences.join("\n")
     );
     // Every request was decided and recorded with the caller.
-    let events = stack.audit_events();
-    assert!(
-        events
-            .iter()
-            .any(|e| e["human_id"] == "conformance" && e["rpc_method"] == "tools/call")
-    );
-    assert!(
-        events
-            .iter()
-            .any(|e| e["human_id"] == "conformance" && e["rpc_method"] == "prompts/get")
-    );
-    assert!(
-        events
-            .iter()
-            .any(|e| e["human_id"] == "conformance" && e["rpc_method"] == "resources/read")
-    );
+    for method in ["tools/call", "prompts/get", "resources/read"] {
+        stack.wait_audit(method, |e| {
+            e["human_id"] == "conformance" && e["rpc_method"] == method
+        });
+    }
 }
