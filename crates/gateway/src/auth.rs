@@ -8,7 +8,7 @@
 
 use http::HeaderMap;
 use mcp_runtime_policy::{AuthMode, PolicyDocument};
-use mcp_runtime_token::{TokenError, VerifyingKeys};
+use mcp_runtime_token::TokenError;
 
 use crate::oauth::{OauthSettings, OauthVerifier};
 use crate::token_keys::TokenKeys;
@@ -122,8 +122,9 @@ struct Verified {
     audience: String,
     caller: Caller,
     exp: i64,
-    /// The session-token key that signed it (none for oauth access tokens).
-    kid: Option<String>,
+    /// The session-token key that signed it (none for oauth access tokens), and the generation
+    /// of the key set it was last known to be in.
+    kid: Option<(String, u64)>,
 }
 
 /// Entries kept before the cache starts over (tokens are per agent session, so this is many
@@ -131,25 +132,42 @@ struct Verified {
 const VERIFIED_TOKENS_MAX: usize = 10_000;
 
 impl VerifiedTokens {
-    /// `keys`: the session-token keys trusted now (an entry signed by a key not among them is
-    /// a miss).
+    /// A cached caller for `token`. A session token's key must still be trusted: under the
+    /// same key-set generation that is known; after a change the key is looked up in `keys`
+    /// (a removed key makes it a miss).
     fn get(
         &self,
         token: &str,
         audience: &str,
         now: i64,
-        keys: Option<&VerifyingKeys>,
+        keys: Option<&TokenKeys>,
     ) -> Option<Caller> {
-        let entries = self.entries.lock().expect("token cache lock");
-        let e = entries.get(token)?;
-        let key_trusted = match &e.kid {
-            Some(kid) => keys.is_some_and(|k| k.contains(kid)),
-            None => true,
-        };
-        (e.audience == audience && now < e.exp && key_trusted).then(|| e.caller.clone())
+        let mut entries = self.entries.lock().expect("token cache lock");
+        let e = entries.get_mut(token)?;
+        if e.audience != audience || now >= e.exp {
+            return None;
+        }
+        if let Some((kid, generation)) = &mut e.kid {
+            let keys = keys?;
+            let current = keys.generation();
+            if *generation != current {
+                if !keys.current().is_some_and(|k| k.contains(kid)) {
+                    return None;
+                }
+                *generation = current;
+            }
+        }
+        Some(e.caller.clone())
     }
 
-    fn put(&self, token: &str, audience: &str, caller: &Caller, exp: i64, kid: Option<String>) {
+    fn put(
+        &self,
+        token: &str,
+        audience: &str,
+        caller: &Caller,
+        exp: i64,
+        kid: Option<(String, u64)>,
+    ) {
         let mut entries = self.entries.lock().expect("token cache lock");
         if entries.len() >= VERIFIED_TOKENS_MAX {
             entries.clear();
@@ -207,16 +225,21 @@ pub async fn authenticate(
 ) -> Result<Caller, AuthFailure> {
     match doc.auth.mode {
         AuthMode::Token => {
-            let keys = config.token_keys.current().ok_or(AuthFailure::NoKey)?;
+            // Read before the keys, so a rotation in between shows as a newer generation.
+            let generation = config.token_keys.generation();
+            if generation == 0 {
+                return Err(AuthFailure::NoKey);
+            }
             let token = bearer(headers)?.ok_or(AuthFailure::MissingToken)?;
             let audience = format!("{}/{}", doc.server.namespace, doc.server.name);
             if let Some(caller) =
                 config
                     .verified
-                    .get(token, &audience, now.as_second(), Some(&keys))
+                    .get(token, &audience, now.as_second(), Some(&config.token_keys))
             {
                 return Ok(caller);
             }
+            let keys = config.token_keys.current().ok_or(AuthFailure::NoKey)?;
             let verified = keys.verify(token, &audience, now).map_err(|e| match e {
                 TokenError::Expired => AuthFailure::ExpiredToken,
                 other => AuthFailure::InvalidToken(other.to_string()),
@@ -228,9 +251,13 @@ pub async fn authenticate(
                 team: claims.team,
                 session: claims.sid,
             };
-            config
-                .verified
-                .put(token, &audience, &caller, claims.exp, Some(verified.kid));
+            config.verified.put(
+                token,
+                &audience,
+                &caller,
+                claims.exp,
+                Some((verified.kid, generation)),
+            );
             Ok(caller)
         }
         AuthMode::Header => {

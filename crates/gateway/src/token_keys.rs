@@ -4,6 +4,7 @@
 //! file that cannot be read or holds no valid key leaves the current keys in place.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -17,6 +18,9 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
 #[derive(Clone, Default)]
 pub struct TokenKeys {
     current: Arc<RwLock<Option<Arc<VerifyingKeys>>>>,
+    /// Bumped after every change of the key set (0: never set). A verified token remembers the
+    /// generation it was checked under, so a cache hit needs one atomic load, not the lock.
+    generation: Arc<AtomicU64>,
 }
 
 impl TokenKeys {
@@ -30,8 +34,15 @@ impl TokenKeys {
         self.current.read().expect("token keys lock").clone()
     }
 
+    /// The generation of the key set; read it before [`Self::current`], so a change in
+    /// between shows as a newer generation.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     fn set(&self, keys: VerifyingKeys) {
         *self.current.write().expect("token keys lock") = Some(Arc::new(keys));
+        self.generation.fetch_add(1, Ordering::Release);
     }
 }
 

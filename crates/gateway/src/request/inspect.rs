@@ -1,6 +1,9 @@
 //! Reading a POST: the media type, the body within its size and time limits, and the strict
 //! JSON-RPC reading the decision is taken on.
 
+use std::future::Future;
+use std::task::Poll;
+
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body_util::{BodyExt, Limited};
@@ -68,7 +71,15 @@ pub async fn read_body(
     if declared.is_some_and(|n| n > max_bytes) {
         return Err(too_large());
     }
-    match tokio::time::timeout(timeout, Limited::new(body, max_bytes).collect()).await {
+    let mut collect = std::pin::pin!(Limited::new(body, max_bytes).collect());
+    // A small body usually arrives with its headers: take it without arming a timer, and start
+    // the body timeout only when the body has to be waited for.
+    let ready = std::future::poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await;
+    let collected = match ready {
+        Poll::Ready(result) => Ok(result),
+        Poll::Pending => tokio::time::timeout(timeout, collect).await,
+    };
+    match collected {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e))
             if e.downcast_ref::<http_body_util::LengthLimitError>()

@@ -316,7 +316,8 @@ impl Gateway {
         request: &RpcRequest,
         admission: &Admission<'p, '_>,
     ) -> Verdict<'p> {
-        let id = Some(request.id.clone());
+        // Cloned only for a refusal: an allowed call copies nothing.
+        let id = || Some(request.id.clone());
         let governed = governance(&request.method);
         if governed == Governance::Unknown {
             let refusal = Refusal::new(
@@ -326,7 +327,7 @@ impl Gateway {
                     request.method
                 ),
             )
-            .with_id(id);
+            .with_id(id());
             return Verdict::Refuse(refusal, None);
         }
         match governed {
@@ -338,7 +339,7 @@ impl Gateway {
                     Verdict::Forward(d)
                 } else {
                     Verdict::Refuse(
-                        Refusal::denied(id, Some((kind.as_str(), name)), &d),
+                        Refusal::denied(id(), Some((kind.as_str(), name)), &d),
                         Some(d),
                     )
                 }
@@ -346,7 +347,7 @@ impl Gateway {
             _ => {
                 let d = admission.get();
                 match governed {
-                    _ if !d.allowed => Verdict::Refuse(Refusal::denied(id, None, &d), Some(d)),
+                    _ if !d.allowed => Verdict::Refuse(Refusal::denied(id(), None, &d), Some(d)),
                     Governance::List(kind) => Verdict::List(d, kind),
                     _ => Verdict::Forward(d),
                 }
@@ -376,7 +377,6 @@ impl Gateway {
                 return refusal.into_response();
             }
         };
-        let policy = ctx.policy.clone();
         let messages = match parsed {
             RpcBody::Single(Message::Request(request)) => {
                 if ctx.protocol_version.is_none() {
@@ -392,7 +392,7 @@ impl Gateway {
                     self.emit_refusal(&ctx, Some(&request), refusal.reason);
                     return refusal.into_response();
                 }
-                return self.single(&policy, &ctx, &parts, bytes, request).await;
+                return self.single(&ctx, &parts, bytes, request).await;
             }
             RpcBody::Single(other) => vec![other],
             RpcBody::Batch(messages) => {
@@ -412,18 +412,20 @@ impl Gateway {
                 messages
             }
         };
-        self.batch(&policy, &ctx, &parts, bytes, messages).await
+        self.batch(&ctx, &parts, bytes, messages).await
     }
 
     /// One request: refused with its reason, forwarded, or forwarded and its list filtered.
     async fn single(
         &self,
-        policy: &Policy,
         ctx: &Ctx,
         parts: &http::request::Parts,
         bytes: Bytes,
         request: RpcRequest,
     ) -> Response<GatewayBody> {
+        // Borrowed from the context, not cloned: an `Arc` clone is a write to a cache line every
+        // request thread shares.
+        let policy: &Policy = &ctx.policy;
         let admission = Admission::new(policy, &ctx.caller, ctx.now);
         let verdict = self.verdict(policy, ctx, &request, &admission);
         let (decision, list) = match verdict {
@@ -467,12 +469,12 @@ impl Gateway {
     /// refuses the whole batch, so no call rides along with others past the policy.
     async fn batch(
         &self,
-        policy: &Policy,
         ctx: &Ctx,
         parts: &http::request::Parts,
         bytes: Bytes,
         messages: Vec<Message>,
     ) -> Response<GatewayBody> {
+        let policy: &Policy = &ctx.policy;
         let admission = Admission::new(policy, &ctx.caller, ctx.now);
         let mut verdicts = Vec::with_capacity(messages.len());
         let mut refused = false;
