@@ -68,8 +68,12 @@ impl ListFilter {
         let Some(object) = message.as_object_mut() else {
             return Err("a message that is not a JSON object");
         };
-        // A server request or notification (sampling, progress, logging): no list in it.
+        // A server request or notification (sampling, progress, logging): no list in it. One
+        // that is also an answer is malformed, and a client might read either half.
         if object.contains_key("method") {
+            if object.contains_key("result") || object.contains_key("error") {
+                return Err("a message that is both a request and an answer");
+            }
             return Ok(());
         }
         let expected = object.get("id").and_then(|id| {
@@ -83,8 +87,10 @@ impl ListFilter {
             }
             return Ok(());
         };
+        let mut filtered = None;
         if let Some(i) = expected {
             let kind = self.pending[i].kind;
+            filtered = Some(kind);
             let Some(items) = result
                 .get_mut(kind.result_field())
                 .and_then(Value::as_array_mut)
@@ -97,7 +103,7 @@ impl ListFilter {
         // Whatever the id, any list in a result is filtered: an answer the gateway did not
         // expect (another id, a replayed stream) shows no more than an expected one.
         if let Some(result) = result.as_object_mut() {
-            for kind in ListKind::ALL {
+            for kind in ListKind::ALL.into_iter().filter(|k| Some(*k) != filtered) {
                 if let Some(items) = result
                     .get_mut(kind.result_field())
                     .and_then(Value::as_array_mut)
@@ -283,5 +289,82 @@ impl hyper::body::Body for ChannelBody {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.rx.poll_recv(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mcp_runtime_policy::{PolicyDocument, PolicyMode, ServerRef};
+    use serde_json::json;
+
+    use super::*;
+
+    /// A filter for an anonymous caller under an allow-list policy with nothing declared: every
+    /// item it meets is hidden.
+    fn filter(pending: Vec<Pending>) -> ListFilter {
+        let mut doc = PolicyDocument::new(ServerRef {
+            name: "s".into(),
+            namespace: "n".into(),
+            ..Default::default()
+        });
+        doc.policy.mode = PolicyMode::AllowList;
+        ListFilter {
+            policy: Arc::new(Policy::new(doc.seal().unwrap())),
+            caller: Caller::default(),
+            pending,
+            auditor: None,
+            now: Timestamp::now(),
+        }
+    }
+
+    fn tools_list(id: &str) -> Pending {
+        Pending {
+            id: Id(id.into()),
+            kind: ListKind::Tools,
+            event: None,
+        }
+    }
+
+    #[test]
+    fn lists_are_filtered_by_id_and_by_shape() {
+        let mut f = filter(vec![tools_list("1")]);
+        // The expected answer, another id, and a batch: every list in a result is filtered.
+        for mut answer in [
+            json!({"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"wipe"}]}}),
+            json!({"jsonrpc":"2.0","id":"other","result":{"tools":[{"name":"wipe"}],"prompts":[{"name":"p"}]}}),
+            json!([{"jsonrpc":"2.0","id":2,"result":{"resources":[{"uri":"x://"}],"resourceTemplates":[{"uriTemplate":"y://{a}"}]}}]),
+        ] {
+            f.payload(&mut answer).unwrap();
+            assert!(!answer.to_string().contains("wipe"), "{answer}");
+            for field in ["prompts", "resources", "resourceTemplates"] {
+                assert!(
+                    !answer.to_string().contains(&format!("\"{field}\":[{{")),
+                    "{answer}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn answers_that_cannot_be_read_safely_are_refused() {
+        for answer in [
+            // A list answer without its list.
+            json!({"jsonrpc":"2.0","id":1,"result":{"items":[{"name":"wipe"}]}}),
+            // Both a request and an answer.
+            json!({"jsonrpc":"2.0","id":1,"method":"x","result":{"tools":[{"name":"wipe"}]}}),
+            // Not a message.
+            json!("tools"),
+        ] {
+            let mut answer = answer;
+            assert!(
+                filter(vec![tools_list("1")]).payload(&mut answer).is_err(),
+                "{answer}"
+            );
+        }
+        // An error answer and a server notification pass.
+        let mut error = json!({"jsonrpc":"2.0","id":1,"error":{"code":-1,"message":"m"}});
+        assert!(filter(vec![tools_list("1")]).payload(&mut error).is_ok());
+        let mut note = json!({"jsonrpc":"2.0","method":"notifications/progress","params":{}});
+        assert!(filter(vec![tools_list("1")]).payload(&mut note).is_ok());
     }
 }

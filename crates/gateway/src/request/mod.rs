@@ -200,21 +200,22 @@ impl Gateway {
                 return unauthorized(doc, &failure, metadata.as_deref());
             }
         };
-        let protocol_version = match era::single_header(req.headers(), "mcp-protocol-version") {
-            Ok(v) => v.map(str::to_owned),
-            Err(message) => {
-                self.refuse_unauthenticated(Some(doc), req.method(), Reason::HeaderMismatch);
-                return Refusal::new(Reason::HeaderMismatch, message).into_response();
-            }
-        };
+        let protocol_version = era::single_header(req.headers(), "mcp-protocol-version");
         let ctx = Ctx {
             start,
             now,
             http_method: req.method().clone(),
+            protocol_version: protocol_version
+                .as_ref()
+                .ok()
+                .and_then(|v| v.map(str::to_owned)),
             policy,
             caller,
-            protocol_version,
         };
+        if let Err(message) = protocol_version {
+            self.emit_refusal(&ctx, None, Reason::HeaderMismatch);
+            return Refusal::new(Reason::HeaderMismatch, message).into_response();
+        }
         match *req.method() {
             Method::POST => self.post(req, ctx).await,
             Method::GET | Method::DELETE => self.stream_or_end(req, ctx).await,
