@@ -268,8 +268,9 @@ pub struct GrantInitArgs {
     /// Side effect the grant allows (read, write, destructive); repeat for more.
     #[arg(long = "side-effect", default_values = ["read"], value_parser = parse_side_effect)]
     pub side_effects: Vec<SideEffect>,
-    /// A rule as TOOL:allow|deny[:TRUST]; repeat for more.
-    #[arg(long = "tool-rule", value_name = "TOOL:allow|deny[:TRUST]")]
+    /// A rule as NAME:allow|deny[:TRUST], NAME a tool, `prompt:NAME` or `resource:URI` (a URI
+    /// ending in `*` is a prefix); repeat for more.
+    #[arg(long = "tool-rule", value_name = "NAME:allow|deny[:TRUST]")]
     pub tool_rules: Vec<String>,
     /// Write the grant disabled.
     #[arg(long)]

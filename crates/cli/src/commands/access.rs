@@ -71,30 +71,36 @@ fn write<T: Serialize>(target: &TargetArgs, object: &T) -> Result<()> {
     Ok(())
 }
 
+/// `NAME:allow|deny[:TRUST]`, read from the right: NAME may itself hold `:` (`prompt:NAME`,
+/// `resource:URI`).
 fn parse_rule(spec: &str) -> Result<ToolRuleSpec> {
     let bad = |what: String| {
         CliError::hint(
             format!("--tool-rule `{spec}`: {what}"),
-            "write TOOL:allow|deny[:TRUST], e.g. --tool-rule refund:allow:high",
+            "write NAME:allow|deny[:TRUST] (NAME a tool, prompt:NAME or resource:URI), e.g. \
+             --tool-rule refund:allow:high or --tool-rule resource:file:///docs/*:allow",
         )
     };
-    let parts: Vec<&str> = spec.split(':').collect();
-    let (name, decision, trust) = match parts.as_slice() {
-        [name, decision] => (*name, *decision, None),
-        [name, decision, trust] => (*name, *decision, Some(*trust)),
-        _ => return Err(bad("expected 2 or 3 `:`-separated parts".into())),
+    let (rest, last) = spec
+        .rsplit_once(':')
+        .ok_or_else(|| bad("expected NAME:allow|deny".into()))?;
+    let (name, decision, trust) = match last.parse::<Trust>() {
+        Ok(trust) => {
+            let (name, decision) = rest
+                .rsplit_once(':')
+                .ok_or_else(|| bad("expected NAME:allow|deny before the trust".into()))?;
+            (name, decision, Some(trust))
+        }
+        Err(_) => (rest, last, None),
     };
     if name.is_empty() {
-        return Err(bad("the tool name is empty".into()));
+        return Err(bad("the name is empty".into()));
     }
     let decision: Verdict = decision.parse().map_err(|e| bad(format!("decision {e}")))?;
-    let required_trust = trust
-        .map(|t| t.parse::<Trust>().map_err(|e| bad(format!("trust {e}"))))
-        .transpose()?;
     Ok(ToolRuleSpec {
         name: name.to_owned(),
         decision,
-        required_trust,
+        required_trust: trust,
     })
 }
 
@@ -214,5 +220,23 @@ mod tests {
             err.contains("decision `maybe` is not one of: allow, deny"),
             "{err}"
         );
+        // Prompt and resource rules keep the `:` of their names.
+        let r = parse_rule("resource:file:///docs/*:allow:medium").unwrap();
+        assert_eq!(
+            (r.name.as_str(), r.decision, r.required_trust),
+            (
+                "resource:file:///docs/*",
+                Verdict::Allow,
+                Some(Trust::Medium)
+            )
+        );
+        let r = parse_rule("prompt:greet:deny").unwrap();
+        assert_eq!(
+            (r.name.as_str(), r.decision),
+            ("prompt:greet", Verdict::Deny)
+        );
+        for bad in ["allow", ":allow", "x:allow:high:low", "high"] {
+            assert!(parse_rule(bad).is_err(), "{bad}");
+        }
     }
 }
