@@ -103,30 +103,8 @@ impl Sentinel {
         key: Option<&str>,
         body: &str,
     ) -> std::io::Result<(u16, String)> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
-        s.set_read_timeout(Some(Duration::from_secs(30)))?;
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
-            body.len()
-        );
-        if let Some(k) = key {
-            head.push_str(&format!("x-api-key: {k}\r\n"));
-        }
-        head.push_str("\r\n");
-        s.write_all(head.as_bytes())?;
-        s.write_all(body.as_bytes())?;
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw)?;
-        let text = String::from_utf8(raw).map_err(std::io::Error::other)?;
-        let (head, body) = text
-            .split_once("\r\n\r\n")
-            .ok_or_else(|| std::io::Error::other("no header end"))?;
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| std::io::Error::other("no status"))?;
-        Ok((status, body.to_owned()))
+        let headers: Vec<(&str, &str)> = key.map(|k| ("x-api-key", k)).into_iter().collect();
+        http(self.port, method, path, &headers, body)
     }
 
     /// One request; the status and the body parsed as JSON.
@@ -142,6 +120,40 @@ impl Sentinel {
             .unwrap_or_else(|e| panic!("{method} {path}: {status} body is not JSON ({e}): {body}"));
         (status, json)
     }
+}
+
+/// One HTTP/1.1 request to 127.0.0.1:`port` (`connection: close`): the status and the body.
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes())?;
+    s.write_all(body.as_bytes())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8(raw).map_err(std::io::Error::other)?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no header end"))?;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no status"))?;
+    Ok((status, body.to_owned()))
 }
 
 pub fn sha256_hex(text: &str) -> String {
