@@ -1,0 +1,10 @@
+//! Sentinel: stores the gateway's audit events and answers queries over them.
+//!
+//! This first slice is the embedded path: one process, one SQLite file. The [`store::Store`]
+//! trait is the boundary a second store (e.g. ClickHouse) would implement.
+
+pub mod config;
+pub mod keys;
+pub mod server;
+pub mod sqlite;
+pub mod store;
