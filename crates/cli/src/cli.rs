@@ -42,6 +42,9 @@ pub enum Command {
     /// Create token signing keys and mint signed session tokens for the gateway.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Query the decisions recorded by Sentinel (mcp-sentinel's API).
+    #[command(subcommand)]
+    Sentinel(SentinelCommand),
     /// Run a server from .mcp/servers.yaml locally behind the governing gateway.
     ///
     /// Starts the server (its `dev.command`), renders its policy from the access manifests,
@@ -52,6 +55,95 @@ pub enum Command {
     /// $XDG_STATE_HOME/mcp-runtime/dev/NAME-HASH (default ~/.local/state/...), one directory per
     /// project; the key is kept across runs, so printed tokens stay valid.
     Dev(DevArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SentinelCommand {
+    /// List recorded decisions, newest first, one page at a time (--cursor for the next).
+    Events(SentinelEventsArgs),
+    /// Count recorded decisions by decision and by reason.
+    Stats(SentinelStatsArgs),
+}
+
+/// Where Sentinel is and how to authenticate to it.
+#[derive(Debug, Args)]
+pub struct SentinelConnection {
+    /// Base URL of mcp-sentinel.
+    #[arg(
+        long,
+        env = "MCP_SENTINEL_URL",
+        default_value = "http://127.0.0.1:8095"
+    )]
+    pub url: String,
+    /// File holding the read API key (sent as x-api-key).
+    #[arg(long, env = "MCP_SENTINEL_API_KEY_FILE")]
+    pub api_key_file: PathBuf,
+}
+
+/// Which decisions: every given filter must match.
+#[derive(Debug, Args)]
+pub struct SentinelFilter {
+    /// The MCPServer's name.
+    #[arg(long)]
+    pub server: Option<String>,
+    /// The MCPServer's namespace.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// The caller's human identity.
+    #[arg(long)]
+    pub human: Option<String>,
+    /// The caller's agent identity.
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// The caller's team.
+    #[arg(long)]
+    pub team: Option<String>,
+    /// The agent session presented.
+    #[arg(long)]
+    pub session: Option<String>,
+    /// The tool called.
+    #[arg(long)]
+    pub tool: Option<String>,
+    /// allow or deny.
+    #[arg(long)]
+    pub decision: Option<String>,
+    /// A reason code, e.g. trust_too_low.
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// From this instant (RFC 3339).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Before this instant (RFC 3339).
+    #[arg(long)]
+    pub until: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SentinelEventsArgs {
+    #[command(flatten)]
+    pub connection: SentinelConnection,
+    #[command(flatten)]
+    pub filter: SentinelFilter,
+    /// Events per page (1-1000).
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    /// The next page: the cursor printed with the previous one.
+    #[arg(long)]
+    pub cursor: Option<String>,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    pub output: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct SentinelStatsArgs {
+    #[command(flatten)]
+    pub connection: SentinelConnection,
+    #[command(flatten)]
+    pub filter: SentinelFilter,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    pub output: Format,
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,11 +11,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{
-    AccessCommand, Cli, Command, GrantCommand, PolicyCommand, ServerCommand, SessionCommand,
-    TokenCommand,
+    AccessCommand, Cli, Command, GrantCommand, PolicyCommand, SentinelCommand, ServerCommand,
+    SessionCommand, TokenCommand,
 };
 use crate::commands::cluster::{self, Kind};
-use crate::commands::{access, dev, policy, server, token};
+use crate::commands::{access, dev, policy, sentinel, server, token};
 
 fn run(cli: Cli) -> error::Result<u8> {
     match cli.command {
@@ -58,6 +58,8 @@ fn run(cli: Cli) -> error::Result<u8> {
         Command::Policy(PolicyCommand::Explain(args)) => policy::explain(args),
         Command::Token(TokenCommand::Keygen(args)) => token::keygen(args).map(|()| 0),
         Command::Token(TokenCommand::Mint(args)) => token::mint(args).map(|()| 0),
+        Command::Sentinel(SentinelCommand::Events(args)) => sentinel::events(args).map(|()| 0),
+        Command::Sentinel(SentinelCommand::Stats(args)) => sentinel::stats(args).map(|()| 0),
         Command::Dev(args) => dev::run(args),
     }
 }

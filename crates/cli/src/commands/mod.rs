@@ -2,5 +2,6 @@ pub mod access;
 pub mod cluster;
 pub mod dev;
 pub mod policy;
+pub mod sentinel;
 pub mod server;
 pub mod token;
