@@ -186,11 +186,8 @@ impl VerifiedTokens {
 
 /// The value of header `name`, refused when it is sent more than once.
 fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, AuthFailure> {
-    let mut values = headers.get_all(name).iter();
-    let first = values.next();
-    if values.next().is_some() {
-        return Err(AuthFailure::DuplicateHeader(name.to_owned()));
-    }
+    let first = mcp_runtime_wire::era::sent_once(headers, name)
+        .map_err(|_| AuthFailure::DuplicateHeader(name.to_owned()))?;
     Ok(first
         .and_then(|v| v.to_str().ok())
         .map(str::trim)

@@ -1,7 +1,7 @@
 //! Protocol eras: what changes between the handshake era (up to 2025-11-25) and the stateless era
 //! (2026-07-28 and later) for a proxy that reads requests.
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 
 use crate::jsonrpc::{self, Refusal, Request};
 
@@ -22,19 +22,33 @@ pub fn is_stateless(version: Option<&str>) -> bool {
     version.is_some_and(|v| v >= STATELESS_FROM)
 }
 
-/// The one value of header `name`, or `Err` when it is sent more than once (two values could be
-/// read differently by two parsers, so neither is trusted).
-pub fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, String> {
+/// Header `name` was sent more than once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repeated;
+
+/// The one value of header `name`, or [`Repeated`] when it is sent more than once: two values
+/// could be read differently by two parsers, so neither is trusted. The one mechanism for every
+/// header a proxy decides on (credentials, content type, protocol headers).
+pub fn sent_once<'a>(
+    headers: &'a HeaderMap,
+    name: &str,
+) -> Result<Option<&'a HeaderValue>, Repeated> {
     let mut values = headers.get_all(name).iter();
-    let Some(first) = values.next() else {
+    let first = values.next();
+    match values.next() {
+        Some(_) => Err(Repeated),
+        None => Ok(first),
+    }
+}
+
+/// The one value of header `name` as text, or a message saying why it cannot be read.
+pub fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, String> {
+    let Some(value) = sent_once(headers, name)
+        .map_err(|Repeated| format!("the {name} header must be sent once, not several times"))?
+    else {
         return Ok(None);
     };
-    if values.next().is_some() {
-        return Err(format!(
-            "the {name} header must be sent once, not several times"
-        ));
-    }
-    match first.to_str() {
+    match value.to_str() {
         Ok(v) => Ok(Some(v.trim())),
         Err(_) => Err(format!("the {name} header is not visible ASCII")),
     }

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use mcp_runtime_wire::era;
 use mcp_runtime_wire::jsonrpc::{self, Body};
 
 use super::refusal::{Reason, Refusal};
@@ -24,11 +25,10 @@ pub fn check_content_type(headers: &HeaderMap) -> Result<(), Refusal> {
             ),
         )
     };
-    let mut values = headers.get_all(http::header::CONTENT_TYPE).iter();
-    let value = match (values.next(), values.next()) {
-        (None, _) => return Err(refuse("the request has no Content-Type")),
-        (Some(_), Some(_)) => return Err(refuse("Content-Type is sent more than once")),
-        (Some(v), None) => v
+    let value = match era::sent_once(headers, "content-type") {
+        Err(_) => return Err(refuse("Content-Type is sent more than once")),
+        Ok(None) => return Err(refuse("the request has no Content-Type")),
+        Ok(Some(v)) => v
             .to_str()
             .map_err(|_| refuse("Content-Type is not visible ASCII"))?,
     };
