@@ -17,10 +17,11 @@ use http::Method;
 use mcp_runtime_audit::{AuditEvent, Decision as AuditDecision, capped};
 use mcp_runtime_policy::{Decision, PolicyDocument, Trust};
 use mcp_runtime_wire::jsonrpc::{Id, Request};
-use mcp_runtime_wire::method::TargetKind;
+use mcp_runtime_wire::method::{ListKind, TargetKind};
 use serde_json::Value;
 
 use super::Ctx;
+use super::filter::Pending;
 use super::refusal::{Reason, Refusal};
 
 fn text(s: &Option<String>) -> Option<Cow<'_, str>> {
@@ -170,17 +171,23 @@ impl super::Gateway {
         auditor.emit(event);
     }
 
-    /// The event of a list request, owned, to be emitted when its answer has been filtered.
-    pub(super) fn list_event(
+    /// A list request awaiting its answer, with its owned audit event (emitted once the answer
+    /// has been filtered).
+    pub(super) fn pending_list(
         &self,
         ctx: &Ctx,
         request: &Request,
         d: &Decision<'_>,
-    ) -> Option<AuditEvent<'static>> {
-        self.audit.as_ref()?;
-        let mut event = self.event(ctx, Some(request), d.allowed, d.reason.into());
-        attribute(&mut event, d);
-        Some(event.into_owned())
+        kind: ListKind,
+        upstream_status: Option<u16>,
+    ) -> Pending {
+        let event = self.audit.as_ref().map(|_| {
+            let mut event = self.event(ctx, Some(request), d.allowed, d.reason.into());
+            attribute(&mut event, d);
+            event.upstream_status = upstream_status;
+            event.into_owned()
+        });
+        Pending::new(request.id.clone(), kind, event)
     }
 
     /// Records (aggregated) a refusal before the caller is known.

@@ -32,8 +32,22 @@ use crate::auth::Caller;
 /// the answer is seen, or when the response ends).
 pub struct Pending {
     pub id: Id,
+    /// `id` parsed once, to compare with the ids of answers.
+    id_value: Value,
     pub kind: ListKind,
     pub event: Option<AuditEvent<'static>>,
+}
+
+impl Pending {
+    pub fn new(id: Id, kind: ListKind, event: Option<AuditEvent<'static>>) -> Self {
+        let id_value = serde_json::from_str(&id.0).unwrap_or(Value::Null);
+        Self {
+            id,
+            id_value,
+            kind,
+            event,
+        }
+    }
 }
 
 /// Filters the responses of one exchange.
@@ -76,11 +90,9 @@ impl ListFilter {
             }
             return Ok(());
         }
-        let expected = object.get("id").and_then(|id| {
-            self.pending
-                .iter()
-                .position(|p| serde_json::from_str::<Value>(&p.id.0).ok().as_ref() == Some(id))
-        });
+        let expected = object
+            .get("id")
+            .and_then(|id| self.pending.iter().position(|p| &p.id_value == id));
         let Some(result) = object.get_mut("result") else {
             if let Some(i) = expected {
                 self.settle(i, None);
@@ -318,11 +330,7 @@ mod tests {
     }
 
     fn tools_list(id: &str) -> Pending {
-        Pending {
-            id: Id(id.into()),
-            kind: ListKind::Tools,
-            event: None,
-        }
+        Pending::new(Id(id.into()), ListKind::Tools, None)
     }
 
     #[test]

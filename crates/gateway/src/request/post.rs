@@ -11,7 +11,6 @@ use mcp_runtime_wire::jsonrpc::{Body as RpcBody, Message, Request as RpcRequest}
 use mcp_runtime_wire::method::{Governance, ListKind, governance, is_notification_method};
 
 use super::decide::{admit, decide_target};
-use super::filter::Pending;
 use super::forward::Outgoing;
 use super::refusal::{Reason, Refusal};
 use super::{Ctx, Gateway, GatewayBody, inspect, json_response, passthrough};
@@ -189,14 +188,8 @@ impl Gateway {
         let response = self.forward(out, &ctx.caller, policy.document()).await;
         match (response, list) {
             (Ok(resp), Some(kind)) => {
-                let pending = vec![Pending {
-                    id: request.id.clone(),
-                    kind,
-                    event: self.list_event(ctx, &request, &decision).map(|mut e| {
-                        e.upstream_status = Some(resp.status().as_u16());
-                        e
-                    }),
-                }];
+                let status = Some(resp.status().as_u16());
+                let pending = vec![self.pending_list(ctx, &request, &decision, kind, status)];
                 self.filter(ctx, pending)
                     .response(resp, self.limits.max_list_bytes)
                     .await
@@ -267,14 +260,7 @@ impl Gateway {
         for (message, verdict) in messages.iter().zip(&verdicts) {
             match (message, verdict) {
                 (Message::Request(r), Verdict::List(d, kind)) if response.is_ok() => {
-                    pending.push(Pending {
-                        id: r.id.clone(),
-                        kind: *kind,
-                        event: self.list_event(ctx, r, d).map(|mut e| {
-                            e.upstream_status = status;
-                            e
-                        }),
-                    });
+                    pending.push(self.pending_list(ctx, r, d, *kind, status));
                 }
                 (Message::Request(r), Verdict::Forward(d) | Verdict::List(d, _)) => {
                     self.emit_decision(ctx, Some(r), d, status, &bytes);
