@@ -1,15 +1,20 @@
-//! mcp-sentinel's flags, each with an environment variable.
+//! mcp-sentinel's flags, each with an environment variable, resolved here once.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+use jiff::SignedDuration;
 
-/// mcp-sentinel: stores the gateway's audit events (one per decision) and answers queries over
-/// them.
+use crate::redact::{Mode, Redactor};
+
+/// mcp-sentinel: stores the gateways' audit events (one per decision) and other producers'
+/// events, and answers queries over them.
 ///
 /// Serves `POST /v1/ingest/events` (what the gateway's `--audit-ingest-url` ships to),
-/// `GET /v1/events`, `GET /v1/stats` and `/healthz`, over an embedded SQLite database.
+/// `GET /v1/events`, `/v1/stats`, `/v1/usage`, `/v1/status`, `/v1/openapi.yaml` and `/healthz`,
+/// over an embedded SQLite database.
 #[derive(Debug, Parser)]
 #[command(name = "mcp-sentinel", version, max_term_width = 100)]
 pub struct Config {
@@ -19,16 +24,91 @@ pub struct Config {
     /// The SQLite database file (created if missing).
     #[arg(long, env = "MCP_SENTINEL_DB", default_value = "sentinel.db")]
     pub db: PathBuf,
-    /// API keys accepted on the ingest, one a line: the key itself, or `sha256:<hex>` of it.
-    /// Plain keys are hashed when read; only hashes are kept.
+    /// API keys accepted on the ingest, one a line: the key itself, or `sha256:<hex>` of it,
+    /// optionally followed by a scope (`namespaces=a,b teams=x`): such a key may only write
+    /// events of those namespaces or teams. Plain keys are hashed when read.
     #[arg(long, env = "MCP_SENTINEL_API_KEYS_FILE")]
     pub api_keys_file: PathBuf,
-    /// API keys accepted on the read API (`/v1/events`, `/v1/stats`), same format; default: the
-    /// ingest's keys.
+    /// API keys accepted on the read API, same format; a scoped key sees only the events of
+    /// its namespaces or teams. Default: the ingest's keys.
     #[arg(long, env = "MCP_SENTINEL_READ_API_KEYS_FILE")]
     pub read_api_keys_file: Option<PathBuf>,
     /// Largest request body accepted, in bytes (the gateway sends at most about 4 MiB; a larger
     /// body is answered 413, and the gateway then halves its batch).
     #[arg(long, env = "MCP_SENTINEL_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Seconds a client may take to send a request body (then 408).
+    #[arg(long, env = "MCP_SENTINEL_BODY_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub body_timeout_seconds: u64,
+    /// Connections served at once; more wait in the listen queue.
+    #[arg(long, env = "MCP_SENTINEL_MAX_CONNECTIONS", default_value_t = 512)]
+    pub max_connections: usize,
+    /// Days events are kept; older ones are removed hourly. 0 keeps them forever.
+    #[arg(long, env = "MCP_SENTINEL_RETENTION_DAYS", default_value_t = 30)]
+    pub retention_days: u32,
+    /// What replaces redacted values: `replace` (a `[REDACTED:kind]` marker) or `hash` (a keyed
+    /// HMAC tag, so equal values stay countable; needs --redact-key-file).
+    #[arg(long, env = "MCP_SENTINEL_REDACT_MODE", value_enum, default_value_t = RedactMode::Replace)]
+    pub redact_mode: RedactMode,
+    /// The HMAC key of `--redact-mode hash` (the file's bytes).
+    #[arg(long, env = "MCP_SENTINEL_REDACT_KEY_FILE")]
+    pub redact_key_file: Option<PathBuf>,
+    /// More field names whose values are always redacted whole (besides password, token,
+    /// api_key, authorization, …). The gateway's identity fields (`human_id`, `agent_id`,
+    /// `session_id`, …) are redacted only when named here.
+    #[arg(
+        long = "redact-field",
+        env = "MCP_SENTINEL_REDACT_FIELDS",
+        value_delimiter = ','
+    )]
+    pub redact_fields: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RedactMode {
+    Replace,
+    Hash,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--redact-mode hash needs --redact-key-file (a file with a secret of 32+ bytes)")]
+    MissingRedactKey,
+    #[error("--redact-key-file {path}: {message}")]
+    RedactKey { path: String, message: String },
+}
+
+impl Config {
+    pub fn redactor(&self) -> Result<Redactor, ConfigError> {
+        let mode = match (self.redact_mode, &self.redact_key_file) {
+            (RedactMode::Replace, _) => Mode::Replace,
+            (RedactMode::Hash, None) => return Err(ConfigError::MissingRedactKey),
+            (RedactMode::Hash, Some(path)) => {
+                let key = std::fs::read(path).map_err(|e| ConfigError::RedactKey {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                })?;
+                if key.len() < 32 {
+                    return Err(ConfigError::RedactKey {
+                        path: path.display().to_string(),
+                        message: format!(
+                            "{} bytes; use at least 32 (e.g. head -c 32 /dev/urandom > FILE)",
+                            key.len()
+                        ),
+                    });
+                }
+                Mode::Hash { key }
+            }
+        };
+        Ok(Redactor::new(mode, &self.redact_fields))
+    }
+
+    pub fn retention(&self) -> Option<SignedDuration> {
+        (self.retention_days > 0)
+            .then(|| SignedDuration::from_hours(i64::from(self.retention_days) * 24))
+    }
+
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_timeout_seconds.max(1))
+    }
 }

@@ -1,10 +1,15 @@
-//! Sentinel: stores the gateway's audit events and answers queries over them.
+//! Sentinel: stores every decision the gateways take (and events of other producers) and
+//! answers queries over them.
 //!
-//! This first slice is the embedded path: one process, one SQLite file. The [`store::Store`]
-//! trait is the boundary a second store (e.g. ClickHouse) would implement.
+//! The [`store::Store`] trait is the boundary between the API and an engine: the embedded
+//! [`sqlite::SqliteStore`] (one process, one file) serves a laptop; the same API runs over
+//! every store.
 
 pub mod config;
+pub mod ingest;
 pub mod keys;
+pub mod query;
+pub mod redact;
 pub mod server;
 pub mod sqlite;
 pub mod store;

@@ -1,4 +1,5 @@
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
 use hyper::server::conn::http1;
@@ -8,6 +9,7 @@ use mcp_runtime_sentinel::config::Config;
 use mcp_runtime_sentinel::keys::ApiKeys;
 use mcp_runtime_sentinel::server::Api;
 use mcp_runtime_sentinel::sqlite::SqliteStore;
+use mcp_runtime_sentinel::store::Store;
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -34,33 +36,53 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// How often old events are removed when a retention is set.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
 async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let ingest_keys = ApiKeys::load(&config.api_keys_file)?;
     let read_keys = match &config.read_api_keys_file {
         Some(path) => ApiKeys::load(path)?,
         None => ingest_keys.clone(),
     };
-    let store = SqliteStore::open(&config.db)
-        .map_err(|e| format!("opening {}: {e}", config.db.display()))?;
+    let redactor = config.redactor()?;
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&config.db)
+            .map_err(|e| format!("opening {}: {e}", config.db.display()))?,
+    );
     let api = Arc::new(Api {
-        store: Arc::new(store),
+        store: store.clone(),
         ingest_keys,
         read_keys,
+        redactor,
         max_body_bytes: config.max_body_bytes,
+        body_timeout: config.body_timeout(),
+        retention: config.retention(),
+        started: jiff::Timestamp::now(),
     });
+    if let Some(retention) = config.retention() {
+        tokio::spawn(prune_forever(store.clone(), retention));
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("listening on {}: {e}", config.listen))?;
     tracing::info!(listen = %listener.local_addr()?, db = %config.db.display(), "mcp-sentinel ready");
+    // A permit per connection: beyond the cap, connections wait in the kernel's queue instead
+    // of each costing a task and buffers here.
+    let slots = Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1)));
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => permit?,
+            () = &mut shutdown => break,
+        };
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
                     tracing::warn!(error = %e, "accepting a connection");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
@@ -68,10 +90,11 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         };
         let api = api.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let service = service_fn(move |request| api.clone().handle(request));
             let conn = http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(std::time::Duration::from_secs(10))
+                .header_read_timeout(Duration::from_secs(10))
                 .serve_connection(TokioIo::new(stream), service);
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended with an error");
@@ -80,6 +103,23 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     }
     tracing::info!("mcp-sentinel stopping");
     Ok(())
+}
+
+async fn prune_forever(store: Arc<dyn Store>, retention: jiff::SignedDuration) {
+    loop {
+        let before = jiff::Timestamp::now()
+            .checked_sub(retention)
+            .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        let store = store.clone();
+        match tokio::task::spawn_blocking(move || store.prune(before)).await {
+            Ok(Ok(removed)) => {
+                tracing::info!(before = %before, removed = ?removed, "retention: old events removed")
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "retention: removing old events failed"),
+            Err(e) => tracing::warn!(error = %e, "retention task failed"),
+        }
+        tokio::time::sleep(PRUNE_EVERY).await;
+    }
 }
 
 async fn shutdown_signal() {

@@ -1,24 +1,38 @@
-//! The HTTP API: ingest, events, stats, health. Every error is one JSON envelope:
-//! `{"error":{"code":"...","message":"..."}}`.
+//! The HTTP API: ingest, events, stats, usage, status, health and the OpenAPI document. Every
+//! error is one JSON envelope: `{"error":{"code":"...","message":"..."}}`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use mcp_runtime_audit::{AuditEvent, Decision};
-use serde::{Deserialize, Serialize};
+use jiff::{SignedDuration, Timestamp};
+use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::keys::ApiKeys;
-use crate::store::{EventFilter, NewEvent, PageCursor, Store};
+use crate::ingest::{self, BodyShape, Rejected};
+use crate::keys::{Access, ApiKeys};
+use crate::query::{self, EventsQuery, ParamError};
+use crate::redact::Redactor;
+use crate::store::{EventFilter, Record, Store};
 
-/// Events per page when `limit` is not given, and the most a page may hold.
-pub const DEFAULT_LIMIT: usize = 100;
-pub const MAX_LIMIT: usize = 1000;
+/// The OpenAPI document of this API (served at `/v1/openapi.yaml`).
+pub const OPENAPI: &str = include_str!("../openapi.yaml");
+
+/// Every route and its method: anything else is 404, or 405 on a known path.
+pub const ROUTES: &[(&str, Method)] = &[
+    ("/healthz", Method::GET),
+    ("/v1/openapi.yaml", Method::GET),
+    ("/v1/ingest/events", Method::POST),
+    ("/v1/events", Method::GET),
+    ("/v1/stats", Method::GET),
+    ("/v1/usage", Method::GET),
+    ("/v1/status", Method::GET),
+];
 
 /// An oversized body up to this size is read to its end (and discarded) before the 413, so
 /// that the client, still sending, receives the answer instead of a reset connection.
@@ -48,10 +62,16 @@ pub struct Api {
     pub store: Arc<dyn Store>,
     /// Keys accepted on `POST /v1/ingest/events`.
     pub ingest_keys: ApiKeys,
-    /// Keys accepted on the read API (`/v1/events`, `/v1/stats`).
+    /// Keys accepted on the read API.
     pub read_keys: ApiKeys,
+    pub redactor: Redactor,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// How long a client may take to send its body.
+    pub body_timeout: Duration,
+    /// Events older than this are removed (`None`: kept forever).
+    pub retention: Option<SignedDuration>,
+    pub started: Timestamp,
 }
 
 type Answer = Response<Full<Bytes>>;
@@ -64,6 +84,10 @@ fn json(status: StatusCode, body: Vec<u8>) -> Answer {
         http::HeaderValue::from_static("application/json"),
     );
     r
+}
+
+fn ok_json(status: StatusCode, value: &impl Serialize) -> Result<Answer, ApiError> {
+    Ok(json(status, serde_json::to_vec(value).map_err(internal)?))
 }
 
 /// An error answer in the envelope.
@@ -83,17 +107,19 @@ impl ApiError {
         }
     }
 
-    fn param(name: &str, why: impl std::fmt::Display) -> ApiError {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_parameter",
-            format!("parameter `{name}`: {why}"),
-        )
+    fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
 
     fn into_response(self) -> Answer {
         let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
         json(self.status, body.to_string().into_bytes())
+    }
+}
+
+impl From<ParamError> for ApiError {
+    fn from(e: ParamError) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", e.to_string())
     }
 }
 
@@ -106,47 +132,109 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     )
 }
 
+/// Runs a blocking store call off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(internal)?
+        .map_err(internal)
+}
+
+fn list(set: &std::collections::BTreeSet<String>) -> String {
+    if set.is_empty() {
+        "none".to_owned()
+    } else {
+        set.iter().cloned().collect::<Vec<_>>().join(", ")
+    }
+}
+
 impl Api {
     pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Result<Answer, Infallible> {
         let result = match (request.method(), request.uri().path()) {
             (&Method::GET, "/healthz") => Ok(json(StatusCode::OK, br#"{"status":"ok"}"#.to_vec())),
+            (&Method::GET, "/v1/openapi.yaml") => {
+                let mut r = Response::new(Full::new(Bytes::from_static(OPENAPI.as_bytes())));
+                r.headers_mut().insert(
+                    CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/yaml"),
+                );
+                Ok(r)
+            }
             (&Method::POST, "/v1/ingest/events") => self.ingest(request).await,
             (&Method::GET, "/v1/events") => self.events(request).await,
             (&Method::GET, "/v1/stats") => self.stats(request).await,
-            (_, "/healthz" | "/v1/ingest/events" | "/v1/events" | "/v1/stats") => {
-                Err(ApiError::new(
+            (&Method::GET, "/v1/usage") => self.usage(request).await,
+            (&Method::GET, "/v1/status") => self.status(request).await,
+            (method, path) => match ROUTES.iter().find(|(p, _)| *p == path) {
+                Some((_, allowed)) => Err(ApiError::new(
                     StatusCode::METHOD_NOT_ALLOWED,
                     "method_not_allowed",
-                    format!("{} is not allowed here", request.method()),
-                ))
-            }
-            (_, path) => Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no such path: {path}"),
-            )),
+                    format!("{method} is not allowed on {path}; use {allowed}"),
+                )),
+                None => Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("no such path: {path} (see /v1/openapi.yaml)"),
+                )),
+            },
         };
         Ok(result.unwrap_or_else(ApiError::into_response))
     }
 
-    fn authenticate(keys: &ApiKeys, request: &Request<Incoming>) -> Result<(), ApiError> {
+    fn authenticate(keys: &ApiKeys, request: &Request<Incoming>) -> Result<Access, ApiError> {
         match request.headers().get("x-api-key") {
             None => Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "missing x-api-key header",
             )),
-            Some(k) if keys.accepts(k.as_bytes()) => Ok(()),
-            Some(_) => Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "invalid API key",
-            )),
+            Some(k) => keys.access(k.as_bytes()).ok_or_else(|| {
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "invalid API key")
+            }),
         }
     }
 
+    /// The filter a caller may run: confined to its scope, with filter values on redacted
+    /// identity fields redacted the same way the stored values were (so hash mode still
+    /// matches).
+    fn confine(&self, access: Access, mut filter: EventFilter) -> Result<EventFilter, ApiError> {
+        for (field, value) in [
+            ("human_id", &mut filter.human),
+            ("agent_id", &mut filter.agent),
+            ("session_id", &mut filter.session),
+        ] {
+            if self.redactor.is_secret_field(field)
+                && let Some(v) = value
+            {
+                *v = self.redactor.redact_whole(v);
+            }
+        }
+        if let Access::Scoped(scope) = access {
+            if let Some(ns) = &filter.namespace
+                && !scope.namespaces.contains(ns)
+            {
+                return Err(ApiError::forbidden(format!(
+                    "namespace `{ns}` is outside this key's scope (namespaces: {})",
+                    list(&scope.namespaces)
+                )));
+            }
+            if let Some(team) = &filter.team
+                && !scope.teams.contains(team)
+            {
+                return Err(ApiError::forbidden(format!(
+                    "team `{team}` is outside this key's scope (teams: {})",
+                    list(&scope.teams)
+                )));
+            }
+            filter.scope = Some(scope);
+        }
+        Ok(filter)
+    }
+
     async fn ingest(&self, request: Request<Incoming>) -> Result<Answer, ApiError> {
-        Self::authenticate(&self.ingest_keys, &request)?;
+        let access = Self::authenticate(&self.ingest_keys, &request)?;
         let too_large = || {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -163,239 +251,161 @@ impl Api {
             // Not worth reading: answered at once (the client may see the connection close).
             return Err(too_large());
         }
-        let body = read_body(request.into_body(), self.max_body_bytes)
-            .await
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.to_string()))?
-            .ok_or_else(too_large)?;
-
-        #[derive(Deserialize)]
-        struct Batch {
-            events: Vec<Box<RawValue>>,
-        }
-        let batch: Batch = serde_json::from_slice(&body).map_err(|e| {
+        let body = tokio::time::timeout(
+            self.body_timeout,
+            read_body(request.into_body(), self.max_body_bytes),
+        )
+        .await
+        .map_err(|_| {
             ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                format!("expected {{\"events\":[...]}}: {e}"),
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "the body did not arrive within {} s",
+                    self.body_timeout.as_secs()
+                ),
             )
-        })?;
+        })?
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.to_string()))?
+        .ok_or_else(too_large)?;
 
-        #[derive(Serialize)]
-        struct Rejected {
-            index: usize,
-            message: String,
-        }
-        let mut good = Vec::with_capacity(batch.events.len());
-        let mut rejected = Vec::new();
-        for (index, json) in batch.events.into_iter().enumerate() {
-            match serde_json::from_str::<AuditEvent<'_>>(json.get()) {
-                Ok(event) => good.push(NewEvent {
-                    event: event.into_owned(),
-                    json,
-                }),
-                Err(e) => rejected.push(Rejected {
-                    index,
-                    message: e.to_string(),
-                }),
+        let parsed = ingest::parse(&body, &self.redactor, Timestamp::now())
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))?;
+        let mut rejected = parsed.rejected;
+        let mut good: Vec<Record> = Vec::with_capacity(parsed.records.len());
+        for (index, record) in parsed.records {
+            match &access {
+                Access::Scoped(scope)
+                    if !record
+                        .namespace
+                        .as_ref()
+                        .is_some_and(|n| scope.namespaces.contains(n))
+                        && !record.team.as_ref().is_some_and(|t| scope.teams.contains(t)) =>
+                {
+                    rejected.push(Rejected {
+                        index,
+                        message: format!(
+                            "namespace `{}` / team `{}` is outside this key's scope (namespaces: {}; teams: {})",
+                            record.namespace.as_deref().unwrap_or("-"),
+                            record.team.as_deref().unwrap_or("-"),
+                            list(&scope.namespaces),
+                            list(&scope.teams)
+                        ),
+                    });
+                }
+                _ => good.push(record),
             }
         }
-        // A batch of only invalid events is refused (the gateway's shipper then skips it); a
+        rejected.sort_by_key(|r| r.index);
+        // A body of only invalid events is refused (the gateway's shipper then skips it); a
         // batch with some valid ones is stored in part, so good events are not lost with bad.
         if good.is_empty() && !rejected.is_empty() {
+            let first = &rejected[0];
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_event",
                 format!(
-                    "no valid event in the batch; event 0: {}",
-                    rejected[0].message
+                    "no valid event in the body; event {}: {}",
+                    first.index, first.message
                 ),
             ));
         }
         let store = self.store.clone();
-        let outcome = tokio::task::spawn_blocking(move || store.insert(&good))
-            .await
-            .map_err(internal)?
-            .map_err(internal)?;
+        let outcome = blocking(move || store.insert(&good)).await?;
 
         #[derive(Serialize)]
         struct Receipt {
             accepted: u64,
             duplicates: u64,
+            redacted: usize,
             rejected: Vec<Rejected>,
         }
         let receipt = Receipt {
             accepted: outcome.accepted,
             duplicates: outcome.duplicates,
+            redacted: parsed.redacted,
             rejected,
         };
-        Ok(json(
-            StatusCode::OK,
-            serde_json::to_vec(&receipt).map_err(internal)?,
-        ))
+        let status = match parsed.shape {
+            BodyShape::Batch => StatusCode::OK,
+            BodyShape::Single => StatusCode::ACCEPTED,
+        };
+        ok_json(status, &receipt)
     }
 
     async fn events(&self, request: Request<Incoming>) -> Result<Answer, ApiError> {
-        Self::authenticate(&self.read_keys, &request)?;
-        let query = Query::parse(request.uri().query().unwrap_or(""), true)?;
+        let access = Self::authenticate(&self.read_keys, &request)?;
+        let query = EventsQuery::parse(request.uri().query().unwrap_or(""))?;
+        let filter = self.confine(access, query.filter)?;
         let store = self.store.clone();
-        let page = tokio::task::spawn_blocking(move || {
-            store.events(&query.filter, query.limit, query.cursor.as_ref())
-        })
-        .await
-        .map_err(internal)?
-        .map_err(internal)?;
+        let page =
+            blocking(move || store.events(&filter, query.limit, query.cursor.as_ref())).await?;
 
         #[derive(Serialize)]
         struct Body {
             events: Vec<Box<RawValue>>,
             next_cursor: Option<String>,
         }
-        let body = Body {
-            events: page.events,
-            next_cursor: page.next_cursor.map(|c| c.encode()),
-        };
-        Ok(json(
+        ok_json(
             StatusCode::OK,
-            serde_json::to_vec(&body).map_err(internal)?,
-        ))
+            &Body {
+                events: page.events,
+                next_cursor: page.next_cursor.map(|c| c.encode()),
+            },
+        )
     }
 
     async fn stats(&self, request: Request<Incoming>) -> Result<Answer, ApiError> {
-        Self::authenticate(&self.read_keys, &request)?;
-        let query = Query::parse(request.uri().query().unwrap_or(""), false)?;
+        let access = Self::authenticate(&self.read_keys, &request)?;
+        let filter = query::parse_filter(request.uri().query().unwrap_or(""))?;
+        let filter = self.confine(access, filter)?;
         let store = self.store.clone();
-        let stats = tokio::task::spawn_blocking(move || store.stats(&query.filter))
-            .await
-            .map_err(internal)?
-            .map_err(internal)?;
-        Ok(json(
+        let stats = blocking(move || store.stats(&filter)).await?;
+        ok_json(StatusCode::OK, &stats)
+    }
+
+    async fn usage(&self, request: Request<Incoming>) -> Result<Answer, ApiError> {
+        let access = Self::authenticate(&self.read_keys, &request)?;
+        let mut usage_query =
+            query::parse_usage(request.uri().query().unwrap_or(""), Timestamp::now())?;
+        usage_query.filter = self.confine(access, usage_query.filter)?;
+        let store = self.store.clone();
+        let usage = blocking(move || store.usage(&usage_query)).await?;
+        ok_json(StatusCode::OK, &usage)
+    }
+
+    async fn status(&self, request: Request<Incoming>) -> Result<Answer, ApiError> {
+        let access = Self::authenticate(&self.read_keys, &request)?;
+        let filter = self.confine(access, EventFilter::default())?;
+        let store = self.store.clone();
+        let (stats, newest) = blocking(move || {
+            let stats = store.stats(&filter)?;
+            let newest = store.events(&filter, 1, None)?.events.pop();
+            Ok((stats, newest))
+        })
+        .await?;
+
+        #[derive(Serialize)]
+        struct Status {
+            version: &'static str,
+            store: &'static str,
+            started: Timestamp,
+            retention_days: Option<i64>,
+            events: u64,
+            decisions: u64,
+            newest_event: Option<Box<RawValue>>,
+        }
+        ok_json(
             StatusCode::OK,
-            serde_json::to_vec(&stats).map_err(internal)?,
-        ))
-    }
-}
-
-/// The query string of `/v1/events` (filters, `limit`, `cursor`) or `/v1/stats` (filters).
-#[derive(Debug, Default, PartialEq)]
-pub struct Query {
-    pub filter: EventFilter,
-    pub limit: usize,
-    pub cursor: Option<PageCursor>,
-}
-
-/// Decodes `%XX` and `+` of a query-string component.
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = text.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
-}
-
-impl Query {
-    pub fn parse(query: &str, paged: bool) -> Result<Query, ApiError> {
-        let mut q = Query {
-            limit: DEFAULT_LIMIT,
-            ..Query::default()
-        };
-        let mut seen = std::collections::HashSet::new();
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let name = percent_decode(name)
-                .ok_or_else(|| ApiError::param(name, "not valid percent-encoded UTF-8"))?;
-            let value = percent_decode(value)
-                .ok_or_else(|| ApiError::param(&name, "not valid percent-encoded UTF-8"))?;
-            if !seen.insert(name.clone()) {
-                return Err(ApiError::param(&name, "given more than once"));
-            }
-            if value.is_empty() {
-                return Err(ApiError::param(&name, "empty value"));
-            }
-            let f = &mut q.filter;
-            let time = |v: &str| {
-                v.parse::<jiff::Timestamp>()
-                    .map_err(|e| ApiError::param(&name, format!("not an RFC 3339 time: {e}")))
-            };
-            match name.as_str() {
-                "server" => f.server = Some(value),
-                "namespace" => f.namespace = Some(value),
-                "team" => f.team = Some(value),
-                "human" => f.human = Some(value),
-                "agent" => f.agent = Some(value),
-                "session" => f.session = Some(value),
-                "tool" => f.tool = Some(value),
-                "reason" => f.reason = Some(value),
-                "decision" => {
-                    f.decision = Some(match value.as_str() {
-                        "allow" => Decision::Allow,
-                        "deny" => Decision::Deny,
-                        _ => return Err(ApiError::param(&name, "must be allow or deny")),
-                    })
-                }
-                "since" => f.since = Some(time(&value)?),
-                "until" => f.until = Some(time(&value)?),
-                "limit" if paged => {
-                    q.limit = value
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|n| (1..=MAX_LIMIT).contains(n))
-                        .ok_or_else(|| {
-                            ApiError::param(&name, format!("must be 1 to {MAX_LIMIT}"))
-                        })?
-                }
-                "cursor" if paged => {
-                    q.cursor = Some(
-                        PageCursor::decode(&value)
-                            .ok_or_else(|| ApiError::param(&name, "not a cursor from this API"))?,
-                    )
-                }
-                _ => return Err(ApiError::param(&name, "unknown parameter")),
-            }
-        }
-        Ok(q)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn code(q: &str, paged: bool) -> String {
-        match Query::parse(q, paged) {
-            Ok(_) => "ok".into(),
-            Err(e) => e.message,
-        }
-    }
-
-    #[test]
-    fn query_parameters_are_parsed_and_bad_ones_named() {
-        let q = Query::parse(
-            "server=hello&decision=deny&since=2026-11-24T00:00:00Z&limit=5&tool=a%20b+c",
-            true,
+            &Status {
+                version: env!("CARGO_PKG_VERSION"),
+                store: self.store.kind(),
+                started: self.started,
+                retention_days: self.retention.map(|r| r.as_hours() / 24),
+                events: stats.events,
+                decisions: stats.decisions,
+                newest_event: newest,
+            },
         )
-        .unwrap();
-        assert_eq!(q.filter.server.as_deref(), Some("hello"));
-        assert_eq!(q.filter.decision, Some(Decision::Deny));
-        assert_eq!(q.filter.tool.as_deref(), Some("a b c"));
-        assert_eq!(q.limit, 5);
-        assert!(code("limit=0", true).contains("`limit`"));
-        assert!(code("limit=5", false).contains("`limit`"));
-        assert!(code("decision=maybe", true).contains("`decision`"));
-        assert!(code("since=yesterday", true).contains("`since`"));
-        assert!(code("cursor=xyz", true).contains("`cursor`"));
-        assert!(code("colour=red", true).contains("`colour`"));
-        assert!(code("server=a&server=b", true).contains("more than once"));
-        assert_eq!(code("", true), "ok");
     }
 }

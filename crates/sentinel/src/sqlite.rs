@@ -1,35 +1,67 @@
-//! The embedded store: one SQLite file (WAL mode), typed columns for filtering plus each
-//! event's JSON as received.
+//! The embedded store: one SQLite file (WAL mode), typed columns for filtering and rollups plus
+//! each event's stored document.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 
+use jiff::Timestamp;
 use rusqlite::types::Value;
-use rusqlite::{Connection, OpenFlags, params_from_iter};
+use rusqlite::{Connection, OpenFlags, Row, params_from_iter};
 use serde_json::value::RawValue;
 
 use crate::store::{
-    EventFilter, InsertOutcome, NewEvent, Page, PageCursor, Stats, Store, StoreError,
+    ActorUsage, Counts, EventFilter, InsertOutcome, KeyCount, Page, PageCursor, Record,
+    ServerUsage, Stats, Store, StoreError, ToolUsage, Usage, UsageQuery, UsageTotals,
+    full_series,
 };
+
+/// The schema version this build writes (`PRAGMA user_version`).
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
     seq         INTEGER PRIMARY KEY,
     event_id    TEXT    NOT NULL UNIQUE,
     time_ns     INTEGER NOT NULL,
-    server      TEXT    NOT NULL,
-    namespace   TEXT    NOT NULL,
+    source      TEXT    NOT NULL,
+    event_type  TEXT    NOT NULL,
+    trace_id    TEXT,
+    server      TEXT,
+    namespace   TEXT,
     team_id     TEXT,
     human_id    TEXT,
     agent_id    TEXT,
     session_id  TEXT,
     tool        TEXT,
-    decision    TEXT    NOT NULL,
-    reason      TEXT    NOT NULL,
+    decision    TEXT,
+    reason      TEXT,
     count       INTEGER NOT NULL,
     json        TEXT    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_time ON events (time_ns DESC, event_id DESC);
+";
+
+/// Version 1 (the first release: gateway events only, `server`, `namespace`, `decision` and
+/// `reason` required) to version 2 (any producer's events). SQLite cannot relax `NOT NULL` in
+/// place, so the table is rebuilt; `source` comes from the stored JSON.
+const MIGRATE_1_TO_2: &str = "
+ALTER TABLE events RENAME TO events_v1;
+DROP INDEX IF EXISTS events_time;
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, time_ns INTEGER NOT NULL,
+    source TEXT NOT NULL, event_type TEXT NOT NULL, trace_id TEXT, server TEXT, namespace TEXT,
+    team_id TEXT, human_id TEXT, agent_id TEXT, session_id TEXT, tool TEXT, decision TEXT,
+    reason TEXT, count INTEGER NOT NULL, json TEXT NOT NULL
+);
+INSERT INTO events (seq, event_id, time_ns, source, event_type, trace_id, server, namespace,
+    team_id, human_id, agent_id, session_id, tool, decision, reason, count, json)
+SELECT seq, event_id, time_ns, COALESCE(json_extract(json, '$.source'), ''), 'mcp.request',
+    json_extract(json, '$.trace_id'), server, namespace, team_id, human_id, agent_id,
+    session_id, tool, decision, reason, count, json
+FROM events_v1;
+DROP TABLE events_v1;
+CREATE INDEX events_time ON events (time_ns DESC, event_id DESC);
 ";
 
 fn err(e: impl std::fmt::Display) -> StoreError {
@@ -42,17 +74,45 @@ pub struct SqliteStore {
     reader: Mutex<Connection>,
 }
 
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(err)?;
+    let has_events: bool = conn
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'events'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(err)?
+        > 0;
+    let tx = conn.transaction().map_err(err)?;
+    match (version, has_events) {
+        (SCHEMA_VERSION, _) => {}
+        (0, false) => tx.execute_batch(SCHEMA).map_err(err)?,
+        (0 | 1, true) => tx.execute_batch(MIGRATE_1_TO_2).map_err(err)?,
+        (v, _) => {
+            return Err(StoreError(format!(
+                "the database has schema version {v}, newer than this mcp-sentinel knows ({SCHEMA_VERSION}): run a newer mcp-sentinel or use another --db"
+            )));
+        }
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(err)?;
+    tx.commit().map_err(err)
+}
+
 impl SqliteStore {
-    /// Opens (creating it if needed) the database at `path`.
+    /// Opens (creating or migrating it if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
-        let writer = Connection::open(path).map_err(err)?;
+        let mut writer = Connection::open(path).map_err(err)?;
         // FULL: an acknowledged batch survives a power cut (the gateway then deletes its copy).
         writer
             .execute_batch(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
             )
             .map_err(err)?;
-        writer.execute_batch(SCHEMA).map_err(err)?;
+        migrate(&mut writer)?;
         let reader = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -69,7 +129,7 @@ impl SqliteStore {
 }
 
 /// Nanoseconds since the epoch, saturated to the `i64` range (years 1677 to 2262).
-pub(crate) fn time_ns(t: jiff::Timestamp) -> i64 {
+pub(crate) fn time_ns(t: Timestamp) -> i64 {
     i64::try_from(t.as_nanosecond()).unwrap_or(if t.as_nanosecond() < 0 {
         i64::MIN
     } else {
@@ -77,80 +137,162 @@ pub(crate) fn time_ns(t: jiff::Timestamp) -> i64 {
     })
 }
 
-/// `WHERE` clause (possibly empty) and its parameters for `filter`.
-fn where_clause(filter: &EventFilter, after: Option<&PageCursor>) -> (String, Vec<Value>) {
-    let mut terms: Vec<&str> = Vec::new();
-    let mut values: Vec<Value> = Vec::new();
-    let text = [
-        ("server = ?", &filter.server),
-        ("namespace = ?", &filter.namespace),
-        ("team_id = ?", &filter.team),
-        ("human_id = ?", &filter.human),
-        ("agent_id = ?", &filter.agent),
-        ("session_id = ?", &filter.session),
-        ("tool = ?", &filter.tool),
-        ("reason = ?", &filter.reason),
-    ];
-    for (term, value) in text {
-        if let Some(v) = value {
-            terms.push(term);
-            values.push(Value::Text(v.clone()));
+fn timestamp(ns: i64) -> Timestamp {
+    Timestamp::from_nanosecond(i128::from(ns)).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+/// The terms and parameters of a `WHERE` clause.
+#[derive(Default)]
+struct Where {
+    terms: Vec<String>,
+    values: Vec<Value>,
+}
+
+impl Where {
+    fn new(filter: &EventFilter, after: Option<&PageCursor>) -> Where {
+        let mut w = Where::default();
+        let text = [
+            ("source", &filter.source),
+            ("event_type", &filter.event_type),
+            ("server", &filter.server),
+            ("namespace", &filter.namespace),
+            ("team_id", &filter.team),
+            ("human_id", &filter.human),
+            ("agent_id", &filter.agent),
+            ("session_id", &filter.session),
+            ("tool", &filter.tool),
+            ("decision", &filter.decision),
+            ("reason", &filter.reason),
+            ("trace_id", &filter.trace_id),
+        ];
+        for (column, value) in text {
+            if let Some(v) = value {
+                w.terms.push(format!("{column} = ?"));
+                w.values.push(Value::Text(v.clone()));
+            }
         }
+        if let Some(t) = filter.since {
+            w.terms.push("time_ns >= ?".into());
+            w.values.push(Value::Integer(time_ns(t)));
+        }
+        if let Some(t) = filter.until {
+            w.terms.push("time_ns < ?".into());
+            w.values.push(Value::Integer(time_ns(t)));
+        }
+        if let Some(scope) = &filter.scope {
+            let mut alternatives = Vec::new();
+            for (column, set) in [("namespace", &scope.namespaces), ("team_id", &scope.teams)] {
+                if !set.is_empty() {
+                    alternatives.push(format!("{column} IN ({})", vec!["?"; set.len()].join(", ")));
+                    w.values
+                        .extend(set.iter().map(|v| Value::Text(v.clone())));
+                }
+            }
+            if alternatives.is_empty() {
+                // A scope that names nothing sees nothing.
+                w.terms.push("0".into());
+            } else {
+                w.terms.push(format!("({})", alternatives.join(" OR ")));
+            }
+        }
+        if let Some(c) = after {
+            w.terms.push("(time_ns, event_id) < (?, ?)".into());
+            w.values.push(Value::Integer(c.time_ns));
+            w.values.push(Value::Text(c.event_id.to_string()));
+        }
+        w
     }
-    if let Some(d) = filter.decision {
-        terms.push("decision = ?");
-        values.push(Value::Text(d.as_str().to_owned()));
+
+    fn and(mut self, term: &str) -> Where {
+        self.terms.push(term.to_owned());
+        self
     }
-    if let Some(t) = filter.since {
-        terms.push("time_ns >= ?");
-        values.push(Value::Integer(time_ns(t)));
-    }
-    if let Some(t) = filter.until {
-        terms.push("time_ns < ?");
-        values.push(Value::Integer(time_ns(t)));
-    }
-    if let Some(c) = after {
-        terms.push("(time_ns, event_id) < (?, ?)");
-        values.push(Value::Integer(c.time_ns));
-        values.push(Value::Text(c.event_id.to_string()));
-    }
-    if terms.is_empty() {
-        (String::new(), values)
-    } else {
-        (format!(" WHERE {}", terms.join(" AND ")), values)
+
+    fn clause(&self) -> String {
+        if self.terms.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", self.terms.join(" AND "))
+        }
     }
 }
 
+/// `decisions, allowed, denied` as SQL aggregates over `count`.
+const COUNTS: &str = "COALESCE(SUM(CASE WHEN decision IS NOT NULL THEN count END), 0),
+    COALESCE(SUM(CASE WHEN decision = 'allow' THEN count END), 0),
+    COALESCE(SUM(CASE WHEN decision = 'deny' THEN count END), 0)";
+
+fn counts(row: &Row<'_>, first: usize) -> rusqlite::Result<Counts> {
+    let get = |i: usize| row.get::<_, i64>(i).map(|n| n.max(0) as u64);
+    Ok(Counts {
+        decisions: get(first)?,
+        allowed: get(first + 1)?,
+        denied: get(first + 2)?,
+    })
+}
+
+fn unsigned(row: &Row<'_>, i: usize) -> rusqlite::Result<u64> {
+    row.get::<_, i64>(i).map(|n| n.max(0) as u64)
+}
+
+impl SqliteStore {
+    fn query<T>(
+        &self,
+        sql: &str,
+        values: Vec<Value>,
+        mut map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stmt = conn.prepare_cached(sql).map_err(err)?;
+        let rows = stmt
+            .query_map(params_from_iter(values), |r| map(r))
+            .map_err(err)?;
+        rows.collect::<Result<Vec<T>, _>>().map_err(err)
+    }
+}
+
+fn limit_value(limit: usize) -> Value {
+    Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX))
+}
+
 impl Store for SqliteStore {
-    fn insert(&self, events: &[NewEvent]) -> Result<InsertOutcome, StoreError> {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn insert(&self, events: &[Record]) -> Result<InsertOutcome, StoreError> {
         let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction().map_err(err)?;
         let mut outcome = InsertOutcome::default();
         {
             let mut stmt = tx
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO events (event_id, time_ns, server, namespace, team_id,
-                     human_id, agent_id, session_id, tool, decision, reason, count, json)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                    "INSERT OR IGNORE INTO events (event_id, time_ns, source, event_type,
+                     trace_id, server, namespace, team_id, human_id, agent_id, session_id, tool,
+                     decision, reason, count, json)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
                 )
                 .map_err(err)?;
-            for NewEvent { event: e, json } in events {
-                let count = i64::try_from(e.count.unwrap_or(1)).unwrap_or(i64::MAX);
+            for r in events {
+                let count = i64::try_from(r.count).unwrap_or(i64::MAX);
                 let changed = stmt
                     .execute(rusqlite::params![
-                        e.event_id.to_string(),
-                        time_ns(e.time),
-                        e.server.as_ref(),
-                        e.namespace.as_ref(),
-                        e.team_id.as_deref(),
-                        e.human_id.as_deref(),
-                        e.agent_id.as_deref(),
-                        e.session_id.as_deref(),
-                        e.tool.as_deref(),
-                        e.decision.as_str(),
-                        e.reason.as_ref(),
+                        r.event_id.to_string(),
+                        time_ns(r.time),
+                        r.source,
+                        r.event_type,
+                        r.trace_id,
+                        r.server,
+                        r.namespace,
+                        r.team,
+                        r.human,
+                        r.agent,
+                        r.session,
+                        r.tool,
+                        r.decision,
+                        r.reason,
                         count,
-                        json.get(),
+                        r.json.get(),
                     ])
                     .map_err(err)?;
                 if changed == 1 {
@@ -170,39 +312,35 @@ impl Store for SqliteStore {
         limit: usize,
         after: Option<&PageCursor>,
     ) -> Result<Page, StoreError> {
-        let (clause, mut values) = where_clause(filter, after);
-        // One more than asked: tells whether there is a next page.
-        values.push(Value::Integer(
-            i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1),
-        ));
+        let w = Where::new(filter, after);
         let sql = format!(
-            "SELECT time_ns, event_id, json FROM events{clause}
-             ORDER BY time_ns DESC, event_id DESC LIMIT ?"
+            "SELECT time_ns, event_id, json FROM events{}
+             ORDER BY time_ns DESC, event_id DESC LIMIT ?",
+            w.clause()
         );
-        let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
-        let mut stmt = conn.prepare_cached(&sql).map_err(err)?;
-        let mut rows = stmt.query(params_from_iter(values)).map_err(err)?;
-        let mut events = Vec::new();
-        let mut last = None;
-        let mut more = false;
-        while let Some(row) = rows.next().map_err(err)? {
-            if events.len() == limit {
-                more = true;
-                break;
-            }
-            let time_ns: i64 = row.get(0).map_err(err)?;
-            let id: String = row.get(1).map_err(err)?;
-            let json: String = row.get(2).map_err(err)?;
-            events.push(RawValue::from_string(json).map_err(err)?);
-            last = Some((time_ns, id));
-        }
-        let next_cursor = match (more, last) {
-            (true, Some((time_ns, id))) => Some(PageCursor {
-                time_ns,
-                event_id: uuid::Uuid::parse_str(&id).map_err(err)?,
+        let mut values = w.values;
+        // One more than asked: tells whether there is a next page.
+        values.push(limit_value(limit.saturating_add(1)));
+        let mut rows = self.query(&sql, values, |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next_cursor = match (more, rows.last()) {
+            (true, Some((time_ns, id, _))) => Some(PageCursor {
+                time_ns: *time_ns,
+                event_id: uuid::Uuid::parse_str(id).map_err(err)?,
             }),
             _ => None,
         };
+        let events = rows
+            .into_iter()
+            .map(|(_, _, json)| RawValue::from_string(json).map_err(err))
+            .collect::<Result<_, _>>()?;
         Ok(Page {
             events,
             next_cursor,
@@ -210,29 +348,232 @@ impl Store for SqliteStore {
     }
 
     fn stats(&self, filter: &EventFilter) -> Result<Stats, StoreError> {
-        let (clause, values) = where_clause(filter, None);
+        let w = Where::new(filter, None);
         let sql = format!(
-            "SELECT decision, reason, COUNT(*), SUM(count) FROM events{clause}
-             GROUP BY decision, reason"
+            "SELECT decision, reason, COUNT(*), SUM(count) FROM events{}
+             GROUP BY decision, reason",
+            w.clause()
         );
-        let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
-        let mut stmt = conn.prepare_cached(&sql).map_err(err)?;
-        let mut rows = stmt.query(params_from_iter(values)).map_err(err)?;
+        let rows = self.query(&sql, w.values, |r| {
+            Ok((
+                r.get::<_, Option<String>>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                unsigned(r, 2)?,
+                unsigned(r, 3)?,
+            ))
+        })?;
         let mut stats = Stats::default();
-        while let Some(row) = rows.next().map_err(err)? {
-            let decision: String = row.get(0).map_err(err)?;
-            let reason: String = row.get(1).map_err(err)?;
-            let events: i64 = row.get(2).map_err(err)?;
-            // SUM over i64 may exceed i64 in theory; SQLite then errors, so read as f64-safe.
-            let decisions: i64 = row.get(3).map_err(err)?;
-            let (events, decisions) = (events as u64, decisions.max(0) as u64);
+        for (decision, reason, events, decisions) in rows {
             stats.events += events;
+            // Events without a decision (other producers' notices) are not decisions.
+            let Some(decision) = decision else { continue };
             stats.decisions = stats.decisions.saturating_add(decisions);
             let d = stats.by_decision.entry(decision).or_default();
             *d = d.saturating_add(decisions);
-            let r = stats.by_reason.entry(reason).or_default();
-            *r = r.saturating_add(decisions);
+            if let Some(reason) = reason {
+                let r = stats.by_reason.entry(reason).or_default();
+                *r = r.saturating_add(decisions);
+            }
         }
         Ok(stats)
+    }
+
+    fn usage(&self, q: &UsageQuery) -> Result<Usage, StoreError> {
+        let mut filter = q.filter.clone();
+        filter.since = Some(q.since);
+        filter.until = Some(q.until);
+        let base = || Where::new(&filter, None);
+
+        let w = base();
+        let totals = self
+            .query(
+                &format!(
+                    "SELECT COUNT(*), {COUNTS}, COUNT(DISTINCT server), COUNT(DISTINCT human_id),
+                     COUNT(DISTINCT agent_id), COUNT(DISTINCT session_id) FROM events{}",
+                    w.clause()
+                ),
+                w.values,
+                |r| {
+                    Ok(UsageTotals {
+                        events: unsigned(r, 0)?,
+                        counts: counts(r, 1)?,
+                        servers: unsigned(r, 4)?,
+                        humans: unsigned(r, 5)?,
+                        agents: unsigned(r, 6)?,
+                        sessions: unsigned(r, 7)?,
+                    })
+                },
+            )?
+            .pop()
+            .unwrap_or_default();
+
+        // `columns`: how many the `select` list has; the decisions total comes right after.
+        let ranked = |w: Where, select: &str, columns: usize, group: &str| {
+            let sql = format!(
+                "SELECT {select}, {COUNTS}, MAX(time_ns) FROM events{} GROUP BY {group}
+                 ORDER BY {decisions} DESC, {group} LIMIT ?",
+                w.clause(),
+                decisions = columns + 1,
+            );
+            let mut values = w.values;
+            values.push(limit_value(q.limit));
+            (sql, values)
+        };
+
+        let (sql, values) = ranked(
+            base().and("server IS NOT NULL"),
+            "server, COALESCE(namespace, ''), COUNT(DISTINCT human_id), COUNT(DISTINCT agent_id)",
+            4,
+            "server, namespace",
+        );
+        let servers = self.query(&sql, values, |r| {
+            Ok(ServerUsage {
+                server: r.get(0)?,
+                namespace: r.get(1)?,
+                humans: unsigned(r, 2)?,
+                agents: unsigned(r, 3)?,
+                counts: counts(r, 4)?,
+                last_seen: timestamp(r.get(7)?),
+            })
+        })?;
+
+        let (sql, values) = ranked(
+            base().and("(human_id IS NOT NULL OR agent_id IS NOT NULL)"),
+            "human_id, agent_id, COUNT(DISTINCT server), COUNT(DISTINCT tool)",
+            4,
+            "human_id, agent_id",
+        );
+        let actors = self.query(&sql, values, |r| {
+            Ok(ActorUsage {
+                human: r.get(0)?,
+                agent: r.get(1)?,
+                servers: unsigned(r, 2)?,
+                tools: unsigned(r, 3)?,
+                counts: counts(r, 4)?,
+                last_seen: timestamp(r.get(7)?),
+            })
+        })?;
+
+        let (sql, values) = ranked(
+            base().and("tool IS NOT NULL"),
+            "COALESCE(server, ''), tool",
+            2,
+            "server, tool",
+        );
+        let tools = self.query(&sql, values, |r| {
+            Ok(ToolUsage {
+                server: r.get(0)?,
+                tool: r.get(1)?,
+                counts: counts(r, 2)?,
+                last_seen: timestamp(r.get(5)?),
+            })
+        })?;
+
+        let keyed = |column: &str| -> Result<Vec<KeyCount>, StoreError> {
+            let w = base().and(&format!("{column} IS NOT NULL AND decision IS NOT NULL"));
+            let sql = format!(
+                "SELECT {column}, SUM(count) FROM events{} GROUP BY {column}
+                 ORDER BY 2 DESC, 1 LIMIT ?",
+                w.clause()
+            );
+            let mut values = w.values;
+            values.push(limit_value(q.limit));
+            self.query(&sql, values, |r| {
+                Ok(KeyCount {
+                    key: r.get(0)?,
+                    decisions: unsigned(r, 1)?,
+                })
+            })
+        };
+        let decisions = keyed("decision")?;
+        let reasons = keyed("reason")?;
+
+        let w = base();
+        let width = q.bucket.seconds();
+        let sql = format!(
+            "SELECT (time_ns / 1000000000) - ((time_ns / 1000000000) % {width}) AS start, {COUNTS}
+             FROM events{} GROUP BY start",
+            w.clause()
+        );
+        let found: HashMap<i64, Counts> = self
+            .query(&sql, w.values, |r| Ok((r.get::<_, i64>(0)?, counts(r, 1)?)))?
+            .into_iter()
+            .collect();
+        let series = full_series(q.since, q.until, q.bucket, &found);
+
+        let recent = self.events(&filter, q.limit, None)?.events;
+        Ok(Usage {
+            since: q.since,
+            until: q.until,
+            bucket: q.bucket,
+            totals,
+            servers,
+            actors,
+            tools,
+            decisions,
+            reasons,
+            series,
+            recent,
+        })
+    }
+
+    fn prune(&self, before: Timestamp) -> Result<Option<u64>, StoreError> {
+        let conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let removed = conn
+            .execute("DELETE FROM events WHERE time_ns < ?1", [time_ns(before)])
+            .map_err(err)?;
+        Ok(Some(removed as u64))
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        conn.query_row("SELECT 1", [], |_| Ok(())).map_err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_1_database_is_migrated_with_its_events() {
+        let dir = std::env::temp_dir().join(format!("sentinel-migrate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("v1.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE events (seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE,
+                 time_ns INTEGER NOT NULL, server TEXT NOT NULL, namespace TEXT NOT NULL,
+                 team_id TEXT, human_id TEXT, agent_id TEXT, session_id TEXT, tool TEXT,
+                 decision TEXT NOT NULL, reason TEXT NOT NULL, count INTEGER NOT NULL,
+                 json TEXT NOT NULL);
+                 CREATE INDEX events_time ON events (time_ns DESC, event_id DESC);
+                 INSERT INTO events VALUES (1, '019abc12-3456-7def-8901-234567890abc', 5,
+                 'hello', 'default', NULL, 'alice', NULL, NULL, 'echo', 'allow', 'allowed', 1,
+                 '{\"source\":\"hello-gateway\",\"server\":\"hello\"}');",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let filter = EventFilter {
+            source: Some("hello-gateway".into()),
+            event_type: Some("mcp.request".into()),
+            ..EventFilter::default()
+        };
+        assert_eq!(store.stats(&filter).unwrap().decisions, 1);
+        drop(store);
+        // Reopening a current database changes nothing.
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.stats(&EventFilter::default()).unwrap().events, 1);
+        drop(store);
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        let refused = SqliteStore::open(&path).err().unwrap().to_string();
+        assert!(refused.contains("schema version 99"), "{refused}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -280,3 +280,401 @@ fn stats_add_up() {
     assert_eq!(stats["events"], a);
     assert_eq!(stats["decisions"], a);
 }
+
+/// Events from a producer other than the gateway: one envelope at a time (202, as the original
+/// platform's producers expect) or in a batch; personal data and secrets are redacted before
+/// they are stored, so no query shows them.
+#[test]
+fn envelopes_from_other_producers_are_stored_redacted() {
+    let s = Sentinel::start("envelope");
+    let single = json!({
+        "source": "support-bot", "event_type": "pii.check",
+        "timestamp": "2026-11-25T10:00:00Z",
+        "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+        "payload": {
+            "server": "crm", "namespace": "team-a", "decision": "denied", "tool_name": "lookup",
+            "note": "customer jane.doe@example.com called from +44 20 7946 0958",
+            "headers": {"Authorization": "Bearer abcdefghijklmnop1234"},
+            "config": "password=hunter2hunter2 region=eu",
+            "key": "AKIAABCDEFGHIJKLMNOP"
+        }
+    });
+    let (status, receipt) = s.request("POST", "/v1/ingest/events", Some(KEY), &single.to_string());
+    assert_eq!(status, 202, "{receipt}");
+    assert_eq!(receipt["accepted"], 1);
+    assert_eq!(receipt["redacted"], 4, "{receipt}");
+    let id = "019abc12-3456-7def-8901-234567890abc";
+    let batch_body = json!({"events": [
+        {"event_id": id, "source": "router", "event_type": "service.route.check",
+         "payload": {"route": "/a", "ok": true}},
+        {"source": "router", "event_type": "service.route.check"},
+    ]});
+    let (status, receipt) =
+        s.request("POST", "/v1/ingest/events", Some(KEY), &batch_body.to_string());
+    assert_eq!(status, 200, "{receipt}");
+    assert_eq!(receipt["accepted"], 1);
+    assert_eq!(receipt["rejected"][0]["index"], 1);
+    assert!(
+        receipt["rejected"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`payload`"),
+        "{receipt}"
+    );
+    // The envelope's event_id makes it idempotent too.
+    let (_, receipt) = s.request("POST", "/v1/ingest/events", Some(KEY), &batch_body.to_string());
+    assert_eq!(receipt["duplicates"], 1);
+
+    let (status, page) = s.request("GET", "/v1/events?event_type=pii.check", Some(READ_KEY), "");
+    assert_eq!(status, 200, "{page}");
+    let stored = &page["events"][0];
+    let text = stored.to_string();
+    for secret in ["jane.doe", "7946", "abcdefghijklmnop1234", "hunter2", "AKIAABCD"] {
+        assert!(!text.contains(secret), "{secret} leaked: {text}");
+    }
+    assert_eq!(stored["source"], "support-bot");
+    assert_eq!(stored["time"], "2026-11-25T10:00:00Z");
+    assert_eq!(stored["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(
+        stored["payload"]["note"],
+        "customer [REDACTED:email] called from [REDACTED:phone]"
+    );
+    assert_eq!(stored["payload"]["config"], "[REDACTED:secret] region=eu");
+    // Its payload's well-known fields are indexed like a gateway event's.
+    for query in [
+        "server=crm&decision=deny&tool=lookup&namespace=team-a",
+        "source=support-bot",
+        "trace_id=4bf92f3577b34da6a3ce929d0e0e4736",
+    ] {
+        let (_, page) = s.request("GET", &format!("/v1/events?{query}"), Some(READ_KEY), "");
+        assert_eq!(ids(&page).len(), 1, "{query}: {page}");
+    }
+    let (_, page) = s.request("GET", "/v1/events?source=router", Some(READ_KEY), "");
+    assert_eq!(ids(&page), [id]);
+    // Stats count the denial; the route check is an event but not a decision.
+    let (_, stats) = s.request("GET", "/v1/stats", Some(READ_KEY), "");
+    assert_eq!(stats["events"], 2);
+    assert_eq!(stats["decisions"], 1);
+    assert_eq!(stats["by_decision"]["deny"], 1);
+}
+
+/// In hash mode, redacted identity fields are stored as keyed hashes, and a filter on the
+/// clear value still finds them (the API hashes it the same way).
+#[test]
+fn hashed_identities_stay_filterable() {
+    let dir = temp_dir("hash");
+    std::fs::write(dir.join("keys"), format!("{KEY}\n")).unwrap();
+    std::fs::write(dir.join("read-keys"), format!("{READ_KEY}\n")).unwrap();
+    std::fs::write(dir.join("redact.key"), [7u8; 32]).unwrap();
+    let key_file = dir.join("redact.key").display().to_string();
+    let s = Sentinel::start_with(
+        dir,
+        &[
+            "--redact-mode",
+            "hash",
+            "--redact-key-file",
+            &key_file,
+            "--redact-field",
+            "human_id",
+        ],
+    );
+    let mut evs = events(4);
+    evs[0].human_id = Some("alice@example.com".into());
+    evs[1].human_id = Some("alice@example.com".into());
+    s.request("POST", "/v1/ingest/events", Some(KEY), &batch(&evs));
+    let (_, page) = s.request(
+        "GET",
+        "/v1/events?human=alice%40example.com",
+        Some(READ_KEY),
+        "",
+    );
+    assert_eq!(ids(&page).len(), 2, "{page}");
+    assert!(!page.to_string().contains("alice@"), "{page}");
+    assert!(
+        page["events"][0]["human_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("[HASH:field:")
+    );
+
+    // A hash key that is too short is refused at start, with the fix.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-sentinel"))
+        .args(["--api-keys-file", "/dev/null", "--redact-mode", "hash"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+fn usage_events() -> Vec<AuditEvent<'static>> {
+    // 3 hours of traffic on 2026-11-24: hour 0 has 4 events, hour 1 none, hour 2 has 3.
+    let t = |h: i64, m: i64| {
+        "2026-11-24T00:00:00Z".parse::<jiff::Timestamp>().unwrap()
+            + jiff::SignedDuration::from_mins(h * 60 + m)
+    };
+    let spec: &[(i64, i64, &str, &str, Option<&str>, Decision, &str)] = &[
+        (0, 1, "crm", "alice", Some("echo"), Decision::Allow, "allowed"),
+        (0, 2, "crm", "alice", Some("echo"), Decision::Allow, "allowed"),
+        (0, 3, "crm", "bob", Some("delete"), Decision::Deny, "trust_too_low"),
+        (0, 4, "wiki", "bob", Some("read"), Decision::Allow, "allowed"),
+        (2, 5, "crm", "alice", Some("delete"), Decision::Deny, "trust_too_low"),
+        (2, 6, "wiki", "carol", None, Decision::Deny, "session_revoked"),
+        (2, 7, "wiki", "alice", Some("read"), Decision::Allow, "allowed"),
+    ];
+    spec.iter()
+        .map(|(h, m, server, human, tool, decision, reason)| {
+            let mut e = AuditEvent::new("gw", *server, "team-a", "POST", *decision, *reason);
+            e.time = t(*h, *m);
+            e.event_id = next_event_id(e.time);
+            e.human_id = Some((*human).into());
+            e.agent_id = Some("claude".into());
+            e.tool = tool.map(Into::into);
+            e
+        })
+        .collect()
+}
+
+#[test]
+fn usage_rolls_up_totals_rankings_and_a_series() {
+    let s = Sentinel::start("usage");
+    let mut evs = usage_events();
+    // An aggregated refusal standing for 3 decisions (before authentication: no identity).
+    let mut flood = AuditEvent::new("gw", "crm", "team-a", "POST", Decision::Deny, "invalid_token");
+    flood.time = "2026-11-24T02:30:00Z".parse().unwrap();
+    flood.event_id = next_event_id(flood.time);
+    flood.count = Some(3);
+    evs.push(flood);
+    s.request("POST", "/v1/ingest/events", Some(KEY), &batch(&evs));
+
+    let window = "since=2026-11-24T00:00:00Z&until=2026-11-24T03:00:00Z";
+    let (status, u) = s.request("GET", &format!("/v1/usage?{window}"), Some(READ_KEY), "");
+    assert_eq!(status, 200, "{u}");
+    assert_eq!(u["bucket"], "hour");
+    assert_eq!(
+        u["totals"],
+        json!({"events": 8, "decisions": 10, "allowed": 4, "denied": 6,
+               "servers": 2, "humans": 3, "agents": 1, "sessions": 0})
+    );
+    assert_eq!(
+        u["series"],
+        json!([
+            {"start": "2026-11-24T00:00:00Z", "decisions": 4, "allowed": 3, "denied": 1},
+            {"start": "2026-11-24T01:00:00Z", "decisions": 0, "allowed": 0, "denied": 0},
+            {"start": "2026-11-24T02:00:00Z", "decisions": 6, "allowed": 1, "denied": 5},
+        ])
+    );
+    assert_eq!(u["servers"][0]["server"], "crm");
+    assert_eq!(u["servers"][0]["decisions"], 7);
+    assert_eq!(u["servers"][0]["denied"], 5);
+    assert_eq!(u["servers"][0]["humans"], 2);
+    assert_eq!(u["servers"][0]["last_seen"], "2026-11-24T02:30:00Z");
+    assert_eq!(u["servers"][1]["server"], "wiki");
+    assert_eq!(u["actors"][0]["human"], "alice");
+    assert_eq!(u["actors"][0]["decisions"], 4);
+    assert_eq!(u["actors"][0]["servers"], 2);
+    assert_eq!(u["actors"][0]["tools"], 3);
+    let tools: Vec<(String, String, u64)> = u["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["server"].as_str().unwrap().to_owned(),
+                t["tool"].as_str().unwrap().to_owned(),
+                t["decisions"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        tools,
+        [
+            ("crm".into(), "delete".into(), 2),
+            ("crm".into(), "echo".into(), 2),
+            ("wiki".into(), "read".into(), 2)
+        ]
+    );
+    assert_eq!(
+        u["decisions"],
+        json!([{"key": "deny", "decisions": 6}, {"key": "allow", "decisions": 4}])
+    );
+    assert_eq!(u["reasons"][0], json!({"key": "allowed", "decisions": 4}));
+    assert_eq!(u["reasons"][1], json!({"key": "invalid_token", "decisions": 3}));
+    assert_eq!(u["recent"].as_array().unwrap().len(), 8);
+    assert_eq!(u["recent"][0]["reason"], "invalid_token");
+
+    // Filters and limits apply to every part.
+    let (_, u) = s.request(
+        "GET",
+        &format!("/v1/usage?{window}&server=wiki&limit=1&bucket=day"),
+        Some(READ_KEY),
+        "",
+    );
+    assert_eq!(u["totals"]["decisions"], 3);
+    assert_eq!(u["series"].as_array().unwrap().len(), 1);
+    assert_eq!(u["actors"].as_array().unwrap().len(), 1);
+    assert_eq!(u["recent"].as_array().unwrap().len(), 1);
+
+    // The default window is the last day: these events are older.
+    let (_, u) = s.request("GET", "/v1/usage", Some(READ_KEY), "");
+    assert_eq!(u["totals"]["events"], 0);
+    assert_eq!(u["series"].as_array().unwrap().len(), 24 + 1);
+    let (status, e) = s.request("GET", "/v1/usage?window=2y", Some(READ_KEY), "");
+    assert_eq!(status, 400);
+    assert!(e["error"]["message"].as_str().unwrap().contains("`window`"));
+}
+
+/// A key scoped to a namespace or team sees only that part of the events, in every read
+/// route; asking for another namespace is refused, not silently emptied; a scoped ingest key
+/// cannot write events of another namespace.
+#[test]
+fn scoped_keys_see_and_write_only_their_namespaces() {
+    let dir = temp_dir("scope");
+    std::fs::write(
+        dir.join("keys"),
+        format!("{KEY}\nteam-b-producer namespaces=team-b\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("read-keys"),
+        format!("{READ_KEY}\nteam-a-reader namespaces=team-a\nteam-t2-reader teams=t2\n"),
+    )
+    .unwrap();
+    let s = Sentinel::start_in(dir);
+    let mut evs = events(6);
+    for (i, e) in evs.iter_mut().enumerate() {
+        if i % 2 == 1 {
+            e.namespace = "team-b".into();
+            e.team_id = Some("t2".into());
+        }
+    }
+    s.request("POST", "/v1/ingest/events", Some(KEY), &batch(&evs));
+
+    let (_, page) = s.request("GET", "/v1/events", Some("team-a-reader"), "");
+    assert_eq!(ids(&page).len(), 3);
+    assert!(
+        page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["namespace"] == "team-a")
+    );
+    let (_, page) = s.request("GET", "/v1/events", Some("team-t2-reader"), "");
+    assert!(
+        page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["namespace"] == "team-b")
+    );
+    let (_, stats) = s.request("GET", "/v1/stats", Some("team-a-reader"), "");
+    assert_eq!(stats["events"], 3);
+    let (_, u) = s.request(
+        "GET",
+        "/v1/usage?since=2026-11-23T00:00:00Z",
+        Some("team-a-reader"),
+        "",
+    );
+    assert_eq!(u["totals"]["events"], 3);
+    let (_, status) = s.request("GET", "/v1/status", Some("team-a-reader"), "");
+    assert_eq!(status["events"], 3);
+    let (_, status) = s.request("GET", "/v1/status", Some(READ_KEY), "");
+    assert_eq!(status["events"], 6);
+
+    for path in [
+        "/v1/events?namespace=team-b",
+        "/v1/stats?namespace=team-b",
+        "/v1/usage?namespace=team-b",
+        "/v1/events?team=t2",
+    ] {
+        let (status, e) = s.request("GET", path, Some("team-a-reader"), "");
+        assert_eq!(status, 403, "{path}: {e}");
+        assert_eq!(e["error"]["code"], "forbidden");
+        assert!(e["error"]["message"].as_str().unwrap().contains("outside"));
+    }
+
+    // The team-b producer may write team-b events only.
+    let mut mine = events(2);
+    mine[0].namespace = "team-b".into();
+    mine[0].event_id = next_event_id(jiff::Timestamp::now());
+    mine[1].event_id = next_event_id(jiff::Timestamp::now());
+    let (status, receipt) =
+        s.request("POST", "/v1/ingest/events", Some("team-b-producer"), &batch(&mine));
+    assert_eq!(status, 200, "{receipt}");
+    assert_eq!(receipt["accepted"], 1);
+    assert_eq!(receipt["rejected"][0]["index"], 1);
+    assert!(
+        receipt["rejected"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("outside this key's scope")
+    );
+}
+
+/// The OpenAPI document is served, parses, and lists exactly the routes the server answers;
+/// every documented query parameter is accepted; every route answers 405 to other methods.
+#[test]
+fn the_openapi_document_matches_the_routes() {
+    let s = Sentinel::start("openapi");
+    let (status, text) = http(s.port, "GET", "/v1/openapi.yaml", &[], "").unwrap();
+    assert_eq!(status, 200);
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    assert_eq!(doc["openapi"].as_str(), Some("3.0.3"));
+    let paths = doc["paths"].as_mapping().unwrap();
+    let documented: std::collections::BTreeSet<String> = paths
+        .keys()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect();
+    let served: std::collections::BTreeSet<String> = mcp_runtime_sentinel::server::ROUTES
+        .iter()
+        .map(|(p, _)| (*p).to_owned())
+        .collect();
+    assert_eq!(documented, served);
+    let components = &doc["components"]["parameters"];
+    for (path, method) in mcp_runtime_sentinel::server::ROUTES {
+        let op = &paths[path.to_owned()][method.as_str().to_lowercase()];
+        assert!(op.is_mapping(), "{method} {path} is not documented");
+        // Each documented query parameter, with a valid value, is accepted.
+        for p in op["parameters"].as_sequence().into_iter().flatten() {
+            let p = match p["$ref"].as_str() {
+                Some(r) => &components[r.rsplit('/').next().unwrap()],
+                None => p,
+            };
+            let name = p["name"].as_str().unwrap();
+            let value = match name {
+                "since" | "until" => "2026-11-24T00:00:00Z",
+                "decision" => "deny",
+                "limit" => "5",
+                "window" => "2d",
+                "bucket" => "day",
+                "cursor" => "MTcwMDAwMDAwMDAwMDAwMDAwMC8wMTlhYmMxMi0zNDU2LTdkZWYtODkwMS0yMzQ1Njc4OTBhYmM",
+                _ => "x",
+            };
+            if *method == http::Method::GET && path.starts_with("/v1/") {
+                let (status, answer) = s.request(
+                    "GET",
+                    &format!("{path}?{name}={value}"),
+                    Some(READ_KEY),
+                    "",
+                );
+                assert_eq!(status, 200, "{path}?{name}: {answer}");
+            }
+        }
+        for other in ["PUT", "DELETE", "PATCH"] {
+            let (status, answer) = s.request(other, path, Some(READ_KEY), "");
+            assert_eq!(status, 405, "{other} {path}: {answer}");
+            assert_eq!(answer["error"]["code"], "method_not_allowed");
+        }
+    }
+}
+
+#[test]
+fn status_tells_version_store_retention_and_totals() {
+    let s = Sentinel::start("status");
+    s.request("POST", "/v1/ingest/events", Some(KEY), &batch(&events(3)));
+    let (status, st) = s.request("GET", "/v1/status", Some(READ_KEY), "");
+    assert_eq!(status, 200, "{st}");
+    assert_eq!(st["store"], "sqlite");
+    assert_eq!(st["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(st["retention_days"], 30);
+    assert_eq!(st["events"], 3);
+    assert_eq!(st["newest_event"]["time"], "2026-11-24T00:00:02Z");
+}

@@ -65,6 +65,11 @@ impl Sentinel {
     }
 
     pub fn start_in(dir: PathBuf) -> Sentinel {
+        Self::start_with(dir, &[])
+    }
+
+    /// Like [`Sentinel::start_in`], with more flags.
+    pub fn start_with(dir: PathBuf, extra: &[&str]) -> Sentinel {
         let port = free_port();
         let log = std::fs::File::create(dir.join("sentinel.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_mcp-sentinel"))
@@ -76,6 +81,7 @@ impl Sentinel {
             .arg(dir.join("keys"))
             .arg("--read-api-keys-file")
             .arg(dir.join("read-keys"))
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
