@@ -63,6 +63,16 @@ pub enum SentinelCommand {
     Events(SentinelEventsArgs),
     /// Count recorded decisions by decision and by reason.
     Stats(SentinelStatsArgs),
+    /// Usage over a window: totals, top servers, callers, tools, reasons, and a time series.
+    Usage(SentinelUsageArgs),
+    /// Print the latest decisions, then each new one as it is recorded (until Ctrl-C).
+    ///
+    /// With `-o json`, one JSON event per line (for scripts and `jq`).
+    Tail(SentinelTailArgs),
+    /// Whether Sentinel is up, its version, store, retention and how much it holds.
+    ///
+    /// Exits 0 when Sentinel answers and accepts the key, 1 otherwise.
+    Status(SentinelStatusArgs),
 }
 
 /// Where Sentinel is and how to authenticate to it.
@@ -83,6 +93,15 @@ pub struct SentinelConnection {
 /// Which decisions: every given filter must match.
 #[derive(Debug, Args)]
 pub struct SentinelFilter {
+    /// The emitting component (e.g. hello-gateway, or another producer's name).
+    #[arg(long)]
+    pub source: Option<String>,
+    /// The event type (mcp.request for the gateways' decisions).
+    #[arg(long)]
+    pub event_type: Option<String>,
+    /// A W3C trace id (32 hex digits).
+    #[arg(long)]
+    pub trace_id: Option<String>,
     /// The MCPServer's name.
     #[arg(long)]
     pub server: Option<String>,
@@ -130,6 +149,55 @@ pub struct SentinelEventsArgs {
     /// The next page: the cursor printed with the previous one.
     #[arg(long)]
     pub cursor: Option<String>,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    pub output: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct SentinelUsageArgs {
+    #[command(flatten)]
+    pub connection: SentinelConnection,
+    #[command(flatten)]
+    pub filter: SentinelFilter,
+    /// How far back: 90m, 24h, 7d, … (at most 366d). Not with --since.
+    #[arg(long, conflicts_with = "since")]
+    pub window: Option<String>,
+    /// Width of a point of the time series: hour or day (default: hour up to 2 days).
+    #[arg(long)]
+    pub bucket: Option<String>,
+    /// Rows per ranking (1-100).
+    #[arg(long, default_value_t = 10)]
+    pub limit: u32,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    pub output: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct SentinelTailArgs {
+    #[command(flatten)]
+    pub connection: SentinelConnection,
+    #[command(flatten)]
+    pub filter: SentinelFilter,
+    /// How many recent decisions to print first.
+    #[arg(long, short = 'n', default_value_t = 10)]
+    pub lines: u32,
+    /// Seconds between polls for new decisions.
+    #[arg(long, default_value_t = 2)]
+    pub interval: u64,
+    /// Print the recent decisions and exit instead of following.
+    #[arg(long)]
+    pub no_follow: bool,
+    /// Output format: table (a row per decision) or json (one event per line).
+    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    pub output: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct SentinelStatusArgs {
+    #[command(flatten)]
+    pub connection: SentinelConnection,
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value = "table")]
     pub output: Format,

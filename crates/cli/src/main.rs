@@ -60,6 +60,9 @@ fn run(cli: Cli) -> error::Result<u8> {
         Command::Token(TokenCommand::Mint(args)) => token::mint(args).map(|()| 0),
         Command::Sentinel(SentinelCommand::Events(args)) => sentinel::events(args).map(|()| 0),
         Command::Sentinel(SentinelCommand::Stats(args)) => sentinel::stats(args).map(|()| 0),
+        Command::Sentinel(SentinelCommand::Usage(args)) => sentinel::usage(args).map(|()| 0),
+        Command::Sentinel(SentinelCommand::Tail(args)) => sentinel::tail(args).map(|()| 0),
+        Command::Sentinel(SentinelCommand::Status(args)) => sentinel::status(args),
         Command::Dev(args) => dev::run(args),
     }
 }
