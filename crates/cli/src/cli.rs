@@ -85,9 +85,10 @@ pub struct SentinelConnection {
         default_value = "http://127.0.0.1:8095"
     )]
     pub url: String,
-    /// File holding the read API key (sent as x-api-key).
+    /// File holding the read API key (sent as x-api-key); default: the key of the Sentinel
+    /// `mcp-runtime dev` starts, once it has run.
     #[arg(long, env = "MCP_SENTINEL_API_KEY_FILE")]
-    pub api_key_file: PathBuf,
+    pub api_key_file: Option<PathBuf>,
 }
 
 /// Which decisions: every given filter must match.
@@ -286,6 +287,12 @@ pub struct DevArgs {
     /// Use an already running server at this URL instead of starting `dev.command`.
     #[arg(long)]
     pub upstream: Option<String>,
+    /// Port of the Sentinel that records the decisions (queried by `mcp-runtime sentinel`).
+    #[arg(long, default_value_t = 8095)]
+    pub sentinel_port: u16,
+    /// Do not start Sentinel; decisions go to the audit log file only.
+    #[arg(long)]
+    pub no_sentinel: bool,
 }
 
 #[derive(Debug, Subcommand)]

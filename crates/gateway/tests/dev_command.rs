@@ -63,7 +63,8 @@ fn dev_serves_the_example_behind_the_gateway() {
     git(&["init", "-q"]);
     git(&["add", "."]);
     git(&["commit", "-q", "-m", "example"]);
-    let (port, admin, server_port) = (free_port(), free_port(), free_port());
+    let (port, admin, server_port, sentinel_port) =
+        (free_port(), free_port(), free_port(), free_port());
     let mut child = Command::new(workspace_binary("mcp-runtime"))
         .args([
             "dev",
@@ -73,6 +74,8 @@ fn dev_serves_the_example_behind_the_gateway() {
             &admin.to_string(),
             "--server-port",
             &server_port.to_string(),
+            "--sentinel-port",
+            &sentinel_port.to_string(),
         ])
         .current_dir(&work)
         .env("XDG_STATE_HOME", &state_home)
@@ -90,6 +93,7 @@ fn dev_serves_the_example_behind_the_gateway() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut url = None;
     let mut token = None;
+    let mut saw_sentinel = false;
     for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(u) = line.strip_prefix("MCP endpoint: ") {
@@ -97,6 +101,9 @@ fn dev_serves_the_example_behind_the_gateway() {
         }
         if let Some(rest) = line.strip_prefix("token for session demo/alice-claude: ") {
             token = Some(rest.to_owned());
+        }
+        if line.starts_with("decisions: Sentinel at") {
+            saw_sentinel = true;
         }
         if line.starts_with("call it with") {
             break;
@@ -148,6 +155,44 @@ fn dev_serves_the_example_behind_the_gateway() {
             "{era}"
         );
     }
+    assert!(saw_sentinel, "dev did not say where the decisions go");
+
+    // The decisions, allowed and denied, are queryable through Sentinel with the CLI alone:
+    // `sentinel events` finds dev's Sentinel key by itself.
+    let query = |tool: &str| -> Vec<Value> {
+        let out = Command::new(workspace_binary("mcp-runtime"))
+            .args(["sentinel", "events", "--tool", tool, "-o", "json"])
+            .env("MCP_SENTINEL_URL", format!("http://127.0.0.1:{sentinel_port}"))
+            .env_remove("MCP_SENTINEL_API_KEY_FILE")
+            .env("XDG_STATE_HOME", &state_home)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "sentinel events: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let page: Value = serde_json::from_slice(&out.stdout).unwrap();
+        page["events"].as_array().unwrap().clone()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let (echo, upper) = loop {
+        let (echo, upper) = (query("echo"), query("upper"));
+        if echo.len() >= 2 && upper.len() >= 2 {
+            break (echo, upper);
+        }
+        if std::time::Instant::now() > deadline {
+            stop();
+            panic!("Sentinel did not receive the decisions: echo {echo:?}, upper {upper:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(echo.iter().all(|e| e["decision"] == "allow" && e["human_id"] == "alice"));
+    assert!(
+        upper
+            .iter()
+            .all(|e| e["decision"] == "deny" && e["reason"] == "trust_too_low")
+    );
     stop();
     let _ = child.wait();
 
@@ -157,9 +202,15 @@ fn dev_serves_the_example_behind_the_gateway() {
     let state_dirs: Vec<PathBuf> = std::fs::read_dir(state_home.join("mcp-runtime/dev"))
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
         .collect();
     assert_eq!(state_dirs.len(), 1, "{state_dirs:?}");
-    let key = state_dirs[0].join("token.key");
-    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600, "{} has mode {mode:o}", key.display());
+    // The signing key and Sentinel's API key (one per user, beside the projects' state).
+    for key in [
+        state_dirs[0].join("token.key"),
+        state_home.join("mcp-runtime/dev/sentinel.key"),
+    ] {
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{} has mode {mode:o}", key.display());
+    }
 }

@@ -187,6 +187,32 @@ fn state_dir(metadata_dir: &Path) -> Result<PathBuf> {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
+    let base = dev_base()?;
+    let hash = sha2::Sha256::digest(project.as_os_str().as_encoded_bytes());
+    let hex: String = hash[..6].iter().map(|b| format!("{b:02x}")).collect();
+    let name = project
+        .file_name()
+        .map_or_else(|| "project".into(), |n| n.to_string_lossy().into_owned());
+    let dir = base.join(format!("{name}-{hex}"));
+    private_dir(&dir)?;
+    Ok(dir)
+}
+
+fn private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| CliError::Write {
+            path: dir.to_owned(),
+            source,
+        })
+}
+
+/// Where every project's dev state lives: `$XDG_STATE_HOME/mcp-runtime/dev`, default
+/// `~/.local/state/mcp-runtime/dev`.
+fn dev_base() -> Result<PathBuf> {
     let base = match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
         Some(dir) => PathBuf::from(dir),
         None => std::env::var_os("HOME")
@@ -195,22 +221,39 @@ fn state_dir(metadata_dir: &Path) -> Result<PathBuf> {
                 CliError::Invalid("neither XDG_STATE_HOME nor HOME is set".to_owned())
             })?,
     };
-    let hash = sha2::Sha256::digest(project.as_os_str().as_encoded_bytes());
-    let hex: String = hash[..6].iter().map(|b| format!("{b:02x}")).collect();
-    let name = project
-        .file_name()
-        .map_or_else(|| "project".into(), |n| n.to_string_lossy().into_owned());
-    let dir = base.join("mcp-runtime/dev").join(format!("{name}-{hex}"));
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
-        .map_err(|source| CliError::Write {
-            path: dir.clone(),
-            source,
-        })?;
-    Ok(dir)
+    Ok(base.join("mcp-runtime/dev"))
+}
+
+/// File name of the API key of `dev`'s Sentinel, in [`dev_base`]: one per user, so that the
+/// `sentinel` commands find it whichever project `dev` runs.
+const SENTINEL_KEY_FILE: &str = "sentinel.key";
+
+/// The key file `dev` gives its Sentinel, if `dev` has run: the `sentinel` commands' default.
+pub(crate) fn dev_sentinel_key() -> Option<PathBuf> {
+    dev_base()
+        .ok()
+        .map(|b| b.join(SENTINEL_KEY_FILE))
+        .filter(|p| p.exists())
+}
+
+/// The key of `dev`'s Sentinel, created (random, mode 0600) on first use.
+fn ensure_dev_sentinel_key() -> Result<PathBuf> {
+    use std::io::Read as _;
+    let base = dev_base()?;
+    private_dir(&base)?;
+    let path = base.join(SENTINEL_KEY_FILE);
+    if !path.exists() {
+        let mut bytes = [0u8; 24];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut bytes))
+            .map_err(|source| CliError::Read {
+                path: "/dev/urandom".into(),
+                source,
+            })?;
+        let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        token::write_private(&path, &format!("dev-{key}\n"), false)?;
+    }
+    Ok(path)
 }
 
 /// The project's signing key, created on first use (and its public half for the gateway).
@@ -292,7 +335,37 @@ pub fn run(args: DevArgs) -> Result<u8> {
             format!("http://127.0.0.1:{port}")
         }
     };
-    let gateway = Command::new(sibling("mcp-gateway"))
+    let sentinel_url = format!("http://127.0.0.1:{}", args.sentinel_port);
+    let sentinel_key = if args.no_sentinel {
+        None
+    } else {
+        let key = ensure_dev_sentinel_key()?;
+        let sentinel = Command::new(sibling("mcp-sentinel"))
+            .args(["--listen", &format!("127.0.0.1:{}", args.sentinel_port)])
+            .arg("--db")
+            .arg(state.join("sentinel.db"))
+            .arg("--api-keys-file")
+            .arg(&key)
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                CliError::hint(
+                    format!("cannot start mcp-sentinel: {e}"),
+                    "build it with `cargo build` (it is installed next to mcp-runtime), or pass --no-sentinel",
+                )
+            })?;
+        children.0.push(("mcp-sentinel".into(), sentinel));
+        wait_ready(&format!("{sentinel_url}/healthz"), &mut children)?;
+        Some(key)
+    };
+    let mut gateway = Command::new(sibling("mcp-gateway"));
+    if let Some(key) = &sentinel_key {
+        gateway
+            .args(["--audit-ingest-url", &format!("{sentinel_url}/v1/ingest/events")])
+            .arg("--audit-api-key-file")
+            .arg(key);
+    }
+    let gateway = gateway
         .args([
             "--listen",
             &format!("127.0.0.1:{}", args.port),
@@ -348,6 +421,11 @@ pub fn run(args: DevArgs) -> Result<u8> {
             )
             .map_err(|e| CliError::Invalid(e.to_string()))?;
         out.push_str(&format!("token for session {name}: {token}\n"));
+    }
+    if sentinel_key.is_some() {
+        out.push_str(&format!(
+            "decisions: Sentinel at {sentinel_url}; see them with `mcp-runtime sentinel events` (or tail, usage, stats)\n"
+        ));
     }
     out.push_str("call it with: Authorization: Bearer <token>   (Ctrl-C stops everything)\n");
     crate::output::write_stdout(&mut std::io::stdout().lock(), &out)?;

@@ -398,8 +398,18 @@ struct SentinelClient {
 
 impl SentinelClient {
     fn new(conn: &SentinelConnection) -> Result<SentinelClient> {
-        let key = std::fs::read_to_string(&conn.api_key_file).map_err(|source| CliError::Read {
-            path: conn.api_key_file.clone(),
+        let key_file = conn
+            .api_key_file
+            .clone()
+            .or_else(crate::commands::dev::dev_sentinel_key)
+            .ok_or_else(|| {
+                CliError::hint(
+                    "no API key for Sentinel",
+                    "give --api-key-file / MCP_SENTINEL_API_KEY_FILE (a file holding a read key); `mcp-runtime dev` creates one for its Sentinel",
+                )
+            })?;
+        let key = std::fs::read_to_string(&key_file).map_err(|source| CliError::Read {
+            path: key_file.clone(),
             source,
         })?;
         let runtime = tokio::runtime::Builder::new_current_thread()
