@@ -21,9 +21,25 @@ pub struct Config {
     /// Address of the HTTP listener.
     #[arg(long, env = "MCP_SENTINEL_LISTEN", default_value = "127.0.0.1:8095")]
     pub listen: SocketAddr,
+    /// Where events are kept: `sqlite` (one embedded file, --db) or `clickhouse`
+    /// (--clickhouse-url).
+    #[arg(long, env = "MCP_SENTINEL_STORE", value_enum, default_value_t = StoreKind::Sqlite)]
+    pub store: StoreKind,
     /// The SQLite database file (created if missing).
     #[arg(long, env = "MCP_SENTINEL_DB", default_value = "sentinel.db")]
     pub db: PathBuf,
+    /// ClickHouse's HTTP interface, e.g. http://clickhouse:8123.
+    #[arg(long, env = "MCP_SENTINEL_CLICKHOUSE_URL")]
+    pub clickhouse_url: Option<String>,
+    /// The ClickHouse database (created if missing).
+    #[arg(long, env = "MCP_SENTINEL_CLICKHOUSE_DATABASE", default_value = "mcp_sentinel")]
+    pub clickhouse_database: String,
+    /// ClickHouse user (default: the server's default user).
+    #[arg(long, env = "MCP_SENTINEL_CLICKHOUSE_USER")]
+    pub clickhouse_user: Option<String>,
+    /// File holding the ClickHouse user's password.
+    #[arg(long, env = "MCP_SENTINEL_CLICKHOUSE_PASSWORD_FILE")]
+    pub clickhouse_password_file: Option<PathBuf>,
     /// API keys accepted on the ingest, one a line: the key itself, or `sha256:<hex>` of it,
     /// optionally followed by a scope (`namespaces=a,b teams=x`): such a key may only write
     /// events of those namespaces or teams. Plain keys are hashed when read.
@@ -65,6 +81,12 @@ pub struct Config {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    Sqlite,
+    Clickhouse,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum RedactMode {
     Replace,
     Hash,
@@ -76,9 +98,64 @@ pub enum ConfigError {
     MissingRedactKey,
     #[error("--redact-key-file {path}: {message}")]
     RedactKey { path: String, message: String },
+    #[error("--store clickhouse needs --clickhouse-url (ClickHouse's HTTP interface, e.g. http://127.0.0.1:8123)")]
+    MissingClickHouseUrl,
+    #[error("--clickhouse-url {0}: write http://HOST:PORT (https is not supported; put ClickHouse on a private network or behind a TLS sidecar)")]
+    BadClickHouseUrl(String),
+    #[error("--clickhouse-password-file {path}: {source}")]
+    ClickHousePassword {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("opening the store: {0}")]
+    Store(#[from] crate::store::StoreError),
 }
 
 impl Config {
+    /// The store the flags name, opened (a ClickHouse database and table are created when
+    /// missing, a SQLite file created or migrated).
+    pub fn open_store(&self) -> Result<std::sync::Arc<dyn crate::store::Store>, ConfigError> {
+        Ok(match self.store {
+            StoreKind::Sqlite => std::sync::Arc::new(
+                crate::sqlite::SqliteStore::open(&self.db).map_err(|e| {
+                    crate::store::StoreError(format!("{}: {}", self.db.display(), e.0))
+                })?,
+            ),
+            StoreKind::Clickhouse => {
+                let url = self
+                    .clickhouse_url
+                    .as_deref()
+                    .ok_or(ConfigError::MissingClickHouseUrl)?;
+                let address = url
+                    .strip_prefix("http://")
+                    .map(|rest| rest.trim_end_matches('/'))
+                    .filter(|a| !a.is_empty() && !a.contains('/'))
+                    .ok_or_else(|| ConfigError::BadClickHouseUrl(url.to_owned()))?;
+                let password = match &self.clickhouse_password_file {
+                    None => None,
+                    Some(path) => Some(
+                        std::fs::read_to_string(path)
+                            .map_err(|source| ConfigError::ClickHousePassword {
+                                path: path.display().to_string(),
+                                source,
+                            })?
+                            .trim()
+                            .to_owned(),
+                    ),
+                };
+                std::sync::Arc::new(crate::clickhouse::ClickHouseStore::open(
+                    crate::clickhouse::ClickHouseConfig {
+                        address: address.to_owned(),
+                        database: self.clickhouse_database.clone(),
+                        user: self.clickhouse_user.clone(),
+                        password,
+                        timeout: Duration::from_secs(30),
+                    },
+                )?)
+            }
+        })
+    }
+
     pub fn redactor(&self) -> Result<Redactor, ConfigError> {
         let mode = match (self.redact_mode, &self.redact_key_file) {
             (RedactMode::Replace, _) => Mode::Replace,

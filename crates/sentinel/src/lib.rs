@@ -5,6 +5,7 @@
 //! [`sqlite::SqliteStore`] (one process, one file) serves a laptop; the same API runs over
 //! every store.
 
+pub mod clickhouse;
 pub mod config;
 pub mod ingest;
 pub mod keys;

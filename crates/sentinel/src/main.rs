@@ -8,7 +8,6 @@ use hyper_util::rt::TokioIo;
 use mcp_runtime_sentinel::config::Config;
 use mcp_runtime_sentinel::keys::ApiKeys;
 use mcp_runtime_sentinel::server::Api;
-use mcp_runtime_sentinel::sqlite::SqliteStore;
 use mcp_runtime_sentinel::store::Store;
 
 fn main() -> std::process::ExitCode {
@@ -46,10 +45,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         None => ingest_keys.clone(),
     };
     let redactor = config.redactor()?;
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&config.db)
-            .map_err(|e| format!("opening {}: {e}", config.db.display()))?,
-    );
+    let store: Arc<dyn Store> = config.open_store()?;
     let api = Arc::new(Api {
         store: store.clone(),
         ingest_keys,
@@ -66,7 +62,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("listening on {}: {e}", config.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, db = %config.db.display(), "mcp-sentinel ready");
+    tracing::info!(listen = %listener.local_addr()?, store = store.kind(), "mcp-sentinel ready");
     // A permit per connection: beyond the cap, connections wait in the kernel's queue instead
     // of each costing a task and buffers here.
     let slots = Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1)));
