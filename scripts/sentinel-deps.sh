@@ -90,9 +90,10 @@ install_kafka() {
   </dependencies>
 </project>
 EOF
+  # (Debian's mvn prints colour resets even with -B; sed drops them. pipefail keeps mvn's status.)
   (cd "$stage" && mvn -q -B -Dstyle.color=never -Dmaven.repo.local="$MAVEN_REPO" \
       "org.apache.maven.plugins:maven-dependency-plugin:$DEPENDENCY_PLUGIN_VERSION:copy-dependencies" \
-      -DincludeScope=runtime -DoutputDirectory="$stage/libs" >&2) \
+      -DincludeScope=runtime -DoutputDirectory="$stage/libs" 2>&1 | sed 's/\x1b\[[0-9;]*m//g' >&2) \
     || die "mvn could not fetch Kafka $KAFKA_VERSION (see the output above; is Maven Central reachable?)"
   [[ -f "$stage/libs/kafka_2.13-$KAFKA_VERSION.jar" && -f "$stage/libs/kafka-tools-$KAFKA_VERSION.jar" ]] \
     || die "mvn finished but $stage/libs lacks kafka_2.13-$KAFKA_VERSION.jar or kafka-tools-$KAFKA_VERSION.jar"
