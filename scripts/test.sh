@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The test command of mcp-runtime (README): formatting, lints, and every test of the workspace.
 # Installs what the tests need (pinned, cached under ~/.cache/mcp-runtime): the official MCP SDK
-# peers the gateway is tested against, and a real Kubernetes control plane (scripts/testenv).
+# peers the gateway is tested against, a real Kubernetes control plane (scripts/testenv), and
+# Sentinel's scale-path parts: a Kafka broker from Maven Central jars and Debian's ClickHouse
+# (scripts/sentinel-deps.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # A one-shot build gains nothing from incremental caches; they only cost disk (gigabytes) and time.
@@ -14,6 +16,9 @@ scripts/peers.sh >/dev/null
 
 step "install the Kubernetes test environment (kube-apiserver, etcd, kwok from Go modules; cached, ~8 min cold)"
 scripts/testenv/install.sh >/dev/null
+
+step "install Sentinel's test parts (Kafka jars from Maven Central, Debian's clickhouse-server; cached)"
+scripts/sentinel-deps.sh >/dev/null
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
