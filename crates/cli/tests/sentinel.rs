@@ -220,7 +220,10 @@ fn usage_and_status_summarise_what_sentinel_holds() {
     ]});
     assert_eq!(post(&sentinel, &batch), "200");
 
-    let out = cli(&["sentinel", "usage", "--window", "1h", "-o", "json"], &sentinel);
+    let out = cli(
+        &["sentinel", "usage", "--window", "1h", "-o", "json"],
+        &sentinel,
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let u: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(u["totals"]["decisions"], 3);
@@ -230,19 +233,41 @@ fn usage_and_status_summarise_what_sentinel_holds() {
     let out = cli(&["sentinel", "usage", "--window", "1h"], &sentinel);
     let report = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(report.contains("3 decisions: 1 allowed, 2 denied"), "{report}");
-    for section in ["SERVERS", "CALLERS", "TOOLS", "REASONS", "OVER TIME", "demo/hello"] {
+    assert!(
+        report.contains("3 decisions: 1 allowed, 2 denied"),
+        "{report}"
+    );
+    for section in [
+        "SERVERS",
+        "CALLERS",
+        "TOOLS",
+        "REASONS",
+        "OVER TIME",
+        "demo/hello",
+    ] {
         assert!(report.contains(section), "{section} missing:\n{report}");
     }
     let out = cli(&["sentinel", "usage", "--window", "2y"], &sentinel);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("`window`"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("`window`"),
+        "{}",
+        text(&out.stderr)
+    );
 
     let out = cli(&["sentinel", "status"], &sentinel);
     let report = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(report.contains("sqlite") && report.contains("30 days"), "{report}");
-    assert!(report.lines().any(|l| l.starts_with("events") && l.ends_with(" 3")), "{report}");
+    assert!(
+        report.contains("sqlite") && report.contains("30 days"),
+        "{report}"
+    );
+    assert!(
+        report
+            .lines()
+            .any(|l| l.starts_with("events") && l.ends_with(" 3")),
+        "{report}"
+    );
     let out = cli(&["sentinel", "status", "-o", "json"], &sentinel);
     let status: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["decisions"], 3);
@@ -257,7 +282,11 @@ fn usage_and_status_summarise_what_sentinel_holds() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("cannot reach Sentinel"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("cannot reach Sentinel"),
+        "{}",
+        text(&out.stderr)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -277,12 +306,24 @@ fn tail_prints_the_latest_then_follows_new_decisions() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(lines.len(), 3, "{lines:?}");
     assert!(lines[0].starts_with("TIME"));
-    assert!(lines[1].contains("second") && lines[2].contains("third"), "oldest first: {lines:?}");
+    assert!(
+        lines[1].contains("second") && lines[2].contains("third"),
+        "oldest first: {lines:?}"
+    );
 
     // Following: JSON lines, each new event once, including one with the same timestamp as the
     // newest already printed.
     let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-runtime"))
-        .args(["sentinel", "tail", "-n", "1", "--interval", "1", "-o", "json"])
+        .args([
+            "sentinel",
+            "tail",
+            "-n",
+            "1",
+            "--interval",
+            "1",
+            "-o",
+            "json",
+        ])
         .env("MCP_SENTINEL_URL", &sentinel.url)
         .env("MCP_SENTINEL_API_KEY_FILE", &sentinel.key_file)
         .stdout(Stdio::piped())
@@ -299,7 +340,10 @@ fn tail_prints_the_latest_then_follows_new_decisions() {
             }
         }
     });
-    let next = || rx.recv_timeout(Duration::from_secs(20)).expect("a line from tail");
+    let next = || {
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("a line from tail")
+    };
     let tool = |line: String| serde_json::from_str::<Value>(&line).unwrap()["tool"].clone();
     assert_eq!(tool(next()), "third");
     let more = serde_json::json!({"events": [

@@ -162,7 +162,10 @@ fn dev_serves_the_example_behind_the_gateway() {
     let query = |tool: &str| -> Vec<Value> {
         let out = Command::new(workspace_binary("mcp-runtime"))
             .args(["sentinel", "events", "--tool", tool, "-o", "json"])
-            .env("MCP_SENTINEL_URL", format!("http://127.0.0.1:{sentinel_port}"))
+            .env(
+                "MCP_SENTINEL_URL",
+                format!("http://127.0.0.1:{sentinel_port}"),
+            )
             .env_remove("MCP_SENTINEL_API_KEY_FILE")
             .env("XDG_STATE_HOME", &state_home)
             .output()
@@ -187,7 +190,10 @@ fn dev_serves_the_example_behind_the_gateway() {
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
-    assert!(echo.iter().all(|e| e["decision"] == "allow" && e["human_id"] == "alice"));
+    assert!(
+        echo.iter()
+            .all(|e| e["decision"] == "allow" && e["human_id"] == "alice")
+    );
     assert!(
         upper
             .iter()

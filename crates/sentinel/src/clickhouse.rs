@@ -19,8 +19,7 @@ use serde_json::value::RawValue;
 use crate::sqlite::time_ns;
 use crate::store::{
     ActorUsage, Counts, EventFilter, InsertOutcome, KeyCount, Page, PageCursor, Record,
-    ServerUsage, Stats, Store, StoreError, ToolUsage, Usage, UsageQuery, UsageTotals,
-    full_series,
+    ServerUsage, Stats, Store, StoreError, ToolUsage, Usage, UsageQuery, UsageTotals, full_series,
 };
 
 /// Where the server is and which database to use.
@@ -168,16 +167,17 @@ impl ClickHouseStore {
     /// One HTTP/1.0 request (the answer then ends with the connection, never chunked): the
     /// body on 200, ClickHouse's own message otherwise.
     fn http(&self, sql: &str, body: &[u8]) -> Result<String, StoreError> {
-        let unreachable = |e: std::io::Error| {
-            StoreError(format!("ClickHouse at {}: {e}", self.config.address))
-        };
+        let unreachable =
+            |e: std::io::Error| StoreError(format!("ClickHouse at {}: {e}", self.config.address));
         let address = self
             .config
             .address
             .to_socket_addrs()
             .map_err(unreachable)?
             .next()
-            .ok_or_else(|| StoreError(format!("ClickHouse at {}: no address", self.config.address)))?;
+            .ok_or_else(|| {
+                StoreError(format!("ClickHouse at {}: no address", self.config.address))
+            })?;
         let mut stream =
             TcpStream::connect_timeout(&address, self.config.timeout).map_err(unreachable)?;
         stream
@@ -294,21 +294,32 @@ impl ClickHouseStore {
         }
     }
 
-    /// The ids of `events` already stored (so a retried batch reports its duplicates).
-    fn stored_ids(&self, events: &[Record]) -> Result<std::collections::HashSet<String>, StoreError> {
+    /// The ids of `events` already stored, so a retried batch reports its duplicates and does
+    /// not store them again. Looked up within a day of the batch's times: an envelope without a
+    /// timestamp takes its time of arrival, so its retry carries another time (the table's
+    /// FINAL dedupe, keyed on time and id, would not catch it).
+    fn stored_ids(
+        &self,
+        events: &[Record],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
         let (Some(min), Some(max)) = (
-            events.iter().map(|r| time_ns(r.time)).min(),
-            events.iter().map(|r| time_ns(r.time)).max(),
+            events.iter().map(|r| r.time).min(),
+            events.iter().map(|r| r.time).max(),
         ) else {
             return Ok(Default::default());
         };
+        let margin = jiff::SignedDuration::from_hours(24);
+        let from = min.checked_sub(margin).unwrap_or(min);
+        let to = max.checked_add(margin).unwrap_or(max);
         let ids: Vec<String> = events
             .iter()
             .map(|r| quote(&r.event_id.to_string()))
             .collect();
         let sql = format!(
-            "SELECT event_id FROM {} WHERE time_ns >= {min} AND time_ns <= {max} AND event_id IN ({})",
+            "SELECT event_id FROM {} WHERE day >= toDate({}) AND day <= toDate({}) AND event_id IN ({})",
             self.table(),
+            quote(&day(from)),
+            quote(&day(to)),
             ids.join(", ")
         );
         Ok(self

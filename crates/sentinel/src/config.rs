@@ -32,7 +32,11 @@ pub struct Config {
     #[arg(long, env = "MCP_SENTINEL_CLICKHOUSE_URL")]
     pub clickhouse_url: Option<String>,
     /// The ClickHouse database (created if missing).
-    #[arg(long, env = "MCP_SENTINEL_CLICKHOUSE_DATABASE", default_value = "mcp_sentinel")]
+    #[arg(
+        long,
+        env = "MCP_SENTINEL_CLICKHOUSE_DATABASE",
+        default_value = "mcp_sentinel"
+    )]
     pub clickhouse_database: String,
     /// ClickHouse user (default: the server's default user).
     #[arg(long, env = "MCP_SENTINEL_CLICKHOUSE_USER")]
@@ -98,9 +102,13 @@ pub enum ConfigError {
     MissingRedactKey,
     #[error("--redact-key-file {path}: {message}")]
     RedactKey { path: String, message: String },
-    #[error("--store clickhouse needs --clickhouse-url (ClickHouse's HTTP interface, e.g. http://127.0.0.1:8123)")]
+    #[error(
+        "--store clickhouse needs --clickhouse-url (ClickHouse's HTTP interface, e.g. http://127.0.0.1:8123)"
+    )]
     MissingClickHouseUrl,
-    #[error("--clickhouse-url {0}: write http://HOST:PORT (https is not supported; put ClickHouse on a private network or behind a TLS sidecar)")]
+    #[error(
+        "--clickhouse-url {0}: write http://HOST:PORT (https is not supported; put ClickHouse on a private network or behind a TLS sidecar)"
+    )]
     BadClickHouseUrl(String),
     #[error("--clickhouse-password-file {path}: {source}")]
     ClickHousePassword {
@@ -116,11 +124,11 @@ impl Config {
     /// missing, a SQLite file created or migrated).
     pub fn open_store(&self) -> Result<std::sync::Arc<dyn crate::store::Store>, ConfigError> {
         Ok(match self.store {
-            StoreKind::Sqlite => std::sync::Arc::new(
-                crate::sqlite::SqliteStore::open(&self.db).map_err(|e| {
+            StoreKind::Sqlite => {
+                std::sync::Arc::new(crate::sqlite::SqliteStore::open(&self.db).map_err(|e| {
                     crate::store::StoreError(format!("{}: {}", self.db.display(), e.0))
-                })?,
-            ),
+                })?)
+            }
             StoreKind::Clickhouse => {
                 let url = self
                     .clickhouse_url

@@ -163,9 +163,7 @@ fn normal_decision(d: &str) -> String {
 }
 
 fn valid_trace_id(id: &str) -> bool {
-    id.len() == 32
-        && id.bytes().all(|b| b.is_ascii_hexdigit())
-        && id.bytes().any(|b| b != b'0')
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) && id.bytes().any(|b| b != b'0')
 }
 
 fn name(field: &str, value: &str) -> Result<String, String> {
@@ -326,7 +324,14 @@ mod tests {
     }
 
     fn gateway_event() -> String {
-        let mut e = AuditEvent::new("hello-gateway", "hello", "team-a", "POST", Decision::Deny, "trust_too_low");
+        let mut e = AuditEvent::new(
+            "hello-gateway",
+            "hello",
+            "team-a",
+            "POST",
+            Decision::Deny,
+            "trust_too_low",
+        );
         e.human_id = Some("alice@example.com".into());
         e.tool = Some("delete_all".into());
         serde_json::to_string(&e).unwrap()
@@ -344,21 +349,36 @@ mod tests {
         let gw = &parsed.records[0].1;
         assert_eq!(gw.event_type, "mcp.request");
         assert_eq!(gw.source, "hello-gateway");
-        assert_eq!(gw.human.as_deref(), Some("alice@example.com"), "identity kept by default");
+        assert_eq!(
+            gw.human.as_deref(),
+            Some("alice@example.com"),
+            "identity kept by default"
+        );
         assert_eq!(gw.decision.as_deref(), Some("deny"));
         let env = &parsed.records[1].1;
-        assert_eq!((env.source.as_str(), env.event_type.as_str()), ("billing", "pii.check"));
+        assert_eq!(
+            (env.source.as_str(), env.event_type.as_str()),
+            ("billing", "pii.check")
+        );
         assert_eq!(env.server.as_deref(), Some("pay"));
         assert_eq!(env.decision.as_deref(), Some("deny"));
         assert_eq!(env.time, now(), "no timestamp: time of arrival");
-        assert!(env.json.get().contains("card for [REDACTED:email]"), "{}", env.json);
+        assert!(
+            env.json.get().contains("card for [REDACTED:email]"),
+            "{}",
+            env.json
+        );
         assert!(!env.json.get().contains("bob@"));
         assert_eq!(parsed.redacted, 1);
         assert_eq!(
             parsed.rejected.iter().map(|r| r.index).collect::<Vec<_>>(),
             [2, 3]
         );
-        assert!(parsed.rejected[0].message.contains("`source` is empty"), "{:?}", parsed.rejected);
+        assert!(
+            parsed.rejected[0].message.contains("`source` is empty"),
+            "{:?}",
+            parsed.rejected
+        );
     }
 
     #[test]
@@ -367,9 +387,15 @@ mod tests {
         let parsed = parse(body, &redactor(), now()).unwrap();
         assert_eq!(parsed.shape, BodyShape::Single);
         let r = &parsed.records[0].1;
-        assert_eq!(r.event_id.to_string(), "019abc12-3456-7def-8901-234567890abc");
+        assert_eq!(
+            r.event_id.to_string(),
+            "019abc12-3456-7def-8901-234567890abc"
+        );
         assert_eq!(r.time.to_string(), "2026-11-26T08:00:00Z");
-        assert_eq!(r.trace_id.as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        assert_eq!(
+            r.trace_id.as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
         assert!(r.json.get().contains(r#""password":"[REDACTED:field]""#));
         assert_eq!(r.decision, None);
     }
@@ -378,16 +404,35 @@ mod tests {
     fn bad_envelopes_are_refused_with_the_field_named() {
         let cases = [
             (r#"{"source":"a","event_type":"b"}"#, "`payload` is missing"),
-            (r#"{"source":"a","event_type":"b","payload":null}"#, "`payload` is missing"),
-            (r#"{"source":"a","event_type":" ","payload":{}}"#, "`event_type` is empty"),
-            (r#"{"source":"a","event_type":"b","payload":{},"timestamp":"yesterday"}"#, "`timestamp`"),
-            (r#"{"source":"a","event_type":"b","payload":{},"trace_id":"xyz"}"#, "`trace_id`"),
-            (r#"{"source":"a","event_type":"b","payload":{},"colour":1}"#, "unknown field `colour`"),
+            (
+                r#"{"source":"a","event_type":"b","payload":null}"#,
+                "`payload` is missing",
+            ),
+            (
+                r#"{"source":"a","event_type":" ","payload":{}}"#,
+                "`event_type` is empty",
+            ),
+            (
+                r#"{"source":"a","event_type":"b","payload":{},"timestamp":"yesterday"}"#,
+                "`timestamp`",
+            ),
+            (
+                r#"{"source":"a","event_type":"b","payload":{},"trace_id":"xyz"}"#,
+                "`trace_id`",
+            ),
+            (
+                r#"{"source":"a","event_type":"b","payload":{},"colour":1}"#,
+                "unknown field `colour`",
+            ),
         ];
         for (body, want) in cases {
             let parsed = parse(body.as_bytes(), &redactor(), now()).unwrap();
             assert!(parsed.records.is_empty(), "{body}");
-            assert!(parsed.rejected[0].message.contains(want), "{body}: {:?}", parsed.rejected);
+            assert!(
+                parsed.rejected[0].message.contains(want),
+                "{body}: {:?}",
+                parsed.rejected
+            );
         }
         assert!(parse(b"[1]", &redactor(), now()).is_err());
         assert!(parse(b"{\"x\":1}", &redactor(), now()).is_err());
@@ -403,7 +448,11 @@ mod tests {
         let rec = &parsed.records[0].1;
         let human = rec.human.clone().unwrap();
         assert!(human.starts_with("[HASH:field:"), "{human}");
-        assert_eq!(human, r.redact_whole("alice@example.com"), "filters can hash the same way");
+        assert_eq!(
+            human,
+            r.redact_whole("alice@example.com"),
+            "filters can hash the same way"
+        );
         assert!(!rec.json.get().contains("alice@") && !rec.json.get().contains("7946"));
         assert_eq!(parsed.redacted, 2);
     }

@@ -183,7 +183,10 @@ mod tests {
         assert_eq!(keys.access(b"nobody"), None);
         for bad in ["k colour=red", "k namespaces=", "k teams"] {
             assert!(
-                matches!(ApiKeys::parse(bad, "f"), Err(KeysError::BadScope { line: 1, .. })),
+                matches!(
+                    ApiKeys::parse(bad, "f"),
+                    Err(KeysError::BadScope { line: 1, .. })
+                ),
                 "{bad}"
             );
         }

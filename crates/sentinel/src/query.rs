@@ -213,7 +213,10 @@ pub fn parse_usage(query: &str, now: Timestamp) -> Result<UsageQuery, ParamError
                     parse_window(&value)
                         .filter(|w| *w <= MAX_WINDOW)
                         .ok_or_else(|| {
-                            param(&name, "must be a duration such as 90m, 24h or 7d, at most 366d")
+                            param(
+                                &name,
+                                "must be a duration such as 90m, 24h or 7d, at most 366d",
+                            )
                         })?,
                 )
             }
@@ -230,10 +233,7 @@ pub fn parse_usage(query: &str, now: Timestamp) -> Result<UsageQuery, ParamError
         }
     }
     if window.is_some() && filter.since.is_some() {
-        return Err(param(
-            "window",
-            "give either `window` or `since`, not both",
-        ));
+        return Err(param("window", "give either `window` or `since`, not both"));
     }
     let until = filter.until.unwrap_or(now);
     let since = match (filter.since, window) {
@@ -287,7 +287,12 @@ mod tests {
         assert!(events_error("server=a&server=b").contains("more than once"));
         assert!(events_error("server=").contains("empty value"));
         assert_eq!(events_error(""), "ok");
-        assert!(parse_filter("limit=5").unwrap_err().to_string().contains("`limit`"));
+        assert!(
+            parse_filter("limit=5")
+                .unwrap_err()
+                .to_string()
+                .contains("`limit`")
+        );
     }
 
     #[test]

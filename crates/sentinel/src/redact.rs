@@ -201,7 +201,10 @@ mod tests {
     fn detects_emails_phones_and_credentials_in_free_text() {
         let r = replace();
         let cases = [
-            ("mail alice.smith+x@example.co.uk now", "mail [REDACTED:email] now"),
+            (
+                "mail alice.smith+x@example.co.uk now",
+                "mail [REDACTED:email] now",
+            ),
             ("call +44 20 7946 0958 today", "call [REDACTED:phone] today"),
             ("call (555) 123-4567", "call [REDACTED:phone]"),
             ("or 555-123-4567.", "or [REDACTED:phone]."),
@@ -268,8 +271,18 @@ mod tests {
 
     #[test]
     fn hash_mode_is_keyed_stable_and_hides_the_value() {
-        let a = Redactor::new(Mode::Hash { key: b"k1".to_vec() }, &[]);
-        let b = Redactor::new(Mode::Hash { key: b"k2".to_vec() }, &[]);
+        let a = Redactor::new(
+            Mode::Hash {
+                key: b"k1".to_vec(),
+            },
+            &[],
+        );
+        let b = Redactor::new(
+            Mode::Hash {
+                key: b"k2".to_vec(),
+            },
+            &[],
+        );
         let x = a.redact_text("from carol@example.org");
         assert!(x.starts_with("from [HASH:email:"), "{x}");
         assert!(!x.contains("carol"));
@@ -277,6 +290,9 @@ mod tests {
         assert_ne!(x, b.redact_text("from carol@example.org"), "keyed");
         assert_ne!(x, a.redact_text("from dave@example.org"));
         assert_eq!(a.redact_whole("s3cret"), a.redact_whole("s3cret"));
-        assert!(!format!("{:?}", a).contains("k1"), "the key is never printed");
+        assert!(
+            !format!("{:?}", a).contains("k1"),
+            "the key is never printed"
+        );
     }
 }

@@ -280,7 +280,10 @@ impl Api {
                         .namespace
                         .as_ref()
                         .is_some_and(|n| scope.namespaces.contains(n))
-                        && !record.team.as_ref().is_some_and(|t| scope.teams.contains(t)) =>
+                        && !record
+                            .team
+                            .as_ref()
+                            .is_some_and(|t| scope.teams.contains(t)) =>
                 {
                     rejected.push(Rejected {
                         index,

@@ -12,8 +12,7 @@ use serde_json::value::RawValue;
 
 use crate::store::{
     ActorUsage, Counts, EventFilter, InsertOutcome, KeyCount, Page, PageCursor, Record,
-    ServerUsage, Stats, Store, StoreError, ToolUsage, Usage, UsageQuery, UsageTotals,
-    full_series,
+    ServerUsage, Stats, Store, StoreError, ToolUsage, Usage, UsageQuery, UsageTotals, full_series,
 };
 
 /// The schema version this build writes (`PRAGMA user_version`).
@@ -184,8 +183,7 @@ impl Where {
             for (column, set) in [("namespace", &scope.namespaces), ("team_id", &scope.teams)] {
                 if !set.is_empty() {
                     alternatives.push(format!("{column} IN ({})", vec!["?"; set.len()].join(", ")));
-                    w.values
-                        .extend(set.iter().map(|v| Value::Text(v.clone())));
+                    w.values.extend(set.iter().map(|v| Value::Text(v.clone())));
                 }
             }
             if alternatives.is_empty() {

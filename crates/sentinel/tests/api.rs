@@ -49,9 +49,8 @@ fn ids(page: &Value) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn a_batch_sent_twice_is_stored_once() {
-    let s = Sentinel::start("twice");
+fn a_batch_sent_twice_is_stored_once(backend: Backend) {
+    let s = Sentinel::start("twice", backend);
     let evs = events(10);
     let body = batch(&evs);
     let (status, receipt) = s.request("POST", "/v1/ingest/events", Some(KEY), &body);
@@ -71,17 +70,14 @@ fn a_batch_sent_twice_is_stored_once() {
     let back: AuditEvent<'_> = serde_json::from_value(page["events"][9].clone()).unwrap();
     assert_eq!(back, evs[0]);
 
-    // Still one each after a restart on the same file.
-    let dir = s.dir.clone();
-    drop(s);
-    let s = Sentinel::start_in(dir);
+    // Still one each after a restart on the same file (database).
+    let s = s.restart();
     let (_, page) = s.request("GET", "/v1/events?limit=1000", Some(READ_KEY), "");
     assert_eq!(ids(&page).len(), 10);
 }
 
-#[test]
-fn keys_are_required_and_checked() {
-    let s = Sentinel::start("keys");
+fn keys_are_required_and_checked(backend: Backend) {
+    let s = Sentinel::start("keys", backend);
     let body = batch(&events(1));
     for key in [None, Some("wrong"), Some(READ_KEY)] {
         let (status, answer) = s.request("POST", "/v1/ingest/events", key, &body);
@@ -102,9 +98,8 @@ fn keys_are_required_and_checked() {
     assert_eq!(stats["events"], 0);
 }
 
-#[test]
-fn bad_requests_get_the_error_envelope() {
-    let s = Sentinel::start("bad");
+fn bad_requests_get_the_error_envelope(backend: Backend) {
+    let s = Sentinel::start("bad", backend);
     let cases: &[(&str, &str, &str, u16, &str)] = &[
         ("POST", "/v1/ingest/events", "not json", 400, "invalid_json"),
         ("POST", "/v1/ingest/events", "[]", 400, "invalid_json"),
@@ -164,21 +159,19 @@ fn bad_requests_get_the_error_envelope() {
     assert_eq!(receipt["rejected"][0]["index"], 1);
 }
 
-#[test]
-fn an_oversized_body_is_refused_with_413() {
+fn an_oversized_body_is_refused_with_413(backend: Backend) {
     let dir = temp_dir("large");
     std::fs::write(dir.join("keys"), format!("{KEY}\n")).unwrap();
     std::fs::write(dir.join("read-keys"), format!("{READ_KEY}\n")).unwrap();
-    let s = Sentinel::start_in(dir);
+    let s = Sentinel::start_in(dir, backend);
     let body = " ".repeat(9 * 1024 * 1024);
     let (status, answer) = s.request("POST", "/v1/ingest/events", Some(KEY), &body);
     assert_eq!(status, 413, "{answer}");
     assert_eq!(answer["error"]["code"], "payload_too_large");
 }
 
-#[test]
-fn filters_and_pages_return_the_right_events() {
-    let s = Sentinel::start("pages");
+fn filters_and_pages_return_the_right_events(backend: Backend) {
+    let s = Sentinel::start("pages", backend);
     let evs = events(25);
     let (status, _) = s.request("POST", "/v1/ingest/events", Some(KEY), &batch(&evs));
     assert_eq!(status, 200);
@@ -244,9 +237,8 @@ fn filters_and_pages_return_the_right_events() {
     }
 }
 
-#[test]
-fn stats_add_up() {
-    let s = Sentinel::start("stats");
+fn stats_add_up(backend: Backend) {
+    let s = Sentinel::start("stats", backend);
     let mut evs = events(30);
     // One aggregated refusal standing for 5 decisions.
     evs[1].decision = Decision::Deny;
@@ -284,9 +276,8 @@ fn stats_add_up() {
 /// Events from a producer other than the gateway: one envelope at a time (202, as the original
 /// platform's producers expect) or in a batch; personal data and secrets are redacted before
 /// they are stored, so no query shows them.
-#[test]
-fn envelopes_from_other_producers_are_stored_redacted() {
-    let s = Sentinel::start("envelope");
+fn envelopes_from_other_producers_are_stored_redacted(backend: Backend) {
+    let s = Sentinel::start("envelope", backend);
     let single = json!({
         "source": "support-bot", "event_type": "pii.check",
         "timestamp": "2026-11-25T10:00:00Z",
@@ -309,8 +300,12 @@ fn envelopes_from_other_producers_are_stored_redacted() {
          "payload": {"route": "/a", "ok": true}},
         {"source": "router", "event_type": "service.route.check"},
     ]});
-    let (status, receipt) =
-        s.request("POST", "/v1/ingest/events", Some(KEY), &batch_body.to_string());
+    let (status, receipt) = s.request(
+        "POST",
+        "/v1/ingest/events",
+        Some(KEY),
+        &batch_body.to_string(),
+    );
     assert_eq!(status, 200, "{receipt}");
     assert_eq!(receipt["accepted"], 1);
     assert_eq!(receipt["rejected"][0]["index"], 1);
@@ -322,14 +317,25 @@ fn envelopes_from_other_producers_are_stored_redacted() {
         "{receipt}"
     );
     // The envelope's event_id makes it idempotent too.
-    let (_, receipt) = s.request("POST", "/v1/ingest/events", Some(KEY), &batch_body.to_string());
+    let (_, receipt) = s.request(
+        "POST",
+        "/v1/ingest/events",
+        Some(KEY),
+        &batch_body.to_string(),
+    );
     assert_eq!(receipt["duplicates"], 1);
 
     let (status, page) = s.request("GET", "/v1/events?event_type=pii.check", Some(READ_KEY), "");
     assert_eq!(status, 200, "{page}");
     let stored = &page["events"][0];
     let text = stored.to_string();
-    for secret in ["jane.doe", "7946", "abcdefghijklmnop1234", "hunter2", "AKIAABCD"] {
+    for secret in [
+        "jane.doe",
+        "7946",
+        "abcdefghijklmnop1234",
+        "hunter2",
+        "AKIAABCD",
+    ] {
         assert!(!text.contains(secret), "{secret} leaked: {text}");
     }
     assert_eq!(stored["source"], "support-bot");
@@ -360,8 +366,7 @@ fn envelopes_from_other_producers_are_stored_redacted() {
 
 /// In hash mode, redacted identity fields are stored as keyed hashes, and a filter on the
 /// clear value still finds them (the API hashes it the same way).
-#[test]
-fn hashed_identities_stay_filterable() {
+fn hashed_identities_stay_filterable(backend: Backend) {
     let dir = temp_dir("hash");
     std::fs::write(dir.join("keys"), format!("{KEY}\n")).unwrap();
     std::fs::write(dir.join("read-keys"), format!("{READ_KEY}\n")).unwrap();
@@ -369,6 +374,7 @@ fn hashed_identities_stay_filterable() {
     let key_file = dir.join("redact.key").display().to_string();
     let s = Sentinel::start_with(
         dir,
+        backend,
         &[
             "--redact-mode",
             "hash",
@@ -412,13 +418,69 @@ fn usage_events() -> Vec<AuditEvent<'static>> {
             + jiff::SignedDuration::from_mins(h * 60 + m)
     };
     let spec: &[(i64, i64, &str, &str, Option<&str>, Decision, &str)] = &[
-        (0, 1, "crm", "alice", Some("echo"), Decision::Allow, "allowed"),
-        (0, 2, "crm", "alice", Some("echo"), Decision::Allow, "allowed"),
-        (0, 3, "crm", "bob", Some("delete"), Decision::Deny, "trust_too_low"),
-        (0, 4, "wiki", "bob", Some("read"), Decision::Allow, "allowed"),
-        (2, 5, "crm", "alice", Some("delete"), Decision::Deny, "trust_too_low"),
-        (2, 6, "wiki", "carol", None, Decision::Deny, "session_revoked"),
-        (2, 7, "wiki", "alice", Some("read"), Decision::Allow, "allowed"),
+        (
+            0,
+            1,
+            "crm",
+            "alice",
+            Some("echo"),
+            Decision::Allow,
+            "allowed",
+        ),
+        (
+            0,
+            2,
+            "crm",
+            "alice",
+            Some("echo"),
+            Decision::Allow,
+            "allowed",
+        ),
+        (
+            0,
+            3,
+            "crm",
+            "bob",
+            Some("delete"),
+            Decision::Deny,
+            "trust_too_low",
+        ),
+        (
+            0,
+            4,
+            "wiki",
+            "bob",
+            Some("read"),
+            Decision::Allow,
+            "allowed",
+        ),
+        (
+            2,
+            5,
+            "crm",
+            "alice",
+            Some("delete"),
+            Decision::Deny,
+            "trust_too_low",
+        ),
+        (
+            2,
+            6,
+            "wiki",
+            "carol",
+            None,
+            Decision::Deny,
+            "session_revoked",
+        ),
+        (
+            2,
+            7,
+            "wiki",
+            "alice",
+            Some("read"),
+            Decision::Allow,
+            "allowed",
+        ),
     ];
     spec.iter()
         .map(|(h, m, server, human, tool, decision, reason)| {
@@ -433,12 +495,18 @@ fn usage_events() -> Vec<AuditEvent<'static>> {
         .collect()
 }
 
-#[test]
-fn usage_rolls_up_totals_rankings_and_a_series() {
-    let s = Sentinel::start("usage");
+fn usage_rolls_up_totals_rankings_and_a_series(backend: Backend) {
+    let s = Sentinel::start("usage", backend);
     let mut evs = usage_events();
     // An aggregated refusal standing for 3 decisions (before authentication: no identity).
-    let mut flood = AuditEvent::new("gw", "crm", "team-a", "POST", Decision::Deny, "invalid_token");
+    let mut flood = AuditEvent::new(
+        "gw",
+        "crm",
+        "team-a",
+        "POST",
+        Decision::Deny,
+        "invalid_token",
+    );
     flood.time = "2026-11-24T02:30:00Z".parse().unwrap();
     flood.event_id = next_event_id(flood.time);
     flood.count = Some(3);
@@ -497,7 +565,10 @@ fn usage_rolls_up_totals_rankings_and_a_series() {
         json!([{"key": "deny", "decisions": 6}, {"key": "allow", "decisions": 4}])
     );
     assert_eq!(u["reasons"][0], json!({"key": "allowed", "decisions": 4}));
-    assert_eq!(u["reasons"][1], json!({"key": "invalid_token", "decisions": 3}));
+    assert_eq!(
+        u["reasons"][1],
+        json!({"key": "invalid_token", "decisions": 3})
+    );
     assert_eq!(u["recent"].as_array().unwrap().len(), 8);
     assert_eq!(u["recent"][0]["reason"], "invalid_token");
 
@@ -525,8 +596,7 @@ fn usage_rolls_up_totals_rankings_and_a_series() {
 /// A key scoped to a namespace or team sees only that part of the events, in every read
 /// route; asking for another namespace is refused, not silently emptied; a scoped ingest key
 /// cannot write events of another namespace.
-#[test]
-fn scoped_keys_see_and_write_only_their_namespaces() {
+fn scoped_keys_see_and_write_only_their_namespaces(backend: Backend) {
     let dir = temp_dir("scope");
     std::fs::write(
         dir.join("keys"),
@@ -538,7 +608,7 @@ fn scoped_keys_see_and_write_only_their_namespaces() {
         format!("{READ_KEY}\nteam-a-reader namespaces=team-a\nteam-t2-reader teams=t2\n"),
     )
     .unwrap();
-    let s = Sentinel::start_in(dir);
+    let s = Sentinel::start_in(dir, backend);
     let mut evs = events(6);
     for (i, e) in evs.iter_mut().enumerate() {
         if i % 2 == 1 {
@@ -596,8 +666,12 @@ fn scoped_keys_see_and_write_only_their_namespaces() {
     mine[0].namespace = "team-b".into();
     mine[0].event_id = next_event_id(jiff::Timestamp::now());
     mine[1].event_id = next_event_id(jiff::Timestamp::now());
-    let (status, receipt) =
-        s.request("POST", "/v1/ingest/events", Some("team-b-producer"), &batch(&mine));
+    let (status, receipt) = s.request(
+        "POST",
+        "/v1/ingest/events",
+        Some("team-b-producer"),
+        &batch(&mine),
+    );
     assert_eq!(status, 200, "{receipt}");
     assert_eq!(receipt["accepted"], 1);
     assert_eq!(receipt["rejected"][0]["index"], 1);
@@ -611,9 +685,8 @@ fn scoped_keys_see_and_write_only_their_namespaces() {
 
 /// The OpenAPI document is served, parses, and lists exactly the routes the server answers;
 /// every documented query parameter is accepted; every route answers 405 to other methods.
-#[test]
-fn the_openapi_document_matches_the_routes() {
-    let s = Sentinel::start("openapi");
+fn the_openapi_document_matches_the_routes(backend: Backend) {
+    let s = Sentinel::start("openapi", backend);
     let (status, text) = http(s.port, "GET", "/v1/openapi.yaml", &[], "").unwrap();
     assert_eq!(status, 200);
     let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
@@ -645,16 +718,14 @@ fn the_openapi_document_matches_the_routes() {
                 "limit" => "5",
                 "window" => "2d",
                 "bucket" => "day",
-                "cursor" => "MTcwMDAwMDAwMDAwMDAwMDAwMC8wMTlhYmMxMi0zNDU2LTdkZWYtODkwMS0yMzQ1Njc4OTBhYmM",
+                "cursor" => {
+                    "MTcwMDAwMDAwMDAwMDAwMDAwMC8wMTlhYmMxMi0zNDU2LTdkZWYtODkwMS0yMzQ1Njc4OTBhYmM"
+                }
                 _ => "x",
             };
             if *method == http::Method::GET && path.starts_with("/v1/") {
-                let (status, answer) = s.request(
-                    "GET",
-                    &format!("{path}?{name}={value}"),
-                    Some(READ_KEY),
-                    "",
-                );
+                let (status, answer) =
+                    s.request("GET", &format!("{path}?{name}={value}"), Some(READ_KEY), "");
                 assert_eq!(status, 200, "{path}?{name}: {answer}");
             }
         }
@@ -666,15 +737,41 @@ fn the_openapi_document_matches_the_routes() {
     }
 }
 
-#[test]
-fn status_tells_version_store_retention_and_totals() {
-    let s = Sentinel::start("status");
+fn status_tells_version_store_retention_and_totals(backend: Backend) {
+    let s = Sentinel::start("status", backend);
     s.request("POST", "/v1/ingest/events", Some(KEY), &batch(&events(3)));
     let (status, st) = s.request("GET", "/v1/status", Some(READ_KEY), "");
     assert_eq!(status, 200, "{st}");
-    assert_eq!(st["store"], "sqlite");
+    assert_eq!(st["store"], backend.name());
     assert_eq!(st["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(st["retention_days"], 30);
     assert_eq!(st["events"], 3);
     assert_eq!(st["newest_event"]["time"], "2026-11-24T00:00:02Z");
 }
+
+/// Every test above, once per store.
+macro_rules! on_each_store {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(#[test] fn $name() { super::$name(super::Backend::Sqlite) })*
+        }
+        mod on_clickhouse {
+            $(#[test] fn $name() { super::$name(super::Backend::ClickHouse) })*
+        }
+    };
+}
+
+on_each_store!(
+    a_batch_sent_twice_is_stored_once,
+    keys_are_required_and_checked,
+    bad_requests_get_the_error_envelope,
+    an_oversized_body_is_refused_with_413,
+    filters_and_pages_return_the_right_events,
+    stats_add_up,
+    envelopes_from_other_producers_are_stored_redacted,
+    hashed_identities_stay_filterable,
+    usage_rolls_up_totals_rankings_and_a_series,
+    scoped_keys_see_and_write_only_their_namespaces,
+    the_openapi_document_matches_the_routes,
+    status_tells_version_store_retention_and_totals,
+);

@@ -56,7 +56,7 @@ impl Drop for Killed {
 
 #[test]
 fn gateway_decisions_become_queryable() {
-    let sentinel = Sentinel::start("e2e");
+    let sentinel = Sentinel::start("e2e", Backend::Sqlite);
     let dir = sentinel.dir.clone();
     std::fs::write(dir.join("policy.json"), POLICY).unwrap();
     std::fs::write(dir.join("token.pub"), TOKEN_PUBLIC_KEY).unwrap();

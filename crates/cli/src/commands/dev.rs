@@ -361,7 +361,10 @@ pub fn run(args: DevArgs) -> Result<u8> {
     let mut gateway = Command::new(sibling("mcp-gateway"));
     if let Some(key) = &sentinel_key {
         gateway
-            .args(["--audit-ingest-url", &format!("{sentinel_url}/v1/ingest/events")])
+            .args([
+                "--audit-ingest-url",
+                &format!("{sentinel_url}/v1/ingest/events"),
+            ])
             .arg("--audit-api-key-file")
             .arg(key);
     }

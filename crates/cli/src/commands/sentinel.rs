@@ -11,8 +11,8 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
 use crate::cli::{
-    SentinelConnection, SentinelEventsArgs, SentinelFilter, SentinelStatsArgs,
-    SentinelStatusArgs, SentinelTailArgs, SentinelUsageArgs,
+    SentinelConnection, SentinelEventsArgs, SentinelFilter, SentinelStatsArgs, SentinelStatusArgs,
+    SentinelTailArgs, SentinelUsageArgs,
 };
 use crate::commands::cluster::table;
 use crate::error::{CliError, Result};
@@ -104,6 +104,9 @@ fn count(v: &Value) -> String {
     v.as_u64().unwrap_or(0).to_string()
 }
 
+/// A titled table of the usage report: title, header, rows.
+type Section<'a> = (&'a str, &'a [&'a str], Vec<Vec<String>>);
+
 /// A bar of `width` cells for `n` out of `max`.
 fn bar(n: u64, max: u64, width: usize) -> String {
     if max == 0 || n == 0 {
@@ -151,10 +154,17 @@ pub fn usage(args: SentinelUsageArgs) -> Result<()> {
         count(&t["sessions"]),
         count(&t["events"]),
     );
-    let sections: [(&str, &[&str], Vec<Vec<String>>); 4] = [
+    let sections: [Section<'_>; 4] = [
         (
             "SERVERS",
-            &["SERVER", "DECISIONS", "DENIED", "HUMANS", "AGENTS", "LAST SEEN"],
+            &[
+                "SERVER",
+                "DECISIONS",
+                "DENIED",
+                "HUMANS",
+                "AGENTS",
+                "LAST SEEN",
+            ],
             rows("servers", &|s| {
                 vec![
                     format!("{}/{}", text(s, "namespace"), text(s, "server")),
@@ -204,7 +214,10 @@ pub fn usage(args: SentinelUsageArgs) -> Result<()> {
             report.push_str(&format!("\n{title}\n{}", table(header, &rows)));
         }
     }
-    let series = u["series"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let series = u["series"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     let max = series
         .iter()
         .map(|p| p["decisions"].as_u64().unwrap_or(0))

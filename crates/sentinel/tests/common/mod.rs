@@ -36,9 +36,35 @@ fn uuid_like() -> u128 {
         .as_nanos()
 }
 
+/// Which store the binary under test runs on: the same API tests run on each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    ClickHouse,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::ClickHouse => "clickhouse",
+        }
+    }
+}
+
+/// One real ClickHouse server for the whole test binary (a database per test); the testenv's
+/// watchdog stops it when the tests end.
+fn clickhouse() -> &'static mcp_runtime_sentinel_testenv::ClickHouse {
+    static SERVER: std::sync::OnceLock<mcp_runtime_sentinel_testenv::ClickHouse> =
+        std::sync::OnceLock::new();
+    SERVER.get_or_init(mcp_runtime_sentinel_testenv::ClickHouse::start)
+}
+
 pub struct Sentinel {
     pub port: u16,
     pub dir: PathBuf,
+    pub backend: Backend,
+    extra: Vec<String>,
     child: Child,
 }
 
@@ -52,7 +78,7 @@ impl Drop for Sentinel {
 impl Sentinel {
     /// Starts `mcp-sentinel` on a free port with a database in a new directory; the ingest key
     /// file holds `KEY` in plain text, the read key file `READ_KEY` as its SHA-256 hash.
-    pub fn start(name: &str) -> Sentinel {
+    pub fn start(name: &str, backend: Backend) -> Sentinel {
         let dir = temp_dir(name);
         std::fs::write(dir.join("keys"), format!("# ingest\n{KEY}\n")).unwrap();
         // sha256("reader-key-1")
@@ -61,15 +87,49 @@ impl Sentinel {
             format!("sha256:{}\n", sha256_hex(READ_KEY)),
         )
         .unwrap();
-        Self::start_in(dir)
+        Self::start_in(dir, backend)
     }
 
-    pub fn start_in(dir: PathBuf) -> Sentinel {
-        Self::start_with(dir, &[])
+    pub fn start_in(dir: PathBuf, backend: Backend) -> Sentinel {
+        Self::start_with(dir, backend, &[])
     }
 
-    /// Like [`Sentinel::start_in`], with more flags.
-    pub fn start_with(dir: PathBuf, extra: &[&str]) -> Sentinel {
+    /// Like [`Sentinel::start_in`], with more flags. On ClickHouse, the database is named
+    /// after the directory, so a restart on the same directory finds the same events.
+    pub fn start_with(dir: PathBuf, backend: Backend, extra: &[&str]) -> Sentinel {
+        let mut extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+        if backend == Backend::ClickHouse {
+            let database: String = dir
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect();
+            extra.extend([
+                "--store".to_owned(),
+                "clickhouse".to_owned(),
+                "--clickhouse-url".to_owned(),
+                clickhouse().http_url(),
+                "--clickhouse-database".to_owned(),
+                format!("t_{database}"),
+            ]);
+        }
+        Self::spawn(dir, backend, extra)
+    }
+
+    /// Stops this one and starts another on the same directory (and database).
+    pub fn restart(mut self) -> Sentinel {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        Self::spawn(
+            self.dir.clone(),
+            self.backend,
+            std::mem::take(&mut self.extra),
+        )
+    }
+
+    fn spawn(dir: PathBuf, backend: Backend, extra: Vec<String>) -> Sentinel {
         let port = free_port();
         let log = std::fs::File::create(dir.join("sentinel.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_mcp-sentinel"))
@@ -81,12 +141,18 @@ impl Sentinel {
             .arg(dir.join("keys"))
             .arg("--read-api-keys-file")
             .arg(dir.join("read-keys"))
-            .args(extra)
+            .args(&extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .unwrap();
-        let s = Sentinel { port, dir, child };
+        let s = Sentinel {
+            port,
+            dir,
+            backend,
+            extra,
+            child,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(r) = s.try_request("GET", "/healthz", None, "") {
