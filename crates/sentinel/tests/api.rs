@@ -417,7 +417,17 @@ fn usage_events() -> Vec<AuditEvent<'static>> {
         "2026-11-24T00:00:00Z".parse::<jiff::Timestamp>().unwrap()
             + jiff::SignedDuration::from_mins(h * 60 + m)
     };
-    let spec: &[(i64, i64, &str, &str, Option<&str>, Decision, &str)] = &[
+    // hour, minute, server, human, tool, decision, reason
+    type Spec<'a> = (
+        i64,
+        i64,
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        Decision,
+        &'a str,
+    );
+    let spec: &[Spec<'_>] = &[
         (
             0,
             1,
