@@ -1,6 +1,7 @@
 //! A ClickHouse server (Debian's `clickhouse-server`) with a configuration of its own.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::{Error, Result, Scratch, Server, free_ports, http, io, xml_escape};
@@ -53,6 +54,14 @@ impl ClickHouse {
     pub fn start() -> ClickHouse {
         Self::start_with(ClickHouseOptions::default())
             .unwrap_or_else(|e| panic!("ClickHouse::start: {e}"))
+    }
+
+    /// One server for the whole test binary, started on first use (a database or table per
+    /// test keeps them apart). It is never dropped: its watchdog kills it and removes its
+    /// directory once the test process has exited. Panics like [`ClickHouse::start`].
+    pub fn shared() -> &'static ClickHouse {
+        static SHARED: OnceLock<ClickHouse> = OnceLock::new();
+        SHARED.get_or_init(ClickHouse::start)
     }
 
     /// Writes a `config.xml` (free HTTP and native ports on 127.0.0.1, every path under the

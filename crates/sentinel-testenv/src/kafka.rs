@@ -4,6 +4,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::{Error, Result, Scratch, Server, cache_root, free_ports, io, port_accepts, run_tool};
@@ -45,6 +46,15 @@ impl KafkaBroker {
     pub fn start() -> KafkaBroker {
         Self::start_with(KafkaOptions::default())
             .unwrap_or_else(|e| panic!("KafkaBroker::start: {e}"))
+    }
+
+    /// One broker for the whole test binary, started on first use (a topic or group per test
+    /// keeps them apart; tests that kill or restart a broker start their own). It is never
+    /// dropped: its watchdog kills it and removes its directory once the test process has
+    /// exited. Panics like [`KafkaBroker::start`].
+    pub fn shared() -> &'static KafkaBroker {
+        static SHARED: OnceLock<KafkaBroker> = OnceLock::new();
+        SHARED.get_or_init(KafkaBroker::start)
     }
 
     /// Starts a broker: free ports, `server.properties`, storage formatted with a fresh cluster

@@ -4,9 +4,11 @@
 //! `clickhouse-server`, 18.16 on bookworm).
 //!
 //! Each part gets free ports, a scratch directory of its own (configuration, data, and a log file
-//! that takes the process's stdout and stderr) and a watchdog: the process is killed when the
-//! value is dropped, and also when the test process dies without dropping it. On a panic the
-//! scratch directory is kept and its log path printed.
+//! that takes the process's stdout and stderr) and a watchdog. Dropping the value kills the
+//! process and removes the directory; on a panic, or when the start failed, the directory is kept
+//! (a `keep` file marks it) and its log path printed. When the test process ends without dropping
+//! the value (`shared()` instances in a `static`, a crash, a SIGKILL) the watchdog kills the
+//! process and removes the directory unless it is marked `keep`.
 //!
 //! A missing part is an error that names the install script ([`INSTALL_SCRIPT`]); the panicking
 //! constructors (`start`) turn it into a panic, so a test never passes by skipping.
@@ -114,9 +116,11 @@ impl Scratch {
         Ok(Scratch { path, keep: false })
     }
 
-    /// Keep the directory when dropped (a start failed; its error names the log in here).
+    /// Keep the directory when dropped, and mark it (a `keep` file) so a watchdog leaves it
+    /// too: a start failed, and its error names the log in here.
     pub(crate) fn keep(&mut self) {
         self.keep = true;
+        let _ = std::fs::write(self.path.join("keep"), b"");
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -127,6 +131,7 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         if self.keep || std::thread::panicking() {
+            let _ = std::fs::write(self.path.join("keep"), b"");
             eprintln!("kept {} for its logs", self.path.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.path);
@@ -160,11 +165,16 @@ pub(crate) fn port_accepts(port: u16) -> bool {
 
 // ---- processes ----------------------------------------------------------------------------
 
-/// The watchdog: `$1` is the test process, `$2` the server. It exits when the server is gone,
-/// and kills the server when the test process is gone first (a crash, a timeout's SIGKILL, or a
-/// value in a `static` that is never dropped).
+/// The watchdog: `$1` is the test process, `$2` the server, `$3` its scratch directory. It exits
+/// when the server is gone. When the test process is gone first (its end, with the value in a
+/// `static` that is never dropped; a crash; a SIGKILL) it kills the server and removes the
+/// scratch directory, unless a `keep` file marks it as holding the log of a failure.
 const WATCHDOG: &str = r#"while kill -0 "$2" 2>/dev/null; do
-  if ! kill -0 "$1" 2>/dev/null; then kill -KILL "$2" 2>/dev/null; exit 0; fi
+  if ! kill -0 "$1" 2>/dev/null; then
+    kill -KILL "$2" 2>/dev/null
+    if [ -n "$3" ] && [ -d "$3" ] && [ ! -e "$3/keep" ]; then sleep 0.2; rm -rf "$3"; fi
+    exit 0
+  fi
   sleep 1
 done"#;
 
@@ -239,6 +249,7 @@ impl Server {
             .args(["-c", WATCHDOG, "watchdog"])
             .arg(std::process::id().to_string())
             .arg(child.id().to_string())
+            .arg(&self.cwd)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -474,11 +485,14 @@ mod tests {
         let mut gone = Command::new("true").spawn().unwrap();
         let gone_pid = gone.id();
         gone.wait().unwrap();
+        let dir = Scratch::new("watchdog").unwrap();
+        std::fs::write(dir.path().join("data"), b"x").unwrap();
         let mut server = Command::new("sleep").arg("30").spawn().unwrap();
         let mut watchdog = Command::new("sh")
             .args(["-c", WATCHDOG, "watchdog"])
             .arg(gone_pid.to_string())
             .arg(server.id().to_string())
+            .arg(dir.path())
             .spawn()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -494,5 +508,30 @@ mod tests {
         };
         assert!(!status.success());
         watchdog.wait().unwrap();
+        assert!(
+            !dir.path().exists(),
+            "the watchdog removes the scratch directory"
+        );
+    }
+
+    #[test]
+    fn the_watchdog_leaves_a_directory_marked_keep() {
+        let mut gone = Command::new("true").spawn().unwrap();
+        let gone_pid = gone.id();
+        gone.wait().unwrap();
+        let mut dir = Scratch::new("watchdog-keep").unwrap();
+        dir.keep();
+        let mut server = Command::new("sleep").arg("30").spawn().unwrap();
+        let status = Command::new("sh")
+            .args(["-c", WATCHDOG, "watchdog"])
+            .arg(gone_pid.to_string())
+            .arg(server.id().to_string())
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert!(server.wait().is_ok());
+        assert!(dir.path().join("keep").exists());
+        dir.keep = false;
     }
 }

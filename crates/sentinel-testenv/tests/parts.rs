@@ -161,3 +161,16 @@ fn a_server_that_exits_at_start_is_reported_with_its_log() {
     assert!(e.to_string().contains(&log.display().to_string()), "{e}");
     let _ = std::fs::remove_dir_all(log.parent().unwrap());
 }
+
+#[test]
+fn the_shared_clickhouse_is_started_once_per_test_binary() {
+    let a = ClickHouse::shared();
+    let b = ClickHouse::shared();
+    assert_eq!(a.http_port(), b.http_port());
+    a.query("CREATE DATABASE IF NOT EXISTS shared_test");
+    assert_eq!(
+        b.query("SELECT count() FROM system.databases WHERE name = 'shared_test'")
+            .trim(),
+        "1"
+    );
+}
