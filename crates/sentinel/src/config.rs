@@ -18,6 +18,35 @@ use crate::redact::{Mode, Redactor};
 #[derive(Debug, Parser)]
 #[command(name = "mcp-sentinel", version, max_term_width = 100)]
 pub struct Config {
+    /// What this process does: `all` (ingest, API and, with --kafka-brokers, the processor:
+    /// one process for a laptop), or one part of the scale path: `ingest` (HTTP -> Kafka),
+    /// `processor` (Kafka -> store), `api` (queries over the store).
+    #[arg(long, env = "MCP_SENTINEL_ROLE", value_enum, default_value_t = Role::All)]
+    pub role: Role,
+    /// Kafka bootstrap servers (`host:port,...`). With them, the ingest queues events on Kafka
+    /// and a processor stores them; without, the ingest writes to the store itself.
+    #[arg(long, env = "MCP_SENTINEL_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// The Kafka topic of events.
+    #[arg(long, env = "MCP_SENTINEL_KAFKA_TOPIC", default_value = "mcp.events")]
+    pub kafka_topic: String,
+    /// The processors' consumer group.
+    #[arg(
+        long,
+        env = "MCP_SENTINEL_KAFKA_GROUP",
+        default_value = "mcp-sentinel-processor"
+    )]
+    pub kafka_group: String,
+    /// Seconds the ingest waits for Kafka to acknowledge an event before answering 503 (the
+    /// gateway keeps the batch and retries).
+    #[arg(long, env = "MCP_SENTINEL_KAFKA_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub kafka_timeout_seconds: u64,
+    /// Events per store insert in the processor.
+    #[arg(long, env = "MCP_SENTINEL_BATCH_SIZE", default_value_t = 500)]
+    pub batch_size: usize,
+    /// Milliseconds an event may wait in the processor for its batch to fill.
+    #[arg(long, env = "MCP_SENTINEL_FLUSH_INTERVAL_MS", default_value_t = 1000)]
+    pub flush_interval_ms: u64,
     /// Address of the HTTP listener.
     #[arg(long, env = "MCP_SENTINEL_LISTEN", default_value = "127.0.0.1:8095")]
     pub listen: SocketAddr,
@@ -85,6 +114,35 @@ pub struct Config {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    All,
+    Ingest,
+    Processor,
+    Api,
+}
+
+impl Role {
+    /// Serves `POST /v1/ingest/events`.
+    pub fn ingests(self) -> bool {
+        matches!(self, Role::All | Role::Ingest)
+    }
+
+    /// Serves the read routes (and runs retention).
+    pub fn queries(self) -> bool {
+        matches!(self, Role::All | Role::Api)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::All => "all",
+            Role::Ingest => "ingest",
+            Role::Processor => "processor",
+            Role::Api => "api",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum StoreKind {
     Sqlite,
     Clickhouse,
@@ -115,11 +173,47 @@ pub enum ConfigError {
         path: String,
         source: std::io::Error,
     },
+    #[error("--role {0} works on Kafka: give --kafka-brokers (or use --role all without Kafka)")]
+    RoleNeedsKafka(&'static str),
+    #[error(
+        "this mcp-sentinel was built without Kafka (cargo feature `kafka`): --kafka-brokers and --role ingest|processor are not available"
+    )]
+    NoKafkaSupport,
     #[error("opening the store: {0}")]
     Store(#[from] crate::store::StoreError),
 }
 
 impl Config {
+    /// The Kafka settings, when Kafka is configured; refuses a role that needs Kafka without
+    /// it, and Kafka in a build without it.
+    #[cfg(feature = "kafka")]
+    pub fn kafka(&self) -> Result<Option<crate::kafka::KafkaConfig>, ConfigError> {
+        match (&self.kafka_brokers, self.role) {
+            (None, Role::Ingest | Role::Processor) => {
+                Err(ConfigError::RoleNeedsKafka(self.role.name()))
+            }
+            (None, _) => Ok(None),
+            (Some(brokers), _) => Ok(Some(crate::kafka::KafkaConfig {
+                brokers: brokers.clone(),
+                topic: self.kafka_topic.clone(),
+                group: self.kafka_group.clone(),
+                delivery_timeout: Duration::from_secs(self.kafka_timeout_seconds.max(1)),
+                batch_size: self.batch_size.max(1),
+                flush_interval: Duration::from_millis(self.flush_interval_ms.max(10)),
+            })),
+        }
+    }
+
+    #[cfg(not(feature = "kafka"))]
+    pub fn kafka(&self) -> Result<Option<std::convert::Infallible>, ConfigError> {
+        match (&self.kafka_brokers, self.role) {
+            (Some(_), _) | (None, Role::Ingest | Role::Processor) => {
+                Err(ConfigError::NoKafkaSupport)
+            }
+            (None, _) => Ok(None),
+        }
+    }
+
     /// The store the flags name, opened (a ClickHouse database and table are created when
     /// missing, a SQLite file created or migrated).
     pub fn open_store(&self) -> Result<std::sync::Arc<dyn crate::store::Store>, ConfigError> {

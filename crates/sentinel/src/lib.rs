@@ -8,6 +8,8 @@
 pub mod clickhouse;
 pub mod config;
 pub mod ingest;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod keys;
 pub mod query;
 pub mod redact;

@@ -5,9 +5,11 @@ use clap::Parser;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use mcp_runtime_sentinel::config::Config;
+use mcp_runtime_sentinel::config::{Config, Role};
+#[cfg(feature = "kafka")]
+use mcp_runtime_sentinel::kafka::KafkaSink;
 use mcp_runtime_sentinel::keys::ApiKeys;
-use mcp_runtime_sentinel::server::Api;
+use mcp_runtime_sentinel::server::{Api, IngestTarget};
 use mcp_runtime_sentinel::store::Store;
 
 fn main() -> std::process::ExitCode {
@@ -45,9 +47,54 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         None => ingest_keys.clone(),
     };
     let redactor = config.redactor()?;
-    let store: Arc<dyn Store> = config.open_store()?;
+    let kafka = config.kafka()?;
+    let role = config.role;
+    // The store, for every role but a Kafka-backed ingest (which never reads or writes it).
+    let store: Option<Arc<dyn Store>> = match (role, &kafka) {
+        (Role::Ingest, _) => None,
+        _ => Some(config.open_store()?),
+    };
+    let ingest = if role.ingests() {
+        match (&kafka, &store) {
+            #[cfg(feature = "kafka")]
+            (Some(kafka), _) => Some(IngestTarget::Kafka(Arc::new(KafkaSink::new(kafka)?))),
+            (None, Some(store)) => Some(IngestTarget::Store(store.clone())),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    // The processor: its own role, or inside `all` when Kafka is configured.
+    // It stops when told (`stop`), and the process stops when it fails (`failed`).
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (failed_tx, failed) = tokio::sync::oneshot::channel::<String>();
+    #[cfg(feature = "kafka")]
+    let processor = match (&kafka, &store, role) {
+        (Some(kafka), Some(store), Role::All | Role::Processor) => {
+            let (kafka, store) = (kafka.clone(), store.clone());
+            let mut stopped = stopped.clone();
+            Some(tokio::spawn(async move {
+                let until = async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                };
+                let result = mcp_runtime_sentinel::kafka::run_processor(kafka, store, until).await;
+                if let Err(e) = &result {
+                    let _ = failed_tx.send(e.to_string());
+                }
+                result
+            }))
+        }
+        _ => None,
+    };
+    #[cfg(not(feature = "kafka"))]
+    drop((failed_tx, stopped));
+    if let (Some(retention), Some(store), true) = (config.retention(), &store, role.queries()) {
+        tokio::spawn(prune_forever(store.clone(), retention));
+    }
     let api = Arc::new(Api {
-        store: store.clone(),
+        role: role.name(),
+        store: store.clone().filter(|_| role.queries()),
+        ingest,
         ingest_keys,
         read_keys,
         redactor,
@@ -56,22 +103,34 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         retention: config.retention(),
         started: jiff::Timestamp::now(),
     });
-    if let Some(retention) = config.retention() {
-        tokio::spawn(prune_forever(store.clone(), retention));
-    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("listening on {}: {e}", config.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, store = store.kind(), "mcp-sentinel ready");
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        role = role.name(),
+        store = store.as_ref().map_or("none", |s| s.kind()),
+        kafka = kafka.is_some(),
+        "mcp-sentinel ready"
+    );
     // A permit per connection: beyond the cap, connections wait in the kernel's queue instead
     // of each costing a task and buffers here.
     let slots = Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1)));
-    let shutdown = shutdown_signal();
+    let failure: Option<String>;
+    let shutdown = async {
+        tokio::select! {
+            () = shutdown_signal() => None,
+            Ok(why) = failed => Some(why),
+        }
+    };
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
             permit = slots.clone().acquire_owned() => permit?,
-            () = &mut shutdown => break,
+            why = &mut shutdown => {
+                failure = why;
+                break;
+            }
         };
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -82,7 +141,10 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
                     continue;
                 }
             },
-            () = &mut shutdown => break,
+            why = &mut shutdown => {
+                failure = why;
+                break;
+            }
         };
         let api = api.clone();
         tokio::spawn(async move {
@@ -98,7 +160,21 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         });
     }
     tracing::info!("mcp-sentinel stopping");
-    Ok(())
+    let _ = stop.send(true);
+    #[cfg(feature = "kafka")]
+    if let Some(processor) = processor {
+        // It saw the same signal: its last batch is stored and committed before we exit.
+        match tokio::time::timeout(Duration::from_secs(30), processor).await {
+            Ok(Ok(Ok(totals))) => tracing::info!(?totals, "processor drained"),
+            Ok(Ok(Err(e))) => return Err(e.into()),
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => tracing::warn!("processor did not drain within 30 s"),
+        }
+    }
+    match failure {
+        Some(why) => Err(format!("the processor failed: {why}").into()),
+        None => Ok(()),
+    }
 }
 
 async fn prune_forever(store: Arc<dyn Store>, retention: jiff::SignedDuration) {

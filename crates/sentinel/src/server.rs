@@ -26,6 +26,7 @@ pub const OPENAPI: &str = include_str!("../openapi.yaml");
 /// Every route and its method: anything else is 404, or 405 on a known path.
 pub const ROUTES: &[(&str, Method)] = &[
     ("/healthz", Method::GET),
+    ("/ready", Method::GET),
     ("/v1/openapi.yaml", Method::GET),
     ("/v1/ingest/events", Method::POST),
     ("/v1/events", Method::GET),
@@ -57,9 +58,23 @@ async fn read_body(mut body: Incoming, limit: usize) -> Result<Option<Bytes>, hy
     Ok((total <= limit as u64).then(|| Bytes::from(buf)))
 }
 
+/// Where accepted events go.
+pub enum IngestTarget {
+    /// Straight into the store (one process, no Kafka).
+    Store(Arc<dyn Store>),
+    /// Onto Kafka, for the processors.
+    #[cfg(feature = "kafka")]
+    Kafka(Arc<crate::kafka::KafkaSink>),
+}
+
 /// What the handlers share.
 pub struct Api {
-    pub store: Arc<dyn Store>,
+    /// The role this process runs (it decides which routes are served).
+    pub role: &'static str,
+    /// The store the read routes query; `None` in a role that does not serve them.
+    pub store: Option<Arc<dyn Store>>,
+    /// Where the ingest puts events; `None` in a role that does not ingest.
+    pub ingest: Option<IngestTarget>,
     /// Keys accepted on `POST /v1/ingest/events`.
     pub ingest_keys: ApiKeys,
     /// Keys accepted on the read API.
@@ -132,6 +147,13 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     )
 }
 
+/// Runs a blocking call off the async threads, returning its own result.
+async fn blocking_raw<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(internal)
+}
+
 /// Runs a blocking store call off the async threads.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
@@ -167,6 +189,7 @@ impl Api {
             (&Method::GET, "/v1/stats") => self.stats(request).await,
             (&Method::GET, "/v1/usage") => self.usage(request).await,
             (&Method::GET, "/v1/status") => self.status(request).await,
+            (&Method::GET, "/ready") => self.ready().await,
             (method, path) => match ROUTES.iter().find(|(p, _)| *p == path) {
                 Some((_, allowed)) => Err(ApiError::new(
                     StatusCode::METHOD_NOT_ALLOWED,
@@ -181,6 +204,49 @@ impl Api {
             },
         };
         Ok(result.unwrap_or_else(ApiError::into_response))
+    }
+
+    /// The store of the read routes, or 404 in a role without them.
+    fn reader(&self) -> Result<Arc<dyn Store>, ApiError> {
+        self.store.clone().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_served_here",
+                format!(
+                    "this mcp-sentinel runs --role {}: queries are answered by --role api (or all)",
+                    self.role
+                ),
+            )
+        })
+    }
+
+    /// Ready when what this role needs answers: the store, and Kafka when the ingest uses it.
+    async fn ready(&self) -> Result<Answer, ApiError> {
+        let unavailable = |e: crate::store::StoreError| {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.0)
+        };
+        if let Some(store) = self.store.clone() {
+            blocking_raw(move || store.ping())
+                .await?
+                .map_err(unavailable)?;
+        }
+        match &self.ingest {
+            Some(IngestTarget::Store(store)) => {
+                let store = store.clone();
+                blocking_raw(move || store.ping())
+                    .await?
+                    .map_err(unavailable)?;
+            }
+            #[cfg(feature = "kafka")]
+            Some(IngestTarget::Kafka(sink)) => {
+                let sink = sink.clone();
+                blocking_raw(move || sink.ping())
+                    .await?
+                    .map_err(unavailable)?;
+            }
+            None => {}
+        }
+        Ok(json(StatusCode::OK, br#"{"status":"ready"}"#.to_vec()))
     }
 
     fn authenticate(keys: &ApiKeys, request: &Request<Incoming>) -> Result<Access, ApiError> {
@@ -234,6 +300,16 @@ impl Api {
     }
 
     async fn ingest(&self, request: Request<Incoming>) -> Result<Answer, ApiError> {
+        let Some(target) = &self.ingest else {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_served_here",
+                format!(
+                    "this mcp-sentinel runs --role {}: events are ingested by --role ingest (or all)",
+                    self.role
+                ),
+            ));
+        };
         let access = Self::authenticate(&self.ingest_keys, &request)?;
         let too_large = || {
             ApiError::new(
@@ -313,8 +389,29 @@ impl Api {
                 ),
             ));
         }
-        let store = self.store.clone();
-        let outcome = blocking(move || store.insert(&good)).await?;
+        let outcome = match target {
+            IngestTarget::Store(store) => {
+                let store = store.clone();
+                blocking(move || store.insert(&good)).await?
+            }
+            #[cfg(feature = "kafka")]
+            IngestTarget::Kafka(sink) => {
+                // Acknowledged by Kafka, not yet stored: duplicates are found (and ignored) by
+                // the processor's insert, so none are reported here.
+                sink.send(&good).await.map_err(|e| {
+                    tracing::warn!(error = %e, "queueing events on Kafka");
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "unavailable",
+                        format!("{}; retry later", e.0),
+                    )
+                })?;
+                crate::store::InsertOutcome {
+                    accepted: good.len() as u64,
+                    duplicates: 0,
+                }
+            }
+        };
 
         #[derive(Serialize)]
         struct Receipt {
@@ -340,7 +437,7 @@ impl Api {
         let access = Self::authenticate(&self.read_keys, &request)?;
         let query = EventsQuery::parse(request.uri().query().unwrap_or(""))?;
         let filter = self.confine(access, query.filter)?;
-        let store = self.store.clone();
+        let store = self.reader()?;
         let page =
             blocking(move || store.events(&filter, query.limit, query.cursor.as_ref())).await?;
 
@@ -362,7 +459,7 @@ impl Api {
         let access = Self::authenticate(&self.read_keys, &request)?;
         let filter = query::parse_filter(request.uri().query().unwrap_or(""))?;
         let filter = self.confine(access, filter)?;
-        let store = self.store.clone();
+        let store = self.reader()?;
         let stats = blocking(move || store.stats(&filter)).await?;
         ok_json(StatusCode::OK, &stats)
     }
@@ -372,7 +469,7 @@ impl Api {
         let mut usage_query =
             query::parse_usage(request.uri().query().unwrap_or(""), Timestamp::now())?;
         usage_query.filter = self.confine(access, usage_query.filter)?;
-        let store = self.store.clone();
+        let store = self.reader()?;
         let usage = blocking(move || store.usage(&usage_query)).await?;
         ok_json(StatusCode::OK, &usage)
     }
@@ -380,7 +477,7 @@ impl Api {
     async fn status(&self, request: Request<Incoming>) -> Result<Answer, ApiError> {
         let access = Self::authenticate(&self.read_keys, &request)?;
         let filter = self.confine(access, EventFilter::default())?;
-        let store = self.store.clone();
+        let store = self.reader()?;
         let (stats, newest) = blocking(move || {
             let stats = store.stats(&filter)?;
             let newest = store.events(&filter, 1, None)?.events.pop();
@@ -391,6 +488,7 @@ impl Api {
         #[derive(Serialize)]
         struct Status {
             version: &'static str,
+            role: &'static str,
             store: &'static str,
             started: Timestamp,
             retention_days: Option<i64>,
@@ -402,7 +500,8 @@ impl Api {
             StatusCode::OK,
             &Status {
                 version: env!("CARGO_PKG_VERSION"),
-                store: self.store.kind(),
+                role: self.role,
+                store: self.reader()?.kind(),
                 started: self.started,
                 retention_days: self.retention.map(|r| r.as_hours() / 24),
                 events: stats.events,

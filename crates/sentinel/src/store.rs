@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jiff::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
@@ -17,8 +17,9 @@ pub const GATEWAY_EVENT_TYPE: &str = "mcp.request";
 
 /// One event, normalised for storage: typed columns for filtering and rollups, and the JSON
 /// document returned by queries. Built by [`crate::ingest`] from a gateway audit event or from
-/// an envelope (`source`, `event_type`, `payload`) of another producer.
-#[derive(Clone, Debug)]
+/// an envelope (`source`, `event_type`, `payload`) of another producer. Its JSON form is what
+/// travels on Kafka between the ingest and the processor.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Record {
     /// The idempotency key: an event already stored with this id is ignored.
     pub event_id: Uuid,

@@ -60,6 +60,19 @@ fn clickhouse() -> &'static mcp_runtime_sentinel_testenv::ClickHouse {
     SERVER.get_or_init(mcp_runtime_sentinel_testenv::ClickHouse::start)
 }
 
+/// A new directory with the ingest key file (`KEY` in plain text) and the read key file
+/// (`READ_KEY` as its SHA-256 hash).
+fn key_dir(name: &str) -> PathBuf {
+    let dir = temp_dir(name);
+    std::fs::write(dir.join("keys"), format!("# ingest\n{KEY}\n")).unwrap();
+    std::fs::write(
+        dir.join("read-keys"),
+        format!("sha256:{}\n", sha256_hex(READ_KEY)),
+    )
+    .unwrap();
+    dir
+}
+
 pub struct Sentinel {
     pub port: u16,
     pub dir: PathBuf,
@@ -79,14 +92,7 @@ impl Sentinel {
     /// Starts `mcp-sentinel` on a free port with a database in a new directory; the ingest key
     /// file holds `KEY` in plain text, the read key file `READ_KEY` as its SHA-256 hash.
     pub fn start(name: &str, backend: Backend) -> Sentinel {
-        let dir = temp_dir(name);
-        std::fs::write(dir.join("keys"), format!("# ingest\n{KEY}\n")).unwrap();
-        // sha256("reader-key-1")
-        std::fs::write(
-            dir.join("read-keys"),
-            format!("sha256:{}\n", sha256_hex(READ_KEY)),
-        )
-        .unwrap();
+        let dir = key_dir(name);
         Self::start_in(dir, backend)
     }
 
@@ -116,6 +122,23 @@ impl Sentinel {
             ]);
         }
         Self::spawn(dir, backend, extra)
+    }
+
+    /// `mcp-sentinel` with exactly these extra flags (a role, Kafka, a store), in a new
+    /// directory holding the usual key files.
+    pub fn start_args(name: &str, extra: &[&str]) -> Sentinel {
+        let dir = key_dir(name);
+        Self::spawn(
+            dir,
+            Backend::Sqlite,
+            extra.iter().map(|a| (*a).to_owned()).collect(),
+        )
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Stops this one and starts another on the same directory (and database).
