@@ -39,6 +39,8 @@ CREATE TABLE IF NOT EXISTS events (
     json        TEXT    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_time ON events (time_ns DESC, event_id DESC);
+CREATE INDEX IF NOT EXISTS events_rollup ON events (time_ns, decision, count, server, namespace,
+    team_id, human_id, agent_id, session_id, tool, reason, source, event_type);
 ";
 
 /// Version 1 (the first release: gateway events only, `server`, `namespace`, `decision` and
