@@ -38,6 +38,12 @@ CREATE TABLE IF NOT EXISTS events (
     count       INTEGER NOT NULL,
     json        TEXT    NOT NULL
 );
+";
+
+/// Indexes, created when missing on every open (so a database of an earlier build of this
+/// schema version gets the ones added since). `events_rollup` covers every column the rollups
+/// read, so they scan the index instead of the rows with their JSON.
+const INDEXES: &str = "
 CREATE INDEX IF NOT EXISTS events_time ON events (time_ns DESC, event_id DESC);
 CREATE INDEX IF NOT EXISTS events_rollup ON events (time_ns, decision, count, server, namespace,
     team_id, human_id, agent_id, session_id, tool, reason, source, event_type);
@@ -62,7 +68,6 @@ SELECT seq, event_id, time_ns, COALESCE(json_extract(json, '$.source'), ''), 'mc
     session_id, tool, decision, reason, count, json
 FROM events_v1;
 DROP TABLE events_v1;
-CREATE INDEX events_time ON events (time_ns DESC, event_id DESC);
 ";
 
 fn err(e: impl std::fmt::Display) -> StoreError {
@@ -98,6 +103,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             )));
         }
     }
+    tx.execute_batch(INDEXES).map_err(err)?;
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(err)?;
     tx.commit().map_err(err)
