@@ -1,5 +1,6 @@
 //! `cargo xtask generate`: writes the generated files under `deploy/` from the Rust types
-//! (`deploy/crds/` from crates/api, `deploy/operator/` from crates/operator).
+//! (`deploy/crds/` from crates/api, `deploy/operator/` from crates/operator, `deploy/sentinel/`
+//! from crates/deploy).
 //! Tests compare the committed files with the same generators, so CI fails on drift.
 
 use std::path::{Path, PathBuf};
@@ -23,6 +24,13 @@ fn generate() -> std::io::Result<()> {
     let dir = root().join("deploy/operator");
     std::fs::create_dir_all(&dir)?;
     for (file, text) in mcp_runtime_operator::manifests::files() {
+        let path = dir.join(file);
+        std::fs::write(&path, text)?;
+        eprintln!("wrote {}", path.display());
+    }
+    let dir = root().join("deploy/sentinel");
+    std::fs::create_dir_all(&dir)?;
+    for (file, text) in mcp_runtime_deploy::sentinel::files() {
         let path = dir.join(file);
         std::fs::write(&path, text)?;
         eprintln!("wrote {}", path.display());

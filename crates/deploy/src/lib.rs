@@ -1,0 +1,10 @@
+//! Kubernetes manifests of mcp-runtime's services, built from k8s-openapi types and written
+//! under `deploy/` by `cargo xtask generate` (the operator's own are in
+//! `mcp_runtime_operator::manifests`). Pure: no IO, nothing read from the environment.
+//!
+//! - [`sentinel`]: `deploy/sentinel/`, Sentinel embedded (one process, SQLite) or on the scale
+//!   path (ingest, processor and API over Kafka and ClickHouse).
+
+mod yaml;
+
+pub mod sentinel;
