@@ -76,8 +76,9 @@ pub struct Config {
     /// API keys accepted on the ingest, one a line: the key itself, or `sha256:<hex>` of it,
     /// optionally followed by a scope (`namespaces=a,b teams=x`): such a key may only write
     /// events of those namespaces or teams. Plain keys are hashed when read.
+    /// Required by every role that serves HTTP routes with keys (not by `processor`).
     #[arg(long, env = "MCP_SENTINEL_API_KEYS_FILE")]
-    pub api_keys_file: PathBuf,
+    pub api_keys_file: Option<PathBuf>,
     /// API keys accepted on the read API, same format; a scoped key sees only the events of
     /// its namespaces or teams. Default: the ingest's keys.
     #[arg(long, env = "MCP_SENTINEL_READ_API_KEYS_FILE")]
@@ -173,6 +174,8 @@ pub enum ConfigError {
         path: String,
         source: std::io::Error,
     },
+    #[error("--role {0} needs --api-keys-file (a file of API keys, one a line)")]
+    MissingKeys(&'static str),
     #[error("--role {0} works on Kafka: give --kafka-brokers (or use --role all without Kafka)")]
     RoleNeedsKafka(&'static str),
     #[error(
@@ -184,6 +187,23 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The ingest's and the read routes' keys; empty sets for a role that serves neither.
+    pub fn keys(
+        &self,
+    ) -> Result<(crate::keys::ApiKeys, crate::keys::ApiKeys), Box<dyn std::error::Error>> {
+        use crate::keys::ApiKeys;
+        let ingest = match (&self.api_keys_file, self.role) {
+            (Some(path), _) => ApiKeys::load(path)?,
+            (None, Role::Processor) => ApiKeys::default(),
+            (None, role) => return Err(ConfigError::MissingKeys(role.name()).into()),
+        };
+        let read = match &self.read_api_keys_file {
+            Some(path) => ApiKeys::load(path)?,
+            None => ingest.clone(),
+        };
+        Ok((ingest, read))
+    }
+
     /// The Kafka settings, when Kafka is configured; refuses a role that needs Kafka without
     /// it, and Kafka in a build without it.
     #[cfg(feature = "kafka")]
@@ -289,5 +309,46 @@ impl Config {
 
     pub fn body_timeout(&self) -> Duration {
         Duration::from_secs(self.body_timeout_seconds.max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_processor_runs_without_api_keys() {
+        let parse = |args: &[&str]| {
+            Config::try_parse_from(std::iter::once("mcp-sentinel").chain(args.iter().copied()))
+                .unwrap()
+        };
+        let (ingest, read) = parse(&["--role", "processor"]).keys().unwrap();
+        assert!(!ingest.accepts(b"") && !read.accepts(b"anything"));
+        for role in ["all", "ingest", "api"] {
+            let e = parse(&["--role", role]).keys().unwrap_err().to_string();
+            assert!(e.contains("needs --api-keys-file"), "{role}: {e}");
+        }
+        let e = parse(&["--role", "ingest"])
+            .kafka()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--kafka-brokers"), "{e}");
+        let e = parse(&["--store", "clickhouse"])
+            .open_store()
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("--clickhouse-url"), "{e}");
+        let e = parse(&[
+            "--store",
+            "clickhouse",
+            "--clickhouse-url",
+            "https://x:8443",
+        ])
+        .open_store()
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(e.contains("http://HOST:PORT"), "{e}");
     }
 }

@@ -8,7 +8,6 @@ use hyper_util::rt::TokioIo;
 use mcp_runtime_sentinel::config::{Config, Role};
 #[cfg(feature = "kafka")]
 use mcp_runtime_sentinel::kafka::KafkaSink;
-use mcp_runtime_sentinel::keys::ApiKeys;
 use mcp_runtime_sentinel::server::{Api, IngestTarget};
 use mcp_runtime_sentinel::store::Store;
 
@@ -41,11 +40,7 @@ fn main() -> std::process::ExitCode {
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
-    let ingest_keys = ApiKeys::load(&config.api_keys_file)?;
-    let read_keys = match &config.read_api_keys_file {
-        Some(path) => ApiKeys::load(path)?,
-        None => ingest_keys.clone(),
-    };
+    let (ingest_keys, read_keys) = config.keys()?;
     let redactor = config.redactor()?;
     let kafka = config.kafka()?;
     let role = config.role;
@@ -94,6 +89,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let api = Arc::new(Api {
         role: role.name(),
         store: store.clone().filter(|_| role.queries()),
+        backing: store.clone(),
         ingest,
         ingest_keys,
         read_keys,

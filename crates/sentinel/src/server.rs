@@ -73,6 +73,9 @@ pub struct Api {
     pub role: &'static str,
     /// The store the read routes query; `None` in a role that does not serve them.
     pub store: Option<Arc<dyn Store>>,
+    /// The store this process reads or writes, whatever its role (`None` for an ingest that
+    /// queues on Kafka): readiness pings it.
+    pub backing: Option<Arc<dyn Store>>,
     /// Where the ingest puts events; `None` in a role that does not ingest.
     pub ingest: Option<IngestTarget>,
     /// Keys accepted on `POST /v1/ingest/events`.

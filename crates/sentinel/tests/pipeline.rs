@@ -302,6 +302,10 @@ fn outages_of_the_broker_or_the_store_lose_nothing() {
 
     p.clickhouse.kill();
     assert_eq!(p.post(&batch(15, 30, 3)).0, 200, "Kafka still takes events");
+    for s in [&p.processor, &p.api] {
+        let (status, e) = s.request("GET", "/ready", None, "");
+        assert_eq!(status, 503, "ready without its store: {e}");
+    }
     std::thread::sleep(Duration::from_secs(2));
     p.clickhouse.restart();
     p.expect_stored(45);
