@@ -228,7 +228,7 @@ impl Api {
         let unavailable = |e: crate::store::StoreError| {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.0)
         };
-        if let Some(store) = self.store.clone() {
+        if let Some(store) = self.backing.clone() {
             blocking_raw(move || store.ping())
                 .await?
                 .map_err(unavailable)?;

@@ -304,7 +304,12 @@ fn outages_of_the_broker_or_the_store_lose_nothing() {
     assert_eq!(p.post(&batch(15, 30, 3)).0, 200, "Kafka still takes events");
     for s in [&p.processor, &p.api] {
         let (status, e) = s.request("GET", "/ready", None, "");
-        assert_eq!(status, 503, "ready without its store: {e}");
+        assert_eq!(
+            status,
+            503,
+            "ready without its store ({:?}): {e}",
+            s.extra_args()
+        );
     }
     std::thread::sleep(Duration::from_secs(2));
     p.clickhouse.restart();

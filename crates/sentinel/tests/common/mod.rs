@@ -135,6 +135,11 @@ impl Sentinel {
         )
     }
 
+    /// The flags given beyond the usual ones (role, store, Kafka).
+    pub fn extra_args(&self) -> &[String] {
+        &self.extra
+    }
+
     /// Kills the process at once (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
