@@ -308,9 +308,10 @@ async fn spooled_events_are_shipped_after_restart() {
     assert_eq!(state.accepted_set(), ids);
     // The ingest records a batch before its response reaches the shipper, which only then counts
     // it as shipped: wait for the count instead of sampling it.
-    wait_for("the recovered events counted as shipped by the second", || {
-        second.stats().shipped >= 520
-    })
+    wait_for(
+        "the recovered events counted as shipped by the second",
+        || second.stats().shipped >= 520,
+    )
     .await;
     let report = task.shutdown(Duration::from_secs(5)).await;
     assert!(report.drained, "{report:?}");
