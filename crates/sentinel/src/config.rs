@@ -9,13 +9,22 @@ use clap::Parser;
 /// them.
 ///
 /// Serves `POST /v1/ingest/events` (what the gateway's `--audit-ingest-url` ships to),
-/// `GET /v1/events`, `GET /v1/stats` and `/healthz`, over an embedded SQLite database.
+/// `GET /v1/events`, `GET /v1/stats` and `/healthz`, over an embedded SQLite database; and
+/// `/metrics`, `/healthz`, `/ready` on the admin listener.
 #[derive(Debug, Parser)]
 #[command(name = "mcp-sentinel", version, max_term_width = 100)]
 pub struct Config {
     /// Address of the HTTP listener.
     #[arg(long, env = "MCP_SENTINEL_LISTEN", default_value = "127.0.0.1:8095")]
     pub listen: SocketAddr,
+    /// Address of the admin listener: `/metrics` (Prometheus), `/healthz` (the process runs) and
+    /// `/ready` (the store answers). Kept off the API's port so probes and scrapes need no key.
+    #[arg(
+        long,
+        env = "MCP_SENTINEL_ADMIN_LISTEN",
+        default_value = "127.0.0.1:9096"
+    )]
+    pub admin_listen: SocketAddr,
     /// The SQLite database file (created if missing).
     #[arg(long, env = "MCP_SENTINEL_DB", default_value = "sentinel.db")]
     pub db: PathBuf,

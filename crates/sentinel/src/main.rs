@@ -6,14 +6,16 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use mcp_runtime_sentinel::config::Config;
 use mcp_runtime_sentinel::keys::ApiKeys;
+use mcp_runtime_sentinel::metrics::Metrics;
 use mcp_runtime_sentinel::server::Api;
 use mcp_runtime_sentinel::sqlite::SqliteStore;
+use mcp_runtime_svc::admin;
+
+/// Admin connections open at once (probes and scrapes).
+const ADMIN_MAX_CONNECTIONS: usize = 16;
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    mcp_runtime_svc::init_logging();
     let config = Config::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -47,12 +49,23 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         ingest_keys,
         read_keys,
         max_body_bytes: config.max_body_bytes,
+        metrics: Metrics::new(),
     });
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| format!("listening on {}: {e}", config.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, db = %config.db.display(), "mcp-sentinel ready");
-    let shutdown = shutdown_signal();
+    let listener = admin::bind(config.listen, "the API").await?;
+    let admin_listener = admin::bind(config.admin_listen, "admin endpoints").await?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        admin = %admin_listener.local_addr()?,
+        db = %config.db.display(),
+        "mcp-sentinel ready"
+    );
+    let admin_api = api.clone();
+    tokio::spawn(admin::serve(
+        admin_listener,
+        ADMIN_MAX_CONNECTIONS,
+        move |request| mcp_runtime_sentinel::admin::handle(admin_api.clone(), request),
+    ));
+    let shutdown = mcp_runtime_svc::shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         let (stream, _) = tokio::select! {
@@ -80,24 +93,4 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     }
     tracing::info!("mcp-sentinel stopping");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
 }

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::keys::ApiKeys;
+use crate::metrics::{self, IngestOutcome, Metrics};
 use crate::store::{EventFilter, NewEvent, PageCursor, Store};
 
 /// Events per page when `limit` is not given, and the most a page may hold.
@@ -52,6 +53,7 @@ pub struct Api {
     pub read_keys: ApiKeys,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    pub metrics: Metrics,
 }
 
 type Answer = Response<Full<Bytes>>;
@@ -108,6 +110,10 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 
 impl Api {
     pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Result<Answer, Infallible> {
+        let start = std::time::Instant::now();
+        let query_route = metrics::query_route(request.uri().path());
+        let ingest =
+            request.method() == Method::POST && request.uri().path() == "/v1/ingest/events";
         let result = match (request.method(), request.uri().path()) {
             (&Method::GET, "/healthz") => Ok(json(StatusCode::OK, br#"{"status":"ok"}"#.to_vec())),
             (&Method::POST, "/v1/ingest/events") => self.ingest(request).await,
@@ -126,7 +132,22 @@ impl Api {
                 format!("no such path: {path}"),
             )),
         };
-        Ok(result.unwrap_or_else(ApiError::into_response))
+        let answer = result.unwrap_or_else(ApiError::into_response);
+        if let Some(route) = query_route {
+            self.metrics.query(route, answer.status(), start.elapsed());
+        }
+        if ingest && answer.status() != StatusCode::OK {
+            // A stored batch was counted with its receipt.
+            self.metrics
+                .ingest_request(IngestOutcome::of_refusal(answer.status()));
+        }
+        Ok(answer)
+    }
+
+    /// A store call that failed: counted, logged, answered 500.
+    fn store_failed(&self, operation: &'static str, e: crate::store::StoreError) -> ApiError {
+        self.metrics.store_error(operation);
+        internal(e)
     }
 
     fn authenticate(keys: &ApiKeys, request: &Request<Incoming>) -> Result<(), ApiError> {
@@ -179,6 +200,7 @@ impl Api {
                 format!("expected {{\"events\":[...]}}: {e}"),
             )
         })?;
+        self.metrics.ingest_batch(batch.events.len());
 
         #[derive(Serialize)]
         struct Rejected {
@@ -199,6 +221,7 @@ impl Api {
                 }),
             }
         }
+        self.metrics.events_rejected(rejected.len());
         // A batch of only invalid events is refused (the gateway's shipper then skips it); a
         // batch with some valid ones is stored in part, so good events are not lost with bad.
         if good.is_empty() && !rejected.is_empty() {
@@ -212,10 +235,12 @@ impl Api {
             ));
         }
         let store = self.store.clone();
+        let started = std::time::Instant::now();
         let outcome = tokio::task::spawn_blocking(move || store.insert(&good))
             .await
             .map_err(internal)?
-            .map_err(internal)?;
+            .map_err(|e| self.store_failed("insert", e))?;
+        self.metrics.stored(&outcome, started.elapsed());
 
         #[derive(Serialize)]
         struct Receipt {
@@ -243,7 +268,7 @@ impl Api {
         })
         .await
         .map_err(internal)?
-        .map_err(internal)?;
+        .map_err(|e| self.store_failed("events", e))?;
 
         #[derive(Serialize)]
         struct Body {
@@ -267,7 +292,7 @@ impl Api {
         let stats = tokio::task::spawn_blocking(move || store.stats(&query.filter))
             .await
             .map_err(internal)?
-            .map_err(internal)?;
+            .map_err(|e| self.store_failed("stats", e))?;
         Ok(json(
             StatusCode::OK,
             serde_json::to_vec(&stats).map_err(internal)?,

@@ -235,4 +235,12 @@ impl Store for SqliteStore {
         }
         Ok(stats)
     }
+
+    fn ready(&self) -> Result<(), StoreError> {
+        let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stmt = conn
+            .prepare_cached("SELECT 1 FROM events LIMIT 1")
+            .map_err(err)?;
+        stmt.exists([]).map(|_| ()).map_err(err)
+    }
 }

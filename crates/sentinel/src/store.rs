@@ -114,6 +114,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Page, StoreError>;
 
     fn stats(&self, filter: &EventFilter) -> Result<Stats, StoreError>;
+
+    /// Answers a trivial query over the stored events (readiness: the store is open, its schema
+    /// in place and it answers reads).
+    fn ready(&self) -> Result<(), StoreError>;
 }
 
 #[cfg(test)]

@@ -38,6 +38,8 @@ fn uuid_like() -> u128 {
 
 pub struct Sentinel {
     pub port: u16,
+    /// The admin listener (`/metrics`, `/healthz`, `/ready`).
+    pub admin_port: u16,
     pub dir: PathBuf,
     child: Child,
 }
@@ -65,11 +67,13 @@ impl Sentinel {
     }
 
     pub fn start_in(dir: PathBuf) -> Sentinel {
-        let port = free_port();
+        let (port, admin_port) = (free_port(), free_port());
         let log = std::fs::File::create(dir.join("sentinel.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_mcp-sentinel"))
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
+            .arg("--admin-listen")
+            .arg(format!("127.0.0.1:{admin_port}"))
             .arg("--db")
             .arg(dir.join("events.db"))
             .arg("--api-keys-file")
@@ -80,7 +84,12 @@ impl Sentinel {
             .stderr(log)
             .spawn()
             .unwrap();
-        let s = Sentinel { port, dir, child };
+        let s = Sentinel {
+            port,
+            admin_port,
+            dir,
+            child,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(r) = s.try_request("GET", "/healthz", None, "") {
@@ -94,6 +103,11 @@ impl Sentinel {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// `GET path` on the admin listener: the status and the body.
+    pub fn admin(&self, path: &str) -> (u16, String) {
+        http(self.admin_port, "GET", path, &[], "").unwrap()
     }
 
     fn try_request(
