@@ -36,8 +36,9 @@ cargo test --workspace --locked
 
 step "generated files are up to date"
 cargo xtask generate 2>/dev/null
-if ! git diff --quiet -- deploy; then
-  git --no-pager diff --stat -- deploy >&2
+# `git status`, not `git diff`: a generated file that was never committed is drift too.
+if [ -n "$(git status --porcelain -- deploy)" ]; then
+  git --no-pager status --short -- deploy >&2
   echo "deploy/ drifted from the Rust types: run 'cargo xtask generate' and commit the result" >&2
   exit 1
 fi

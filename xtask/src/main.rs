@@ -1,10 +1,12 @@
 //! `cargo xtask generate`: writes the generated files under `deploy/` from the Rust types
 //! (`deploy/crds/` from crates/api, `deploy/operator/` from crates/operator, `deploy/sentinel/`
-//! from crates/deploy).
+//! from crates/deploy) and code (`deploy/grafana/`, the dashboard, from [`dashboard`]).
 //! Tests compare the committed files with the same generators, so CI fails on drift.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+mod dashboard;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -35,6 +37,11 @@ fn generate() -> std::io::Result<()> {
         std::fs::write(&path, text)?;
         eprintln!("wrote {}", path.display());
     }
+    let dir = root().join("deploy/grafana");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(dashboard::FILE);
+    std::fs::write(&path, dashboard::render())?;
+    eprintln!("wrote {}", path.display());
     Ok(())
 }
 

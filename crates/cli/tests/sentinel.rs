@@ -43,6 +43,8 @@ fn start(dir: &Path) -> Sentinel {
     std::fs::write(&key_file, "read-and-write-key\n").unwrap();
     let child = Command::new(sentinel_bin())
         .args(["--listen", &format!("127.0.0.1:{port}")])
+        // Not used here; any free port, so that tests running side by side do not collide.
+        .args(["--admin-listen", "127.0.0.1:0"])
         .arg("--db")
         .arg(dir.join("sentinel.db"))
         .arg("--api-keys-file")

@@ -13,6 +13,7 @@ use mcp_runtime_gateway::policy_source::{PolicyStore, Reload, watch_file};
 use mcp_runtime_gateway::request::{Gateway, Limits, Upstream};
 use mcp_runtime_gateway::server;
 use mcp_runtime_gateway::token_keys::{self, TokenKeys};
+use mcp_runtime_svc::admin;
 
 fn read_secret(path: &std::path::Path, what: &str) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read {what} {}: {e}", path.display()))
@@ -44,7 +45,7 @@ async fn run(config: Config) -> Result<(), String> {
     let upstream = Upstream::new(&config.upstream, config.request_threads())
         .map_err(|e| format!("--upstream {}: {e}", config.upstream))?;
     let store = PolicyStore::default();
-    let metrics = Metrics::new();
+    let mut metrics = Metrics::new();
     let reloads = metrics.reloads.clone();
     let on_reload = move |r| {
         let result = match r {
@@ -78,6 +79,7 @@ async fn run(config: Config) -> Result<(), String> {
         audit_config.api_key = api_key;
         audit_config.spool_max_bytes = config.audit_spool_max_bytes;
         let (auditor, task) = Auditor::start(audit_config).map_err(|e| format!("audit: {e}"))?;
+        metrics.register_audit(auditor.clone());
         (Some(auditor), Some(task))
     } else {
         tracing::warn!(
@@ -105,10 +107,10 @@ async fn run(config: Config) -> Result<(), String> {
         metrics,
         unauthenticated: Default::default(),
     });
-    let mcp = server::bind(config.listen, "MCP traffic")
+    let mcp = admin::bind(config.listen, "MCP traffic")
         .await
         .map_err(|e| e.to_string())?;
-    let admin = server::bind(config.admin_listen, "admin endpoints")
+    let admin = admin::bind(config.admin_listen, "admin endpoints")
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!(listen = %config.listen, admin = %config.admin_listen, upstream = %config.upstream, "mcp-gateway started");
@@ -121,7 +123,7 @@ async fn run(config: Config) -> Result<(), String> {
     };
     tokio::select! {
         () = serve => {}
-        () = shutdown_signal() => tracing::info!("shutting down"),
+        () = mcp_runtime_svc::shutdown_signal() => tracing::info!("shutting down"),
     }
     gateway.flush_unauthenticated();
     if let Some(task) = audit_task {
@@ -130,20 +132,8 @@ async fn run(config: Config) -> Result<(), String> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-}
-
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    mcp_runtime_svc::init_logging();
     let config = Config::parse();
     // This thread accepts connections and runs the background work (policy source, audit
     // delivery, admin endpoints); MCP traffic is served on the request threads

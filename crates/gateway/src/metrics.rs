@@ -1,9 +1,11 @@
 //! Prometheus metrics of the gateway.
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use mcp_runtime_audit::Auditor;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -30,9 +32,6 @@ pub struct Metrics {
     pub decisions: Family<DecisionLabels, Counter>,
     pub duration: Histogram,
     pub reloads: Family<ReloadLabels, Counter>,
-    pub audit_pending: Gauge,
-    pub audit_dropped: Gauge,
-    pub audit_emitted: Gauge,
 }
 
 impl Metrics {
@@ -45,8 +44,6 @@ impl Metrics {
             0.0001, 2.0, 18,
         ));
         let reloads = Family::<ReloadLabels, Counter>::default();
-        let (audit_pending, audit_dropped, audit_emitted) =
-            (Gauge::default(), Gauge::default(), Gauge::default());
         registry.register(
             "requests",
             "HTTP requests handled, by method and status",
@@ -67,38 +64,20 @@ impl Metrics {
             "Policy file loads, by result",
             reloads.clone(),
         );
-        registry.register(
-            "audit_spool_pending_events",
-            "Audit events spooled and not yet acknowledged by the ingest",
-            audit_pending.clone(),
-        );
-        registry.register(
-            "audit_dropped_events",
-            "Audit events dropped (queue or spool full) since start",
-            audit_dropped.clone(),
-        );
-        registry.register(
-            "audit_emitted_events",
-            "Audit events emitted since start",
-            audit_emitted.clone(),
-        );
         Self {
             registry,
             requests,
             decisions,
             duration,
             reloads,
-            audit_pending,
-            audit_dropped,
-            audit_emitted,
         }
     }
 
-    pub fn encode(&self) -> String {
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("metrics encode");
-        out
+    /// Exports the audit pipeline's counts (queue, spool, shipper), read from `auditor` at each
+    /// scrape.
+    pub fn register_audit(&mut self, auditor: Auditor) {
+        self.registry
+            .register_collector(Box::new(AuditCollector(auditor)));
     }
 }
 
@@ -118,5 +97,71 @@ pub fn method_label(method: &http::Method) -> &'static str {
         http::Method::HEAD => "HEAD",
         http::Method::PUT => "PUT",
         _ => "OTHER",
+    }
+}
+
+/// The auditor's own counts, as counters (`_total`) and gauges, at each scrape.
+struct AuditCollector(Auditor);
+
+impl std::fmt::Debug for AuditCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditCollector")
+    }
+}
+
+impl Collector for AuditCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let s = self.0.stats();
+        let counters = [
+            ("audit_emitted_events", "Audit events emitted", s.emitted),
+            (
+                "audit_dropped_events",
+                "Audit events lost before a sink: queue full, emitted after shutdown, spool full",
+                s.dropped,
+            ),
+            (
+                "audit_shipped_events",
+                "Audit events acknowledged by the ingest (a re-sent batch counts again)",
+                s.shipped,
+            ),
+            (
+                "audit_ship_failures",
+                "Ingest POSTs that failed and will be retried (connection error, timeout, 5xx, 429)",
+                s.ship_failures,
+            ),
+            (
+                "audit_skipped_events",
+                "Audit events given up on: in batches the ingest refused with a 4xx, or unreadable in the spool",
+                s.skipped,
+            ),
+            (
+                "audit_write_errors",
+                "Audit events a sink failed to write (JSON-lines file or spool)",
+                s.write_errors,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value);
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        let gauges = [
+            (
+                "audit_spool_pending_events",
+                "Audit events spooled and not yet acknowledged by the ingest",
+                s.spooled_pending,
+            ),
+            (
+                "audit_spool_bytes",
+                "Bytes of spool segment files on disk",
+                s.spool_bytes,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+            let metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+            gauge.encode(metric)?;
+        }
+        Ok(())
     }
 }

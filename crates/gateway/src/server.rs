@@ -1,16 +1,13 @@
 //! Listeners: the MCP listener and the admin listener.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::Full;
+use http::{Request, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use mcp_runtime_svc::admin::{self, Answer, text};
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -106,49 +103,19 @@ fn request_thread(
     });
 }
 
-/// Longest an admin connection may stay open: probes and scrapes take milliseconds.
-const ADMIN_CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Serves /healthz, /ready, /metrics and /config/status, with at most `max_connections` open at
 /// once, each with a header timeout and a lifetime limit.
 pub async fn serve_admin(listener: TcpListener, gateway: Arc<Gateway>, max_connections: usize) {
-    let slots = Arc::new(Semaphore::new(max_connections.max(1)));
-    loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let gateway = gateway.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            let service = service_fn(move |req| admin(gateway.clone(), req));
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(5))
-                .keep_alive(false)
-                .serve_connection(TokioIo::new(stream), service);
-            let _ = tokio::time::timeout(ADMIN_CONNECTION_TIMEOUT, connection).await;
-        });
-    }
+    admin::serve(listener, max_connections, move |req| {
+        admin_answer(gateway.clone(), req)
+    })
+    .await;
 }
 
-fn text(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(status)
-        .header("content-type", content_type)
-        .body(Full::new(Bytes::from(body)))
-        .expect("static response")
-}
-
-async fn admin(
-    gateway: Arc<Gateway>,
-    req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn admin_answer(gateway: Arc<Gateway>, req: Request<Incoming>) -> Answer {
     let policy = gateway.store.current();
-    Ok(match req.uri().path() {
-        "/healthz" => text(StatusCode::OK, "text/plain", "ok\n".into()),
+    match req.uri().path() {
+        "/healthz" => text(StatusCode::OK, "text/plain", "ok\n"),
         "/ready" => ready(&gateway).await,
         "/config/status" => text(
             StatusCode::OK,
@@ -162,17 +129,9 @@ async fn admin(
             })
             .to_string(),
         ),
-        "/metrics" => {
-            if let Some(audit) = &gateway.audit {
-                let stats = audit.stats();
-                gateway.metrics.audit_pending.set(stats.spooled_pending as i64);
-                gateway.metrics.audit_dropped.set(stats.dropped as i64);
-                gateway.metrics.audit_emitted.set(stats.emitted as i64);
-            }
-            text(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", gateway.metrics.encode())
-        }
-        _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
-    })
+        "/metrics" => admin::metrics(&gateway.metrics.registry),
+        _ => admin::not_found(),
+    }
 }
 
 /// How long `/ready` waits for a TCP connection to the upstream.
@@ -181,7 +140,7 @@ const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Ready when a policy is loaded and the upstream accepts a TCP connection. In a pod the
 /// upstream is the server container on 127.0.0.1, which the kubelet cannot probe there: this
 /// check stands for its readiness, so the server need not listen on the pod IP.
-async fn ready(gateway: &Gateway) -> Response<Full<Bytes>> {
+async fn ready(gateway: &Gateway) -> Answer {
     let not_ready = |reason: &str, detail: Option<String>| {
         text(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -197,7 +156,7 @@ async fn ready(gateway: &Gateway) -> Response<Full<Bytes>> {
     let port = authority.port_u16().unwrap_or(80);
     let connect = tokio::net::TcpStream::connect((authority.host(), port));
     match tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, connect).await {
-        Ok(Ok(_)) => text(StatusCode::OK, "text/plain", "ready\n".into()),
+        Ok(Ok(_)) => text(StatusCode::OK, "text/plain", "ready\n"),
         Ok(Err(e)) => not_ready(
             "upstream_unreachable",
             Some(format!("connecting to the upstream {authority}: {e}")),
@@ -209,13 +168,6 @@ async fn ready(gateway: &Gateway) -> Response<Full<Bytes>> {
             )),
         ),
     }
-}
-
-/// Binds a listener with a message that names the address.
-pub async fn bind(addr: SocketAddr, what: &str) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await.map_err(|e| {
-        std::io::Error::new(e.kind(), format!("cannot listen for {what} on {addr}: {e}"))
-    })
 }
 
 #[cfg(test)]

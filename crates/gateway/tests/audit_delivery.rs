@@ -113,7 +113,7 @@ fn every_event_arrives_once_after_an_ingest_outage() {
     let metrics = curl(&[&format!("{}/metrics", stack.admin)]);
     let metrics = String::from_utf8_lossy(&metrics.stdout);
     assert!(
-        metrics.contains("mcp_gateway_audit_dropped_events 0"),
+        metrics.contains("mcp_gateway_audit_dropped_events_total 0"),
         "{metrics}"
     );
 }
@@ -163,6 +163,13 @@ fn events_reach_an_https_ingest_trusted_through_a_private_ca() {
         metrics.contains("mcp_gateway_audit_spool_pending_events 5"),
         "{metrics}"
     );
+    // The shipper's failed attempts are counted (it retries with backoff).
+    let failures: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("mcp_gateway_audit_ship_failures_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no ship failure counter:\n{metrics}"));
+    assert!(failures >= 1, "{metrics}");
     drop(untrusting);
 
     // With it: every event arrives.

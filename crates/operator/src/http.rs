@@ -1,46 +1,33 @@
 //! `/metrics`, `/healthz` and `/readyz` on one listener.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::Full;
+use http::{Request, StatusCode};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use mcp_runtime_svc::admin::{self, Answer, text};
 use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
 
-fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(status)
-        .header(http::header::CONTENT_TYPE, content_type)
-        .body(Full::new(Bytes::from(body)))
-        .expect("static response parts are valid")
-}
-
-fn route(metrics: &Metrics, path: &str) -> Response<Full<Bytes>> {
+fn route(metrics: &Metrics, path: &str) -> Answer {
     match path {
-        "/healthz" | "/livez" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
+        "/healthz" | "/livez" => text(StatusCode::OK, "text/plain", "ok\n"),
         "/readyz" => match metrics.readiness() {
-            Ok(state) => reply(StatusCode::OK, "text/plain", format!("ok: {state}\n")),
-            Err(why) => reply(
+            Ok(state) => text(StatusCode::OK, "text/plain", format!("ok: {state}\n")),
+            Err(why) => text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "text/plain",
                 format!("not ready: {why}\n"),
             ),
         },
-        "/metrics" => reply(
-            StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            metrics.encode(),
-        ),
-        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+        "/metrics" => admin::metrics(&metrics.registry),
+        _ => admin::not_found(),
     }
 }
+
+/// Admin connections open at once (probes and scrapes).
+const MAX_CONNECTIONS: usize = 16;
 
 /// Binds `addr`; the returned future serves until dropped.
 pub async fn serve(
@@ -49,22 +36,9 @@ pub async fn serve(
 ) -> std::io::Result<(SocketAddr, impl std::future::Future<Output = ()>)> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    let server = async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let metrics = metrics.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req: Request<Incoming>| {
-                    let response = route(&metrics, req.uri().path());
-                    async move { Ok::<_, Infallible>(response) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    };
+    let server = admin::serve(listener, MAX_CONNECTIONS, move |req: Request<Incoming>| {
+        let answer = route(&metrics, req.uri().path());
+        async move { answer }
+    });
     Ok((local, server))
 }

@@ -10,33 +10,8 @@ use mcp_runtime_operator::leader::{self, LeaseLock};
 use mcp_runtime_operator::metrics::Metrics;
 use mcp_runtime_operator::{controller, http};
 
-fn log_level() -> tracing::Level {
-    match std::env::var("RUST_LOG")
-        .unwrap_or_default()
-        .to_ascii_lowercase()
-        .as_str()
-    {
-        "error" => tracing::Level::ERROR,
-        "warn" => tracing::Level::WARN,
-        "debug" => tracing::Level::DEBUG,
-        "trace" => tracing::Level::TRACE,
-        _ => tracing::Level::INFO,
-    }
-}
-
 async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
+    mcp_runtime_svc::shutdown_signal().await;
     tracing::info!("shutting down");
 }
 
@@ -98,11 +73,7 @@ async fn run(config: Config) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(log_level())
-        .with_target(false)
-        .init();
+    mcp_runtime_svc::init_logging();
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {

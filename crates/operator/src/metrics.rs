@@ -123,13 +123,6 @@ impl Metrics {
             Err("the Kubernetes API has not been reached yet")
         }
     }
-
-    pub fn encode(&self) -> String {
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("encoding into a String cannot fail");
-        out
-    }
 }
 
 impl Default for Metrics {

@@ -604,7 +604,8 @@ impl Store for ClickHouseStore {
     }
 
     fn ping(&self) -> Result<(), StoreError> {
-        self.execute("SELECT 1")
+        // Reads the table, not just the server: a lost table is not ready.
+        self.execute(&format!("SELECT 1 FROM {} LIMIT 1", self.table()))
     }
 }
 

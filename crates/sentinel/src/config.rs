@@ -13,8 +13,8 @@ use crate::redact::{Mode, Redactor};
 /// events, and answers queries over them.
 ///
 /// Serves `POST /v1/ingest/events` (what the gateway's `--audit-ingest-url` ships to),
-/// `GET /v1/events`, `/v1/stats`, `/v1/usage`, `/v1/status`, `/v1/openapi.yaml` and `/healthz`,
-/// over an embedded SQLite database.
+/// `GET /v1/events`, `/v1/stats`, `/v1/usage`, `/v1/status`, `/v1/openapi.yaml`, `/healthz` and
+/// `/ready`; and `/metrics`, `/healthz`, `/ready` on the admin listener.
 #[derive(Debug, Parser)]
 #[command(name = "mcp-sentinel", version, max_term_width = 100)]
 pub struct Config {
@@ -50,6 +50,15 @@ pub struct Config {
     /// Address of the HTTP listener.
     #[arg(long, env = "MCP_SENTINEL_LISTEN", default_value = "127.0.0.1:8095")]
     pub listen: SocketAddr,
+    /// Address of the admin listener: `/metrics` (Prometheus), `/healthz` (the process runs) and
+    /// `/ready` (what the role needs answers). Kept off the API's port so probes and scrapes need
+    /// no key.
+    #[arg(
+        long,
+        env = "MCP_SENTINEL_ADMIN_LISTEN",
+        default_value = "127.0.0.1:9096"
+    )]
+    pub admin_listen: SocketAddr,
     /// Where events are kept: `sqlite` (one embedded file, --db) or `clickhouse`
     /// (--clickhouse-url).
     #[arg(long, env = "MCP_SENTINEL_STORE", value_enum, default_value_t = StoreKind::Sqlite)]

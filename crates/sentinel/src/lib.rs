@@ -5,12 +5,14 @@
 //! [`sqlite::SqliteStore`] (one process, one file) serves a laptop; the same API runs over
 //! every store.
 
+pub mod admin;
 pub mod clickhouse;
 pub mod config;
 pub mod ingest;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod keys;
+pub mod metrics;
 pub mod query;
 pub mod redact;
 pub mod server;

@@ -11,11 +11,11 @@ use mcp_runtime_sentinel::kafka::KafkaSink;
 use mcp_runtime_sentinel::server::{Api, IngestTarget};
 use mcp_runtime_sentinel::store::Store;
 
+/// Admin connections open at once (probes and scrapes).
+const ADMIN_MAX_CONNECTIONS: usize = 16;
+
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    mcp_runtime_svc::init_logging();
     let config = Config::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -98,12 +98,19 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         body_timeout: config.body_timeout(),
         retention: config.retention(),
         started: jiff::Timestamp::now(),
+        metrics: mcp_runtime_sentinel::metrics::Metrics::new(),
     });
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| format!("listening on {}: {e}", config.listen))?;
+    let listener = mcp_runtime_svc::admin::bind(config.listen, "the API").await?;
+    let admin_listener = mcp_runtime_svc::admin::bind(config.admin_listen, "admin endpoints").await?;
+    let admin_api = api.clone();
+    tokio::spawn(mcp_runtime_svc::admin::serve(
+        admin_listener,
+        ADMIN_MAX_CONNECTIONS,
+        move |request| mcp_runtime_sentinel::admin::handle(admin_api.clone(), request),
+    ));
     tracing::info!(
         listen = %listener.local_addr()?,
+        admin = %config.admin_listen,
         role = role.name(),
         store = store.as_ref().map_or("none", |s| s.kind()),
         kafka = kafka.is_some(),
@@ -115,7 +122,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let failure: Option<String>;
     let shutdown = async {
         tokio::select! {
-            () = shutdown_signal() => None,
+            () = mcp_runtime_svc::shutdown_signal() => None,
             Ok(why) = failed => Some(why),
         }
     };
@@ -188,24 +195,4 @@ async fn prune_forever(store: Arc<dyn Store>, retention: jiff::SignedDuration) {
         }
         tokio::time::sleep(PRUNE_EVERY).await;
     }
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
 }

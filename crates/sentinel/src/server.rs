@@ -16,6 +16,7 @@ use serde_json::value::RawValue;
 
 use crate::ingest::{self, BodyShape, Rejected};
 use crate::keys::{Access, ApiKeys};
+use crate::metrics::{self, IngestOutcome, Metrics};
 use crate::query::{self, EventsQuery, ParamError};
 use crate::redact::Redactor;
 use crate::store::{EventFilter, Record, Store};
@@ -90,6 +91,7 @@ pub struct Api {
     /// Events older than this are removed (`None`: kept forever).
     pub retention: Option<SignedDuration>,
     pub started: Timestamp,
+    pub metrics: Metrics,
 }
 
 type Answer = Response<Full<Bytes>>;
@@ -125,6 +127,11 @@ impl ApiError {
         }
     }
 
+    /// What went wrong, for people.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     fn forbidden(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
@@ -157,15 +164,6 @@ async fn blocking_raw<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await.map_err(internal)
 }
 
-/// Runs a blocking store call off the async threads.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(internal)?
-        .map_err(internal)
-}
 
 fn list(set: &std::collections::BTreeSet<String>) -> String {
     if set.is_empty() {
@@ -177,6 +175,10 @@ fn list(set: &std::collections::BTreeSet<String>) -> String {
 
 impl Api {
     pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Result<Answer, Infallible> {
+        let start = std::time::Instant::now();
+        let query_route = metrics::query_route(request.uri().path());
+        let ingest =
+            request.method() == Method::POST && request.uri().path() == "/v1/ingest/events";
         let result = match (request.method(), request.uri().path()) {
             (&Method::GET, "/healthz") => Ok(json(StatusCode::OK, br#"{"status":"ok"}"#.to_vec())),
             (&Method::GET, "/v1/openapi.yaml") => {
@@ -206,7 +208,32 @@ impl Api {
                 )),
             },
         };
-        Ok(result.unwrap_or_else(ApiError::into_response))
+        let answer = result.unwrap_or_else(ApiError::into_response);
+        if let Some(route) = query_route {
+            self.metrics.query(route, answer.status(), start.elapsed());
+        }
+        if ingest && !answer.status().is_success() {
+            // A stored batch was counted with its receipt.
+            self.metrics
+                .ingest_request(IngestOutcome::of_refusal(answer.status()));
+        }
+        Ok(answer)
+    }
+
+    /// Runs a blocking store call off the async threads; a failure is counted under
+    /// `operation`, logged, and answered 500.
+    async fn store_call<T: Send + 'static>(
+        &self,
+        operation: &'static str,
+        f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(internal)?
+            .map_err(|e| {
+                self.metrics.store_error(operation);
+                internal(e)
+            })
     }
 
     /// The store of the read routes, or 404 in a role without them.
@@ -225,7 +252,14 @@ impl Api {
 
     /// Ready when what this role needs answers: the store, and Kafka when the ingest uses it.
     async fn ready(&self) -> Result<Answer, ApiError> {
+        self.readiness().await?;
+        Ok(json(StatusCode::OK, br#"{"status":"ready"}"#.to_vec()))
+    }
+
+    /// Whether what this role needs answers (the `/ready` of both listeners).
+    pub async fn readiness(&self) -> Result<(), ApiError> {
         let unavailable = |e: crate::store::StoreError| {
+            self.metrics.store_error("ready");
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.0)
         };
         if let Some(store) = self.backing.clone() {
@@ -249,7 +283,7 @@ impl Api {
             }
             None => {}
         }
-        Ok(json(StatusCode::OK, br#"{"status":"ready"}"#.to_vec()))
+        Ok(())
     }
 
     fn authenticate(keys: &ApiKeys, request: &Request<Incoming>) -> Result<Access, ApiError> {
@@ -350,6 +384,8 @@ impl Api {
 
         let parsed = ingest::parse(&body, &self.redactor, Timestamp::now())
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))?;
+        self.metrics
+            .ingest_batch(parsed.records.len() + parsed.rejected.len());
         let mut rejected = parsed.rejected;
         let mut good: Vec<Record> = Vec::with_capacity(parsed.records.len());
         for (index, record) in parsed.records {
@@ -379,6 +415,7 @@ impl Api {
             }
         }
         rejected.sort_by_key(|r| r.index);
+        self.metrics.events_rejected(rejected.len());
         // A body of only invalid events is refused (the gateway's shipper then skips it); a
         // batch with some valid ones is stored in part, so good events are not lost with bad.
         if good.is_empty() && !rejected.is_empty() {
@@ -395,7 +432,12 @@ impl Api {
         let outcome = match target {
             IngestTarget::Store(store) => {
                 let store = store.clone();
-                blocking(move || store.insert(&good)).await?
+                let started = std::time::Instant::now();
+                let outcome = self
+                    .store_call("insert", move || store.insert(&good))
+                    .await?;
+                self.metrics.stored(&outcome, started.elapsed());
+                outcome
             }
             #[cfg(feature = "kafka")]
             IngestTarget::Kafka(sink) => {
@@ -409,10 +451,12 @@ impl Api {
                         format!("{}; retry later", e.0),
                     )
                 })?;
-                crate::store::InsertOutcome {
+                let outcome = crate::store::InsertOutcome {
                     accepted: good.len() as u64,
                     duplicates: 0,
-                }
+                };
+                self.metrics.queued(&outcome);
+                outcome
             }
         };
 
@@ -442,7 +486,10 @@ impl Api {
         let filter = self.confine(access, query.filter)?;
         let store = self.reader()?;
         let page =
-            blocking(move || store.events(&filter, query.limit, query.cursor.as_ref())).await?;
+            self.store_call("events", move || {
+                store.events(&filter, query.limit, query.cursor.as_ref())
+            })
+            .await?;
 
         #[derive(Serialize)]
         struct Body {
@@ -463,7 +510,7 @@ impl Api {
         let filter = query::parse_filter(request.uri().query().unwrap_or(""))?;
         let filter = self.confine(access, filter)?;
         let store = self.reader()?;
-        let stats = blocking(move || store.stats(&filter)).await?;
+        let stats = self.store_call("stats", move || store.stats(&filter)).await?;
         ok_json(StatusCode::OK, &stats)
     }
 
@@ -473,7 +520,9 @@ impl Api {
             query::parse_usage(request.uri().query().unwrap_or(""), Timestamp::now())?;
         usage_query.filter = self.confine(access, usage_query.filter)?;
         let store = self.reader()?;
-        let usage = blocking(move || store.usage(&usage_query)).await?;
+        let usage = self
+            .store_call("usage", move || store.usage(&usage_query))
+            .await?;
         ok_json(StatusCode::OK, &usage)
     }
 
@@ -481,7 +530,7 @@ impl Api {
         let access = Self::authenticate(&self.read_keys, &request)?;
         let filter = self.confine(access, EventFilter::default())?;
         let store = self.reader()?;
-        let (stats, newest) = blocking(move || {
+        let (stats, newest) = self.store_call("status", move || {
             let stats = store.stats(&filter)?;
             let newest = store.events(&filter, 1, None)?.events.pop();
             Ok((stats, newest))

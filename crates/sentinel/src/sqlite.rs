@@ -533,7 +533,11 @@ impl Store for SqliteStore {
 
     fn ping(&self) -> Result<(), StoreError> {
         let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
-        conn.query_row("SELECT 1", [], |_| Ok(())).map_err(err)
+        // Reads the table, not just the connection: a lost schema is not ready.
+        let mut stmt = conn
+            .prepare_cached("SELECT 1 FROM events LIMIT 1")
+            .map_err(err)?;
+        stmt.exists([]).map(|_| ()).map_err(err)
     }
 }
 

@@ -321,7 +321,8 @@ pub trait Store: Send + Sync + 'static {
     /// engine knows (a partition drop may not).
     fn prune(&self, before: Timestamp) -> Result<Option<u64>, StoreError>;
 
-    /// A trivial query: the store is reachable and answers.
+    /// A trivial query over the events table: the store is reachable, its schema in place, and
+    /// it answers reads (readiness).
     fn ping(&self) -> Result<(), StoreError>;
 }
 

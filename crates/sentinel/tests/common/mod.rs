@@ -75,6 +75,8 @@ fn key_dir(name: &str) -> PathBuf {
 
 pub struct Sentinel {
     pub port: u16,
+    /// The admin listener (`/metrics`, `/healthz`, `/ready`).
+    pub admin_port: u16,
     pub dir: PathBuf,
     pub backend: Backend,
     extra: Vec<String>,
@@ -135,6 +137,11 @@ impl Sentinel {
         )
     }
 
+    /// `GET path` on the admin listener: the status and the body.
+    pub fn admin(&self, path: &str) -> (u16, String) {
+        http(self.admin_port, "GET", path, &[], "").unwrap()
+    }
+
     /// The flags given beyond the usual ones (role, store, Kafka).
     pub fn extra_args(&self) -> &[String] {
         &self.extra
@@ -158,11 +165,13 @@ impl Sentinel {
     }
 
     fn spawn(dir: PathBuf, backend: Backend, extra: Vec<String>) -> Sentinel {
-        let port = free_port();
+        let (port, admin_port) = (free_port(), free_port());
         let log = std::fs::File::create(dir.join("sentinel.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_mcp-sentinel"))
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
+            .arg("--admin-listen")
+            .arg(format!("127.0.0.1:{admin_port}"))
             .arg("--db")
             .arg(dir.join("events.db"))
             .arg("--api-keys-file")
@@ -176,6 +185,7 @@ impl Sentinel {
             .unwrap();
         let s = Sentinel {
             port,
+            admin_port,
             dir,
             backend,
             extra,
