@@ -342,6 +342,9 @@ pub fn run(args: DevArgs) -> Result<u8> {
         let key = ensure_dev_sentinel_key()?;
         let sentinel = Command::new(sibling("mcp-sentinel"))
             .args(["--listen", &format!("127.0.0.1:{}", args.sentinel_port)])
+            // Its metrics are not needed here: any free port, so two projects' dev never
+            // collide on it.
+            .args(["--admin-listen", "127.0.0.1:0"])
             .arg("--db")
             .arg(state.join("sentinel.db"))
             .arg("--api-keys-file")
