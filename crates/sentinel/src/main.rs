@@ -101,7 +101,8 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         metrics: mcp_runtime_sentinel::metrics::Metrics::new(),
     });
     let listener = mcp_runtime_svc::admin::bind(config.listen, "the API").await?;
-    let admin_listener = mcp_runtime_svc::admin::bind(config.admin_listen, "admin endpoints").await?;
+    let admin_listener =
+        mcp_runtime_svc::admin::bind(config.admin_listen, "admin endpoints").await?;
     let admin_api = api.clone();
     tokio::spawn(mcp_runtime_svc::admin::serve(
         admin_listener,

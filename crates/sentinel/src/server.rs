@@ -164,7 +164,6 @@ async fn blocking_raw<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await.map_err(internal)
 }
 
-
 fn list(set: &std::collections::BTreeSet<String>) -> String {
     if set.is_empty() {
         "none".to_owned()
@@ -485,8 +484,8 @@ impl Api {
         let query = EventsQuery::parse(request.uri().query().unwrap_or(""))?;
         let filter = self.confine(access, query.filter)?;
         let store = self.reader()?;
-        let page =
-            self.store_call("events", move || {
+        let page = self
+            .store_call("events", move || {
                 store.events(&filter, query.limit, query.cursor.as_ref())
             })
             .await?;
@@ -510,7 +509,9 @@ impl Api {
         let filter = query::parse_filter(request.uri().query().unwrap_or(""))?;
         let filter = self.confine(access, filter)?;
         let store = self.reader()?;
-        let stats = self.store_call("stats", move || store.stats(&filter)).await?;
+        let stats = self
+            .store_call("stats", move || store.stats(&filter))
+            .await?;
         ok_json(StatusCode::OK, &stats)
     }
 
@@ -530,12 +531,13 @@ impl Api {
         let access = Self::authenticate(&self.read_keys, &request)?;
         let filter = self.confine(access, EventFilter::default())?;
         let store = self.reader()?;
-        let (stats, newest) = self.store_call("status", move || {
-            let stats = store.stats(&filter)?;
-            let newest = store.events(&filter, 1, None)?.events.pop();
-            Ok((stats, newest))
-        })
-        .await?;
+        let (stats, newest) = self
+            .store_call("status", move || {
+                let stats = store.stats(&filter)?;
+                let newest = store.events(&filter, 1, None)?.events.pop();
+                Ok((stats, newest))
+            })
+            .await?;
 
         #[derive(Serialize)]
         struct Status {
