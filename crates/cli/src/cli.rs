@@ -55,6 +55,88 @@ pub enum Command {
     /// $XDG_STATE_HOME/mcp-runtime/dev/NAME-HASH (default ~/.local/state/...), one directory per
     /// project; the key is kept across runs, so printed tokens stay valid.
     Dev(DevArgs),
+    /// Reach a governed server from an agent that cannot attach credentials itself.
+    ///
+    /// The adapters add your session token to every request on the way to mcp-gateway: `stdio`
+    /// for agents that launch MCP servers as processes (IDEs, desktop apps), `proxy` for agents
+    /// that speak HTTP but cannot set an Authorization header.
+    #[command(subcommand)]
+    Adapter(AdapterCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdapterCommand {
+    /// Be a stdio MCP server that forwards to the gateway with your credential.
+    ///
+    /// Reads newline-delimited JSON-RPC on stdin, sends each message to the gateway over
+    /// Streamable HTTP with `Authorization: Bearer <token>`, and writes every answer and
+    /// notification as one line on stdout (logs go to stderr). Handles both protocol eras:
+    /// `initialize` sessions (Mcp-Session-Id, ended with DELETE at end of input) and stateless
+    /// 2026-07-28 requests. Configure it as the MCP server command of a stdio client, e.g.:
+    ///
+    ///   mcp-runtime adapter stdio --url http://127.0.0.1:8091/mcp --token-file ~/.mcp/token
+    Stdio(AdapterStdioArgs),
+    /// Serve a local HTTP endpoint that forwards to the gateway with your credential.
+    ///
+    /// MCP clients point at http://LISTEN/mcp; every request goes to --url with the
+    /// credential instead of any Authorization the client sent, and event streams pass through
+    /// as they arrive. Lists and ping are retried on 502/503/504 or connection failures (3
+    /// attempts); tools/call never is. GET /healthz answers 200. Requests from web pages
+    /// (an Origin header) are refused unless --allow-origin names the origin.
+    Proxy(AdapterProxyArgs),
+}
+
+/// Where the gateway is and which credential to add.
+#[derive(Debug, Args)]
+pub struct AdapterConnection {
+    /// The gateway's MCP endpoint (what `mcp-runtime dev` prints as "MCP endpoint").
+    #[arg(long, env = "MCP_RUNTIME_URL", value_name = "URL")]
+    pub url: String,
+    /// File holding the session token (from `token mint`, or the one `dev` prints). It is
+    /// re-read when it changes, so a re-minted token is used without a restart. Without it, the
+    /// token is taken from $MCP_RUNTIME_TOKEN (read once).
+    #[arg(long, env = "MCP_RUNTIME_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// A CA certificate (PEM) to trust for an https gateway, besides the system's.
+    #[arg(long, env = "MCP_RUNTIME_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Largest message accepted from the agent (a line, or a request body), in bytes.
+    #[arg(long, default_value_t = 4 << 20, value_name = "BYTES")]
+    pub max_message_bytes: usize,
+    /// What is logged on stderr (never tokens or tool arguments).
+    #[arg(long, env = "MCP_RUNTIME_LOG", value_enum, default_value = "info")]
+    pub log_level: LogLevel,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+#[derive(Debug, Args)]
+pub struct AdapterStdioArgs {
+    #[command(flatten)]
+    pub connection: AdapterConnection,
+}
+
+#[derive(Debug, Args)]
+pub struct AdapterProxyArgs {
+    #[command(flatten)]
+    pub connection: AdapterConnection,
+    /// Address to listen on; keep it on loopback: whoever reaches it calls as you.
+    #[arg(
+        long,
+        env = "MCP_RUNTIME_LISTEN_ADDR",
+        default_value = "127.0.0.1:8099",
+        value_name = "ADDR"
+    )]
+    pub listen: std::net::SocketAddr,
+    /// A web origin (scheme://host[:port]) whose pages may use the proxy; repeat for more.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    pub allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

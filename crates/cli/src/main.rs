@@ -11,11 +11,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{
-    AccessCommand, Cli, Command, GrantCommand, PolicyCommand, SentinelCommand, ServerCommand,
-    SessionCommand, TokenCommand,
+    AccessCommand, AdapterCommand, Cli, Command, GrantCommand, PolicyCommand, SentinelCommand,
+    ServerCommand, SessionCommand, TokenCommand,
 };
 use crate::commands::cluster::{self, Kind};
-use crate::commands::{access, dev, policy, sentinel, server, token};
+use crate::commands::{access, adapter, dev, policy, sentinel, server, token};
 
 fn run(cli: Cli) -> error::Result<u8> {
     match cli.command {
@@ -64,6 +64,8 @@ fn run(cli: Cli) -> error::Result<u8> {
         Command::Sentinel(SentinelCommand::Tail(args)) => sentinel::tail(args).map(|()| 0),
         Command::Sentinel(SentinelCommand::Status(args)) => sentinel::status(args),
         Command::Dev(args) => dev::run(args),
+        Command::Adapter(AdapterCommand::Stdio(args)) => adapter::stdio(args),
+        Command::Adapter(AdapterCommand::Proxy(args)) => adapter::proxy(args),
     }
 }
 

@@ -81,11 +81,10 @@ pub fn check_headers(
         }
         _ => {}
     }
-    let named = match request.method.as_str() {
-        "tools/call" | "prompts/get" => request.name.as_deref(),
-        "resources/read" => request.uri.as_deref(),
-        _ => return Ok(()),
-    };
+    if !names_target(&request.method) {
+        return Ok(());
+    }
+    let named = mirrored_name(request);
     let header = single_header(headers, "mcp-name").map_err(mismatch)?;
     match (header.map(decode_header_value), named) {
         (Some(Some(h)), Some(body)) if h == body => Ok(()),
@@ -98,6 +97,39 @@ pub fn check_headers(
         ))),
         (None, _) => Ok(()),
     }
+}
+
+/// Whether `method` is one whose `Mcp-Name` header mirrors a field of the body.
+pub fn names_target(method: &str) -> bool {
+    matches!(method, "tools/call" | "prompts/get" | "resources/read")
+}
+
+/// The body field the `Mcp-Name` header mirrors: `params.name` of `tools/call` and
+/// `prompts/get`, `params.uri` of `resources/read`; `None` for other methods.
+pub fn mirrored_name(request: &Request) -> Option<&str> {
+    match request.method.as_str() {
+        "tools/call" | "prompts/get" => request.name.as_deref(),
+        "resources/read" => request.uri.as_deref(),
+        _ => None,
+    }
+}
+
+/// A header value for `v`, as [`decode_header_value`] reads it back: visible ASCII as it is,
+/// anything else (non-ASCII, control characters, edge spaces a header would lose, or text that
+/// itself looks encoded) as `=?base64?<data>?=`.
+pub fn encode_header_value(v: &str) -> String {
+    let visible = v.bytes().all(|b| (0x20..0x7f).contains(&b));
+    let edge_space = v.starts_with(' ') || v.ends_with(' ');
+    let looks_encoded = v.starts_with("=?base64?") && v.ends_with("?=");
+    let plain = visible && !edge_space && !looks_encoded;
+    if plain {
+        return v.to_owned();
+    }
+    use base64::Engine;
+    format!(
+        "=?base64?{}?=",
+        base64::engine::general_purpose::STANDARD.encode(v)
+    )
 }
 
 /// Header values carry non-ASCII names as `=?base64?<data>?=`.
@@ -200,6 +232,33 @@ mod tests {
         let pairs = [("mcp-name", "echo"), ("mcp-name", "echo")];
         let err = check_headers(&headers(&pairs), &call, Some("2025-11-25")).unwrap_err();
         assert!(err.message.contains("once"), "{err}");
+    }
+
+    #[test]
+    fn encoded_header_values_read_back_as_the_body_says() {
+        for v in [
+            "echo",
+            "n\u{e4}me",
+            " padded ",
+            "=?base64?ZWNobw==?=",
+            "a\nb",
+            "",
+        ] {
+            let encoded = encode_header_value(v);
+            assert!(
+                HeaderValue::from_str(&encoded).is_ok(),
+                "{v:?} -> {encoded:?}"
+            );
+            assert_eq!(
+                decode_header_value(&encoded).as_deref(),
+                Some(v),
+                "{encoded}"
+            );
+        }
+        assert_eq!(encode_header_value("echo"), "echo");
+        let read = request("resources/read", None);
+        assert_eq!(mirrored_name(&read), None);
+        assert!(names_target("resources/read") && !names_target("tools/list"));
     }
 
     #[test]

@@ -1,4 +1,5 @@
 pub mod access;
+pub mod adapter;
 pub mod cluster;
 pub mod dev;
 pub mod policy;
