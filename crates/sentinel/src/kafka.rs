@@ -20,6 +20,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::metrics::Metrics;
 use crate::store::{Record, Store, StoreError};
 
 /// Where the topic is and how the processor batches.
@@ -153,6 +154,7 @@ pub struct ProcessorTotals {
 pub async fn run_processor(
     config: KafkaConfig,
     store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<ProcessorTotals, StoreError> {
     let consumer: StreamConsumer = ClientConfig::new()
@@ -199,6 +201,7 @@ pub async fn run_processor(
                             // Committed with the rest: a message that can never be decoded
                             // must not stop the partition.
                             totals.undecodable += 1;
+                            metrics.processor_undecodable();
                             tracing::warn!(
                                 partition = message.partition(),
                                 offset = message.offset(),
@@ -213,7 +216,7 @@ pub async fn run_processor(
         }
         let due = oldest.is_some_and(|t| t.elapsed() >= config.flush_interval);
         if !offsets.is_empty() && (batch.len() >= config.batch_size || due || stopping) {
-            insert_until_stored(&store, &batch, &mut totals, stopping).await?;
+            insert_until_stored(&store, &batch, &mut totals, &metrics, stopping).await?;
             let mut list = TopicPartitionList::new();
             for ((topic, partition), next) in &offsets {
                 list.add_partition_offset(topic, *partition, Offset::Offset(*next))
@@ -221,6 +224,7 @@ pub async fn run_processor(
             }
             if let Err(e) = consumer.commit(&list, CommitMode::Sync) {
                 // The records are stored; they will be read again and deduplicated.
+                metrics.processor_commit_failed();
                 tracing::warn!(error = %e, "committing offsets failed");
             }
             batch.clear();
@@ -242,6 +246,7 @@ async fn insert_until_stored(
     store: &Arc<dyn Store>,
     batch: &[Record],
     totals: &mut ProcessorTotals,
+    metrics: &Metrics,
     stopping: bool,
 ) -> Result<(), StoreError> {
     if batch.is_empty() {
@@ -256,6 +261,8 @@ async fn insert_until_stored(
             .map_err(|e| StoreError(e.to_string()))?;
         match result {
             Ok(outcome) => {
+                metrics.processor_paused(false);
+                metrics.processor_stored(&outcome);
                 totals.batches += 1;
                 totals.inserted += outcome.accepted;
                 totals.duplicates += outcome.duplicates;
@@ -263,6 +270,8 @@ async fn insert_until_stored(
             }
             Err(e) => {
                 totals.insert_failures += 1;
+                metrics.processor_insert_failed();
+                metrics.processor_paused(true);
                 tracing::warn!(error = %e, records = batch.len(), retry_in = ?backoff, "store insert failed; intake paused");
                 if stopping {
                     return Err(e);

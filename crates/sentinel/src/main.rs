@@ -60,19 +60,21 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         None
     };
     // The processor: its own role, or inside `all` when Kafka is configured.
+    let metrics = Arc::new(mcp_runtime_sentinel::metrics::Metrics::new());
     // It stops when told (`stop`), and the process stops when it fails (`failed`).
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let (failed_tx, failed) = tokio::sync::oneshot::channel::<String>();
     #[cfg(feature = "kafka")]
     let processor = match (&kafka, &store, role) {
         (Some(kafka), Some(store), Role::All | Role::Processor) => {
-            let (kafka, store) = (kafka.clone(), store.clone());
+            let (kafka, store, metrics) = (kafka.clone(), store.clone(), metrics.clone());
             let mut stopped = stopped.clone();
             Some(tokio::spawn(async move {
                 let until = async move {
                     let _ = stopped.wait_for(|s| *s).await;
                 };
-                let result = mcp_runtime_sentinel::kafka::run_processor(kafka, store, until).await;
+                let result =
+                    mcp_runtime_sentinel::kafka::run_processor(kafka, store, metrics, until).await;
                 if let Err(e) = &result {
                     let _ = failed_tx.send(e.to_string());
                 }
@@ -98,7 +100,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         body_timeout: config.body_timeout(),
         retention: config.retention(),
         started: jiff::Timestamp::now(),
-        metrics: mcp_runtime_sentinel::metrics::Metrics::new(),
+        metrics: metrics.clone(),
     });
     let listener = mcp_runtime_svc::admin::bind(config.listen, "the API").await?;
     let admin_listener =

@@ -11,6 +11,7 @@ use http::StatusCode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -124,6 +125,11 @@ pub struct Metrics {
     query_requests: Family<QueryLabels, Counter>,
     query_duration: Family<RouteLabels, Histogram>,
     store_errors: Family<OperationLabels, Counter>,
+    processor_events: Family<ResultLabels, Counter>,
+    processor_batches: Counter,
+    processor_insert_failures: Counter,
+    processor_commit_failures: Counter,
+    processor_paused: Gauge,
 }
 
 impl Metrics {
@@ -140,6 +146,36 @@ impl Metrics {
             (|| Histogram::new(exponential_buckets(0.0001, 2.0, 17))) as fn() -> Histogram,
         );
         let store_errors = Family::<OperationLabels, Counter>::default();
+        let processor_events = Family::<ResultLabels, Counter>::default();
+        let processor_batches = Counter::default();
+        let processor_insert_failures = Counter::default();
+        let processor_commit_failures = Counter::default();
+        let processor_paused = Gauge::default();
+        registry.register(
+            "processor_events",
+            "Records the processor read from Kafka, by result: stored, duplicate (already stored), undecodable (skipped)",
+            processor_events.clone(),
+        );
+        registry.register(
+            "processor_batches",
+            "Batches the processor inserted and committed",
+            processor_batches.clone(),
+        );
+        registry.register(
+            "processor_insert_failures",
+            "Store inserts of the processor that failed (the batch is retried)",
+            processor_insert_failures.clone(),
+        );
+        registry.register(
+            "processor_commit_failures",
+            "Offset commits that failed after a stored batch (its records are read again and deduplicated)",
+            processor_commit_failures.clone(),
+        );
+        registry.register(
+            "processor_intake_paused",
+            "1 while the processor holds a batch the store refuses and reads nothing new",
+            processor_paused.clone(),
+        );
         registry.register(
             "ingest_requests",
             "Ingest requests (POST /v1/ingest/events), by outcome",
@@ -186,8 +222,11 @@ impl Metrics {
         for operation in STORE_OPERATIONS {
             let _ = store_errors.get_or_create(&OperationLabels { operation });
         }
-        for route in ["events", "stats"] {
+        for route in ["events", "stats", "usage", "status"] {
             let _ = query_duration.get_or_create(&RouteLabels { route });
+        }
+        for result in ["stored", "duplicate", "undecodable"] {
+            let _ = processor_events.get_or_create(&ResultLabels { result });
         }
         Metrics {
             registry,
@@ -198,7 +237,46 @@ impl Metrics {
             query_requests,
             query_duration,
             store_errors,
+            processor_events,
+            processor_batches,
+            processor_insert_failures,
+            processor_commit_failures,
+            processor_paused,
         }
+    }
+
+    /// A batch the processor stored (then committed).
+    pub fn processor_stored(&self, outcome: &InsertOutcome) {
+        self.processor_batches.inc();
+        self.processor_events
+            .get_or_create(&ResultLabels { result: "stored" })
+            .inc_by(outcome.accepted);
+        self.processor_events
+            .get_or_create(&ResultLabels {
+                result: "duplicate",
+            })
+            .inc_by(outcome.duplicates);
+    }
+
+    pub fn processor_undecodable(&self) {
+        self.processor_events
+            .get_or_create(&ResultLabels {
+                result: "undecodable",
+            })
+            .inc();
+    }
+
+    pub fn processor_insert_failed(&self) {
+        self.processor_insert_failures.inc();
+    }
+
+    pub fn processor_commit_failed(&self) {
+        self.processor_commit_failures.inc();
+    }
+
+    /// Whether intake is paused on a failing store.
+    pub fn processor_paused(&self, paused: bool) {
+        self.processor_paused.set(i64::from(paused));
     }
 
     pub fn registry(&self) -> &Registry {

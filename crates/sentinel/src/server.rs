@@ -91,7 +91,7 @@ pub struct Api {
     /// Events older than this are removed (`None`: kept forever).
     pub retention: Option<SignedDuration>,
     pub started: Timestamp,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
 }
 
 type Answer = Response<Full<Bytes>>;

@@ -14,6 +14,15 @@ use serde_json::{Value, json};
 
 const TOPIC: &str = "mcp.events";
 
+/// The value of one series (`name{labels}`) on a process's `/metrics`.
+fn metric(s: &Sentinel, series: &str) -> f64 {
+    let (status, text) = s.admin("/metrics");
+    assert_eq!(status, 200);
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+}
+
 /// `n` gateway events of `sessions` sessions, starting at `first` (distinct ids per call).
 fn batch(first: usize, n: usize, sessions: usize) -> String {
     let events: Vec<AuditEvent<'_>> = (first..first + n)
@@ -153,6 +162,26 @@ fn events_flow_from_ingest_through_kafka_to_clickhouse_once_each() {
                           "payload": {"namespace": "team-a", "note": "to ann@example.com"}});
     assert_eq!(p.post(&envelope.to_string()).0, 202);
     p.expect_stored(321);
+    // The processor's own account: every record read once, the retried batch's 20 found
+    // already stored.
+    let processed = |result: &str| {
+        metric(
+            &p.processor,
+            &format!("mcp_sentinel_processor_events_total{{result=\"{result}\"}}"),
+        )
+    };
+    assert_eq!(processed("stored"), 321.0);
+    assert_eq!(processed("duplicate"), 20.0);
+    assert_eq!(processed("undecodable"), 0.0);
+    assert!(metric(&p.processor, "mcp_sentinel_processor_batches_total") >= 1.0);
+    assert_eq!(
+        metric(
+            &p.ingest,
+            "mcp_sentinel_ingest_events_total{result=\"accepted\"}"
+        ),
+        341.0,
+        "the ingest counts what it queued"
+    );
 
     // Redacted before it reached Kafka, so neither the topic nor the store ever held it.
     let (_, page) = p
@@ -312,6 +341,16 @@ fn outages_of_the_broker_or_the_store_lose_nothing() {
         );
     }
     std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        metric(&p.processor, "mcp_sentinel_processor_intake_paused"),
+        1.0,
+        "intake paused while the store refuses"
+    );
     p.clickhouse.restart();
     p.expect_stored(45);
+    assert!(metric(&p.processor, "mcp_sentinel_processor_insert_failures_total") >= 1.0);
+    assert_eq!(
+        metric(&p.processor, "mcp_sentinel_processor_intake_paused"),
+        0.0
+    );
 }
