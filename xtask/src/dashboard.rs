@@ -396,6 +396,34 @@ fn sentinel() -> Vec<Chart> {
                 "{{operation}}",
             )],
         ),
+        chart(
+            "Processor: records from Kafka",
+            "ops",
+            "Records the processors read, by result (stored, duplicate, undecodable).",
+            vec![(
+                rate("mcp_sentinel_processor_events_total", "", "result"),
+                "{{result}}",
+            )],
+        ),
+        chart(
+            "Processor: store trouble",
+            "short",
+            "Intake paused on a failing store (1 = paused, per processor) and failed inserts/commits.",
+            vec![
+                (
+                    "max(mcp_sentinel_processor_intake_paused)".to_owned(),
+                    "paused",
+                ),
+                (
+                    rate("mcp_sentinel_processor_insert_failures_total", "", ""),
+                    "insert failures/s",
+                ),
+                (
+                    rate("mcp_sentinel_processor_commit_failures_total", "", ""),
+                    "commit failures/s",
+                ),
+            ],
+        ),
     ]
 }
 
