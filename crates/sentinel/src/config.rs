@@ -88,6 +88,26 @@ pub struct Config {
     /// Required by every role that serves HTTP routes with keys (not by `processor`).
     #[arg(long, env = "MCP_SENTINEL_API_KEYS_FILE")]
     pub api_keys_file: Option<PathBuf>,
+    /// Also accept producers on the ingest with a JWT (`Authorization: Bearer`) verified against
+    /// the public keys of this JWKS file (re-read when it changes), e.g. the cluster's service
+    /// account issuer keys. Needs --ingest-jwt-issuer and --ingest-jwt-audience. Such a
+    /// producer may write events of the namespaces/teams its token names only.
+    #[arg(long, env = "MCP_SENTINEL_INGEST_JWKS_FILE", requires_all = ["ingest_jwt_issuer", "ingest_jwt_audience"])]
+    pub ingest_jwks_file: Option<PathBuf>,
+    /// The `iss` ingest JWTs must carry.
+    #[arg(
+        long,
+        env = "MCP_SENTINEL_INGEST_JWT_ISSUER",
+        requires = "ingest_jwks_file"
+    )]
+    pub ingest_jwt_issuer: Option<String>,
+    /// The `aud` ingest JWTs must carry (e.g. `mcp-sentinel`).
+    #[arg(
+        long,
+        env = "MCP_SENTINEL_INGEST_JWT_AUDIENCE",
+        requires = "ingest_jwks_file"
+    )]
+    pub ingest_jwt_audience: Option<String>,
     /// API keys accepted on the read API, same format; a scoped key sees only the events of
     /// its namespaces or teams. Default: the ingest's keys.
     #[arg(long, env = "MCP_SENTINEL_READ_API_KEYS_FILE")]
@@ -196,6 +216,21 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The ingest's JWT verifier, when configured.
+    pub fn ingest_jwt(&self) -> Result<Option<crate::jwt::JwtVerifier>, String> {
+        match (
+            &self.ingest_jwks_file,
+            &self.ingest_jwt_issuer,
+            &self.ingest_jwt_audience,
+        ) {
+            (Some(path), Some(issuer), Some(audience)) => Ok(Some(
+                crate::jwt::JwtVerifier::new(path.clone(), issuer.clone(), audience.clone())
+                    .map_err(|e| format!("--ingest-jwks-file: {e}"))?,
+            )),
+            _ => Ok(None),
+        }
+    }
+
     /// The ingest's and the read routes' keys; empty sets for a role that serves neither.
     pub fn keys(
         &self,

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod clickhouse;
 pub mod config;
 pub mod ingest;
+pub mod jwt;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod keys;

@@ -95,6 +95,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         ingest,
         ingest_keys,
         read_keys,
+        ingest_jwt: config.ingest_jwt()?,
         redactor,
         max_body_bytes: config.max_body_bytes,
         body_timeout: config.body_timeout(),

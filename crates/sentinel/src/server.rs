@@ -83,6 +83,8 @@ pub struct Api {
     pub ingest_keys: ApiKeys,
     /// Keys accepted on the read API.
     pub read_keys: ApiKeys,
+    /// JWT producers on the ingest, when configured.
+    pub ingest_jwt: Option<crate::jwt::JwtVerifier>,
     pub redactor: Redactor,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
@@ -285,6 +287,27 @@ impl Api {
         Ok(())
     }
 
+    /// A producer: an API key, or (when configured) a JWT of the trusted issuer.
+    fn authenticate_producer(&self, request: &Request<Incoming>) -> Result<Access, ApiError> {
+        let bearer = request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match (&self.ingest_jwt, bearer) {
+            (Some(verifier), Some(token)) if request.headers().get("x-api-key").is_none() => {
+                verifier.verify(token.trim()).map_err(|why| {
+                    ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "unauthorized",
+                        format!("invalid token: {why}"),
+                    )
+                })
+            }
+            _ => Self::authenticate(&self.ingest_keys, request),
+        }
+    }
+
     fn authenticate(keys: &ApiKeys, request: &Request<Incoming>) -> Result<Access, ApiError> {
         match request.headers().get("x-api-key") {
             None => Err(ApiError::new(
@@ -346,7 +369,7 @@ impl Api {
                 ),
             ));
         };
-        let access = Self::authenticate(&self.ingest_keys, &request)?;
+        let access = self.authenticate_producer(&request)?;
         let too_large = || {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
