@@ -18,3 +18,4 @@ pub mod redact;
 pub mod server;
 pub mod sqlite;
 pub mod store;
+pub mod trace;

@@ -10,6 +10,7 @@ use mcp_runtime_sentinel::config::{Config, Role};
 use mcp_runtime_sentinel::kafka::KafkaSink;
 use mcp_runtime_sentinel::server::{Api, IngestTarget};
 use mcp_runtime_sentinel::store::Store;
+use mcp_runtime_svc::otel::{ExportConfig, Tracer};
 
 /// Admin connections open at once (probes and scrapes).
 const ADMIN_MAX_CONNECTIONS: usize = 16;
@@ -44,6 +45,18 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let redactor = config.redactor()?;
     let kafka = config.kafka()?;
     let role = config.role;
+    let mut metrics = mcp_runtime_sentinel::metrics::Metrics::new();
+    let (tracer, trace_task) = match &config.otlp_endpoint {
+        Some(endpoint) => {
+            let mut export = ExportConfig::new(endpoint.clone(), config.otlp_service_name.clone());
+            export.service_version = env!("CARGO_PKG_VERSION").to_owned();
+            let (tracer, task) =
+                Tracer::start(export).map_err(|e| format!("--otlp-endpoint: {e}"))?;
+            metrics.register_tracer(&tracer);
+            (tracer, Some(task))
+        }
+        None => (Tracer::disabled(), None),
+    };
     // The store, for every role but a Kafka-backed ingest (which never reads or writes it).
     let store: Option<Arc<dyn Store>> = match (role, &kafka) {
         (Role::Ingest, _) => None,
@@ -66,13 +79,14 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     #[cfg(feature = "kafka")]
     let processor = match (&kafka, &store, role) {
         (Some(kafka), Some(store), Role::All | Role::Processor) => {
-            let (kafka, store) = (kafka.clone(), store.clone());
+            let (kafka, store, tracer) = (kafka.clone(), store.clone(), tracer.clone());
             let mut stopped = stopped.clone();
             Some(tokio::spawn(async move {
                 let until = async move {
                     let _ = stopped.wait_for(|s| *s).await;
                 };
-                let result = mcp_runtime_sentinel::kafka::run_processor(kafka, store, until).await;
+                let result =
+                    mcp_runtime_sentinel::kafka::run_processor(kafka, store, tracer, until).await;
                 if let Err(e) = &result {
                     let _ = failed_tx.send(e.to_string());
                 }
@@ -98,10 +112,12 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         body_timeout: config.body_timeout(),
         retention: config.retention(),
         started: jiff::Timestamp::now(),
-        metrics: mcp_runtime_sentinel::metrics::Metrics::new(),
+        metrics,
+        tracer,
     });
     let listener = mcp_runtime_svc::admin::bind(config.listen, "the API").await?;
-    let admin_listener = mcp_runtime_svc::admin::bind(config.admin_listen, "admin endpoints").await?;
+    let admin_listener =
+        mcp_runtime_svc::admin::bind(config.admin_listen, "admin endpoints").await?;
     let admin_api = api.clone();
     tokio::spawn(mcp_runtime_svc::admin::serve(
         admin_listener,
@@ -173,6 +189,9 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
             Ok(Err(e)) => return Err(e.into()),
             Err(_) => tracing::warn!("processor did not drain within 30 s"),
         }
+    }
+    if let Some(task) = trace_task {
+        task.shutdown(Duration::from_secs(5)).await;
     }
     match failure {
         Some(why) => Err(format!("the processor failed: {why}").into()),
