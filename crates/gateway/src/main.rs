@@ -121,7 +121,7 @@ async fn run(config: Config) -> Result<(), String> {
         unauthenticated: Default::default(),
         tracing: Tracing {
             tracer,
-            sampler: Some(Sampler::ratio(config.trace_sample_ratio)),
+            sampler: Sampler::ratio(config.trace_sample_ratio),
         },
     });
     let mcp = admin::bind(config.listen, "MCP traffic")

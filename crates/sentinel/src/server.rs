@@ -473,11 +473,7 @@ impl Api {
                 let mut spans = self.ingest_spans(&good, &parents, SpanKind::Producer, arrived);
                 // Each message names the ingest span as its parent; where this process records
                 // none, the gateway's span is passed on unchanged.
-                let contexts: Vec<Option<SpanContext>> = spans
-                    .iter()
-                    .zip(&parents)
-                    .map(|(span, parent)| span.as_ref().map(Span::context).or(*parent))
-                    .collect();
+                let contexts = crate::trace::message_contexts(&spans, &parents);
                 // Acknowledged by Kafka, not yet stored: duplicates are found (and ignored) by
                 // the processor's insert, so none are reported here.
                 let sent = sink.send(&good, &contexts).await;

@@ -22,6 +22,25 @@ pub const INGEST: &str = "sentinel.ingest";
 pub const PROCESS: &str = "sentinel.process";
 pub const STORE_INSERT: &str = "sentinel.store.insert";
 
+/// The context each queued message carries, by position: the record's ingest span where one
+/// was recorded, else the gateway span it continues, passed on unchanged (an ingest that does
+/// not export), else none. `spans` is empty when nothing is recorded.
+pub fn message_contexts(
+    spans: &[Option<Span>],
+    parents: &[Option<SpanContext>],
+) -> Vec<Option<SpanContext>> {
+    parents
+        .iter()
+        .enumerate()
+        .map(|(i, parent)| {
+            spans
+                .get(i)
+                .and_then(|s| s.as_ref().map(Span::context))
+                .or(*parent)
+        })
+        .collect()
+}
+
 /// The insert of a batch of `records` into the store `store`, as a child of `parent`. A failure
 /// is described by what failed, not by the store's message (which may quote the data).
 pub fn store_insert(
@@ -43,4 +62,26 @@ pub fn store_insert(
         span.status = Status::Error("the store insert failed".into());
     }
     span
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_names_the_ingest_span_or_passes_the_gateway_span_on() {
+        let gateway = SpanContext::from_traceparent(
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .unwrap();
+        let parents = [Some(gateway), None];
+        // Not recorded here: the gateway's context goes on as it came.
+        assert_eq!(message_contexts(&[], &parents), [Some(gateway), None]);
+        // Recorded: the ingest span is the parent of what follows.
+        let ingest = Span::child_of(INGEST, SpanKind::Producer, &gateway, 1);
+        let contexts = message_contexts(&[Some(ingest.clone()), None], &parents);
+        assert_eq!(contexts, [Some(ingest.context()), None]);
+        assert_eq!(contexts[0].unwrap().trace_id, gateway.trace_id);
+        assert_ne!(contexts[0].unwrap().span_id, gateway.span_id);
+    }
 }

@@ -81,11 +81,15 @@ pub struct TraceId([u8; 16]);
 impl TraceId {
     /// A fresh random id.
     pub fn random() -> TraceId {
-        let (a, b) = (random_u64(), random_u64() | 1);
-        let mut bytes = [0u8; 16];
-        bytes[..8].copy_from_slice(&a.to_be_bytes());
-        bytes[8..].copy_from_slice(&b.to_be_bytes());
-        TraceId(bytes)
+        loop {
+            let (a, b) = (random_u64(), random_u64());
+            if a | b != 0 {
+                let mut bytes = [0u8; 16];
+                bytes[..8].copy_from_slice(&a.to_be_bytes());
+                bytes[8..].copy_from_slice(&b.to_be_bytes());
+                return TraceId(bytes);
+            }
+        }
     }
 
     /// 32 lowercase hex digits, not all zero.
@@ -122,7 +126,12 @@ pub struct SpanId([u8; 8]);
 impl SpanId {
     /// A fresh random id.
     pub fn random() -> SpanId {
-        SpanId((random_u64() | 1 << 63).to_be_bytes())
+        loop {
+            let n = random_u64();
+            if n != 0 {
+                return SpanId(n.to_be_bytes());
+            }
+        }
     }
 
     /// 16 lowercase hex digits, not all zero.
@@ -202,6 +211,13 @@ impl SpanContext {
 pub struct Sampler {
     /// A trace is sampled when its id's last 8 bytes are below this; `u64::MAX` samples all.
     threshold: u64,
+}
+
+/// Records none of them.
+impl Default for Sampler {
+    fn default() -> Sampler {
+        Sampler::NEVER
+    }
 }
 
 impl Sampler {

@@ -31,8 +31,8 @@ pub const SPAN_NAME: &str = "mcp.gateway.request";
 pub struct Tracing {
     /// Where recorded spans go (disabled: no `--otlp-endpoint`).
     pub tracer: Tracer,
-    /// Which requests without a trace context start a trace.
-    pub sampler: Option<Sampler>,
+    /// Which requests without a trace context start a trace (none by default).
+    pub sampler: Sampler,
 }
 
 impl Tracing {
@@ -56,17 +56,15 @@ impl Tracing {
                 recorded(parent.trace_id, Some(parent.span_id))
             }
             Some(parent) => RequestSpan::new(parent.trace_id, Some(parent.span_id), None),
-            None => match self.sampler {
-                Some(sampler) if sampler.starts_traces() && self.tracer.enabled() => {
-                    let trace_id = TraceId::random();
-                    if sampler.samples(trace_id) {
-                        recorded(trace_id, None)
-                    } else {
-                        RequestSpan::none()
-                    }
+            None if self.sampler.starts_traces() && self.tracer.enabled() => {
+                let trace_id = TraceId::random();
+                if self.sampler.samples(trace_id) {
+                    recorded(trace_id, None)
+                } else {
+                    RequestSpan::none()
                 }
-                _ => RequestSpan::none(),
-            },
+            }
+            None => RequestSpan::none(),
         }
     }
 }
@@ -299,11 +297,11 @@ mod tests {
         let off = Tracing::default();
         let on = Tracing {
             tracer: enabled(),
-            sampler: None,
+            sampler: Sampler::NEVER,
         };
         let all = Tracing {
             tracer: on.tracer.clone(),
-            sampler: Some(Sampler::ratio(1.0)),
+            sampler: Sampler::ratio(1.0),
         };
 
         // No exporter: nothing recorded, the incoming trace id still known.
@@ -341,7 +339,7 @@ mod tests {
         assert_ne!(s.trace_id(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
         let never = Tracing {
             tracer: on.tracer.clone(),
-            sampler: Some(Sampler::ratio(0.0)),
+            sampler: Sampler::ratio(0.0),
         };
         assert!(!never.begin(&headers(None)).recording());
     }
@@ -350,7 +348,7 @@ mod tests {
     fn a_refusal_in_a_batch_names_the_span() {
         let on = Tracing {
             tracer: enabled(),
-            sampler: None,
+            sampler: Sampler::NEVER,
         };
         let s = on.begin(&headers(Some(SAMPLED)));
         let allowed = Reason::Policy(mcp_runtime_policy::Reason::Allowed);
