@@ -3,7 +3,8 @@
 # Installs what the tests need (pinned, cached under ~/.cache/mcp-runtime): the official MCP SDK
 # peers the gateway is tested against, a real Kubernetes control plane (scripts/testenv), and
 # Sentinel's scale-path parts: a Kafka broker from Maven Central jars and Debian's ClickHouse
-# (scripts/sentinel-deps.sh).
+# (scripts/sentinel-deps.sh), and the OpenTelemetry Collector the tracing tests export to, built
+# from Go modules (scripts/otel/install.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # A one-shot build gains nothing from incremental caches; they only cost disk (gigabytes) and time.
@@ -19,6 +20,9 @@ scripts/testenv/install.sh >/dev/null
 
 step "install Sentinel's test parts (Kafka jars from Maven Central, Debian's clickhouse-server; cached)"
 scripts/sentinel-deps.sh >/dev/null
+
+step "build the OpenTelemetry Collector the tracing tests export to (Go modules; cached, ~2-3 min cold)"
+scripts/otel/install.sh >/dev/null
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

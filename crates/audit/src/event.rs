@@ -120,8 +120,15 @@ pub struct AuditEvent<'a> {
     pub upstream_status: Option<u16>,
     /// Time spent in the gateway for this request, upstream included.
     pub latency_ms: f64,
+    /// The W3C trace id of the request (32 lowercase hex digits): the one its `traceparent`
+    /// carried, or the one the gateway started when it sampled a request that came without.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<Cow<'a, str>>,
+    /// The gateway's span of the request (16 lowercase hex digits), present only when the
+    /// request was traced (sampled): the next hop (Sentinel's ingest) records its span as a
+    /// child of this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span_id: Option<Cow<'a, str>>,
     /// For `tools/list`: how many tools were returned and how many were filtered out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tools_listed: Option<u32>,
@@ -187,6 +194,7 @@ impl<'a> AuditEvent<'a> {
             upstream_status: None,
             latency_ms: 0.0,
             trace_id: None,
+            span_id: None,
             tools_listed: None,
             tools_hidden: None,
             items_listed: None,
@@ -250,6 +258,7 @@ impl<'a> AuditEvent<'a> {
         w.opt("upstream_status", &self.upstream_status)?;
         w.value("latency_ms", &self.latency_ms)?;
         w.opt_str("trace_id", &self.trace_id)?;
+        w.opt_str("span_id", &self.span_id)?;
         w.opt("tools_listed", &self.tools_listed)?;
         w.opt("tools_hidden", &self.tools_hidden)?;
         w.opt("items_listed", &self.items_listed)?;
@@ -301,6 +310,7 @@ impl<'a> AuditEvent<'a> {
             upstream_status: self.upstream_status,
             latency_ms: self.latency_ms,
             trace_id: own_opt(self.trace_id),
+            span_id: own_opt(self.span_id),
             tools_listed: self.tools_listed,
             tools_hidden: self.tools_hidden,
             items_listed: self.items_listed,
@@ -517,6 +527,7 @@ mod tests {
             upstream_status: Some(503),
             latency_ms: 12.345_678_9,
             trace_id: Some("trace".into()),
+            span_id: Some("span".into()),
             tools_listed: Some(3),
             tools_hidden: Some(2),
             items_listed: Some(3),

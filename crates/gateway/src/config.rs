@@ -149,6 +149,31 @@ pub struct Config {
     /// Record tool-call arguments in audit events (off: arguments may hold secrets).
     #[arg(long, env = "MCP_GATEWAY_AUDIT_ARGUMENTS")]
     pub audit_arguments: bool,
+    /// Export traces to this OpenTelemetry collector: its OTLP/HTTP base URL (spans are posted
+    /// as JSON to `<url>/v1/traces`), e.g. http://otel-collector:4318. Without it no span is
+    /// recorded (an incoming trace id still reaches the audit events).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<http::Uri>,
+    /// `service.name` of the gateway's spans.
+    #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "mcp-gateway")]
+    pub otlp_service_name: String,
+    /// Share of requests without a `traceparent` that start a trace, from 0 (none: only callers
+    /// that trace are traced) to 1 (all). A request with a `traceparent` follows its sampled
+    /// flag.
+    #[arg(
+        long,
+        env = "MCP_GATEWAY_TRACE_SAMPLE_RATIO",
+        default_value_t = 0.0,
+        value_parser = sample_ratio
+    )]
+    pub trace_sample_ratio: f64,
+}
+
+fn sample_ratio(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!("`{text}` is not a share from 0 to 1 (e.g. 0.01)")),
+    }
 }
 
 /// Where the policy comes from.

@@ -10,10 +10,12 @@ use mcp_runtime_gateway::config::{Config, PolicySource};
 use mcp_runtime_gateway::kube_source::watch_config_map;
 use mcp_runtime_gateway::metrics::{Metrics, ReloadLabels};
 use mcp_runtime_gateway::policy_source::{PolicyStore, Reload, watch_file};
+use mcp_runtime_gateway::request::trace::Tracing;
 use mcp_runtime_gateway::request::{Gateway, Limits, Upstream};
 use mcp_runtime_gateway::server;
 use mcp_runtime_gateway::token_keys::{self, TokenKeys};
 use mcp_runtime_svc::admin;
+use mcp_runtime_svc::otel::{ExportConfig, Sampler, Tracer};
 
 fn read_secret(path: &std::path::Path, what: &str) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read {what} {}: {e}", path.display()))
@@ -87,6 +89,17 @@ async fn run(config: Config) -> Result<(), String> {
         );
         (None, None)
     };
+    let (tracer, trace_task) = match &config.otlp_endpoint {
+        Some(endpoint) => {
+            let mut export = ExportConfig::new(endpoint.clone(), config.otlp_service_name.clone());
+            export.service_version = env!("CARGO_PKG_VERSION").to_owned();
+            let (tracer, task) =
+                Tracer::start(export).map_err(|e| format!("--otlp-endpoint: {e}"))?;
+            tracer.register_metrics(&mut metrics.registry);
+            (tracer, Some(task))
+        }
+        None => (Tracer::disabled(), None),
+    };
     let gateway = Arc::new(Gateway {
         store,
         auth: AuthConfig::new(token_keys, config.trust_identity_headers, config.oauth()),
@@ -106,6 +119,10 @@ async fn run(config: Config) -> Result<(), String> {
         capture_arguments: config.audit_arguments,
         metrics,
         unauthenticated: Default::default(),
+        tracing: Tracing {
+            tracer,
+            sampler: Sampler::ratio(config.trace_sample_ratio),
+        },
     });
     let mcp = admin::bind(config.listen, "MCP traffic")
         .await
@@ -127,6 +144,9 @@ async fn run(config: Config) -> Result<(), String> {
     }
     gateway.flush_unauthenticated();
     if let Some(task) = audit_task {
+        task.shutdown(std::time::Duration::from_secs(5)).await;
+    }
+    if let Some(task) = trace_task {
         task.shutdown(std::time::Duration::from_secs(5)).await;
     }
     Ok(())

@@ -217,6 +217,7 @@ mod tests {
             capture_arguments: false,
             metrics: Metrics::new(),
             unauthenticated: Default::default(),
+            tracing: Default::default(),
         }
     }
 

@@ -1,7 +1,8 @@
 //! Real parts for Sentinel's scale path, started per test on loopback: a Kafka KRaft broker
 //! ([`KafkaBroker`], broker and controller in one JVM, from the jars that
-//! `scripts/sentinel-deps.sh` caches) and a ClickHouse server ([`ClickHouse`], Debian's
-//! `clickhouse-server`, 18.16 on bookworm).
+//! `scripts/sentinel-deps.sh` caches), a ClickHouse server ([`ClickHouse`], Debian's
+//! `clickhouse-server`, 18.16 on bookworm), and an OpenTelemetry Collector ([`Collector`], built
+//! from Go modules by `scripts/otel/install.sh`) that traces are exported to.
 //!
 //! Each part gets free ports, a scratch directory of its own (configuration, data, and a log file
 //! that takes the process's stdout and stderr) and a watchdog. Dropping the value kills the
@@ -26,9 +27,11 @@ use std::time::{Duration, Instant};
 
 mod clickhouse;
 mod kafka;
+mod otel;
 
 pub use clickhouse::{ClickHouse, ClickHouseOptions};
 pub use kafka::{KAFKA_VERSION, KafkaBroker, KafkaOptions};
+pub use otel::{Collector, CollectorOptions, OTEL_INSTALL_SCRIPT, OTELCOL_VERSION, ReceivedSpan};
 
 /// The script that installs both parts (relative to the repository root).
 pub const INSTALL_SCRIPT: &str = "scripts/sentinel-deps.sh";
@@ -42,6 +45,13 @@ pub enum Error {
          the Kafka jars under ~/.cache/mcp-runtime/kafka and apt-installs clickhouse-server)"
     )]
     NotInstalled { part: &'static str, detail: String },
+    /// A part this repository builds itself is not built yet.
+    #[error("{part} is not built: {detail}\n  run `{script}` first (it builds and caches it)")]
+    NotBuilt {
+        part: &'static str,
+        detail: String,
+        script: &'static str,
+    },
     /// The process started but did not become ready, or exited.
     #[error("{what}: {detail}\n  log: {}\n--- last lines of the log ---\n{tail}", log.display())]
     Start {

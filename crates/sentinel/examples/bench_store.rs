@@ -109,7 +109,7 @@ fn main() {
             .unwrap()
             .records
             .into_iter()
-            .map(|(_, r)| r)
+            .map(|a| a.record)
             .collect();
         parse_time += t.elapsed();
         store.insert(&records).unwrap();

@@ -141,6 +141,14 @@ pub struct Config {
         value_delimiter = ','
     )]
     pub redact_fields: Vec<String>,
+    /// Export traces to this OpenTelemetry collector: its OTLP/HTTP base URL (spans are posted
+    /// as JSON to `<url>/v1/traces`), e.g. http://otel-collector:4318. Sentinel continues the
+    /// traces the gateway records (events with a `span_id`) and starts none.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<http::Uri>,
+    /// `service.name` of Sentinel's spans.
+    #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "mcp-sentinel")]
+    pub otlp_service_name: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -12,6 +12,7 @@ use std::borrow::Cow;
 
 use jiff::Timestamp;
 use mcp_runtime_audit::{AuditEvent, capped, next_event_id};
+use mcp_runtime_svc::otel::{SpanContext, SpanId, TraceId};
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -36,11 +37,22 @@ pub struct Rejected {
     pub message: String,
 }
 
+/// A valid item.
+#[derive(Debug)]
+pub struct Accepted {
+    /// Its position in the body.
+    pub index: usize,
+    pub record: Record,
+    /// The span it continues: a gateway event's `trace_id` and `span_id` (present only when
+    /// the gateway traced the request). Envelopes carry a trace id at most: no span.
+    pub parent: Option<SpanContext>,
+}
+
 #[derive(Debug)]
 pub struct Parsed {
     pub shape: BodyShape,
-    /// The valid items, each with its position in the body.
-    pub records: Vec<(usize, Record)>,
+    /// The valid items.
+    pub records: Vec<Accepted>,
     pub rejected: Vec<Rejected>,
     /// Values changed by redaction, over all records.
     pub redacted: usize,
@@ -123,8 +135,12 @@ pub fn parse(body: &[u8], redactor: &Redactor, now: Timestamp) -> Result<Parsed,
     parsed.records.reserve(items.len());
     for (index, item) in items.iter().enumerate() {
         match parse_item(item.get(), redactor, now) {
-            Ok((record, redacted)) => {
-                parsed.records.push((index, record));
+            Ok((record, parent, redacted)) => {
+                parsed.records.push(Accepted {
+                    index,
+                    record,
+                    parent,
+                });
                 parsed.redacted += redacted;
             }
             Err(message) => parsed.rejected.push(Rejected { index, message }),
@@ -133,13 +149,15 @@ pub fn parse(body: &[u8], redactor: &Redactor, now: Timestamp) -> Result<Parsed,
     Ok(parsed)
 }
 
-fn parse_item(json: &str, redactor: &Redactor, now: Timestamp) -> Result<(Record, usize), String> {
+type Item = (Record, Option<SpanContext>, usize);
+
+fn parse_item(json: &str, redactor: &Redactor, now: Timestamp) -> Result<Item, String> {
     let peek: ItemPeek =
         serde_json::from_str(json).map_err(|e| format!("not a JSON object: {e}"))?;
     if peek.event_type.is_some() || peek.payload.is_some() {
         let envelope: Envelope =
             serde_json::from_str(json).map_err(|e| format!("envelope: {e}"))?;
-        envelope_record(envelope, redactor, now)
+        envelope_record(envelope, redactor, now).map(|(record, redacted)| (record, None, redacted))
     } else {
         gateway_record(json, redactor)
     }
@@ -254,9 +272,21 @@ const REDACTABLE_GATEWAY_FIELDS: &[&str] = &[
     "matched_session",
 ];
 
-fn gateway_record(json: &str, redactor: &Redactor) -> Result<(Record, usize), String> {
+/// The gateway's span of an event: both ids well formed, else none (the event is kept either way:
+/// trace fields never cost an event).
+fn gateway_span(event: &AuditEvent<'_>) -> Option<SpanContext> {
+    Some(SpanContext {
+        trace_id: TraceId::from_hex(event.trace_id.as_deref()?)?,
+        span_id: SpanId::from_hex(event.span_id.as_deref()?)?,
+        // The gateway writes a span id only for a request it records.
+        sampled: true,
+    })
+}
+
+fn gateway_record(json: &str, redactor: &Redactor) -> Result<Item, String> {
     let event: AuditEvent<'_> =
         serde_json::from_str(json).map_err(|e| format!("audit event: {e}"))?;
+    let parent = gateway_span(&event);
     // Captured tool arguments are free text from the caller: redacted like an envelope payload.
     // Identity fields only when the deployment named them.
     let named = REDACTABLE_GATEWAY_FIELDS
@@ -306,7 +336,7 @@ fn gateway_record(json: &str, redactor: &Redactor) -> Result<(Record, usize), St
         count: event.count.unwrap_or(1),
         json,
     };
-    Ok((record, redacted))
+    Ok((record, parent, redacted))
 }
 
 #[cfg(test)]
@@ -346,7 +376,7 @@ mod tests {
         let parsed = parse(body.as_bytes(), &redactor(), now()).unwrap();
         assert_eq!(parsed.shape, BodyShape::Batch);
         assert_eq!(parsed.records.len(), 2);
-        let gw = &parsed.records[0].1;
+        let gw = &parsed.records[0].record;
         assert_eq!(gw.event_type, "mcp.request");
         assert_eq!(gw.source, "hello-gateway");
         assert_eq!(
@@ -355,7 +385,7 @@ mod tests {
             "identity kept by default"
         );
         assert_eq!(gw.decision.as_deref(), Some("deny"));
-        let env = &parsed.records[1].1;
+        let env = &parsed.records[1].record;
         assert_eq!(
             (env.source.as_str(), env.event_type.as_str()),
             ("billing", "pii.check")
@@ -382,11 +412,39 @@ mod tests {
     }
 
     #[test]
+    fn a_traced_gateway_event_names_the_span_it_continues() {
+        let mut e: Value = serde_json::from_str(&gateway_event()).unwrap();
+        e["trace_id"] = "4bf92f3577b34da6a3ce929d0e0e4736".into();
+        let body = |e: &Value| format!(r#"{{"events":[{e}]}}"#);
+        // A trace id alone (a request the gateway did not record): no span to continue.
+        let parsed = parse(body(&e).as_bytes(), &redactor(), now()).unwrap();
+        assert_eq!(parsed.records[0].parent, None);
+        assert_eq!(
+            parsed.records[0].record.trace_id.as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+
+        e["span_id"] = "00f067aa0ba902b7".into();
+        let parsed = parse(body(&e).as_bytes(), &redactor(), now()).unwrap();
+        let parent = parsed.records[0].parent.unwrap();
+        assert_eq!(
+            parent.traceparent().as_str(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
+
+        // A malformed span id costs the span, not the event.
+        e["span_id"] = "not-a-span".into();
+        let parsed = parse(body(&e).as_bytes(), &redactor(), now()).unwrap();
+        assert_eq!(parsed.records.len(), 1);
+        assert_eq!(parsed.records[0].parent, None);
+    }
+
+    #[test]
     fn a_single_envelope_is_one_record_with_its_own_id_time_and_trace() {
         let body = br#"{"event_id":"019abc12-3456-7def-8901-234567890abc","timestamp":"2026-11-26T08:00:00Z","trace_id":"4BF92F3577B34DA6A3CE929D0E0E4736","source":"router","event_type":"service.route.check","payload":{"password":"x","ok":true}}"#;
         let parsed = parse(body, &redactor(), now()).unwrap();
         assert_eq!(parsed.shape, BodyShape::Single);
-        let r = &parsed.records[0].1;
+        let r = &parsed.records[0].record;
         assert_eq!(
             r.event_id.to_string(),
             "019abc12-3456-7def-8901-234567890abc"
@@ -445,7 +503,7 @@ mod tests {
         e["arguments"] = serde_json::json!({"to": "+44 20 7946 0958", "n": 3});
         let body = format!(r#"{{"events":[{e}]}}"#);
         let parsed = parse(body.as_bytes(), &r, now()).unwrap();
-        let rec = &parsed.records[0].1;
+        let rec = &parsed.records[0].record;
         let human = rec.human.clone().unwrap();
         assert!(human.starts_with("[HASH:field:"), "{human}");
         assert_eq!(

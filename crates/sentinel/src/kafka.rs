@@ -21,6 +21,8 @@ use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::metrics::Metrics;
+use mcp_runtime_svc::otel::{Span, SpanContext, SpanKind, Status, Tracer, unix_nanos};
+
 use crate::store::{Record, Store, StoreError};
 
 /// Where the topic is and how the processor batches.
@@ -63,11 +65,8 @@ pub fn partition_key(r: &Record) -> String {
     }
 }
 
-/// A W3C `traceparent` for a record that carries a trace id (the span is unknown here, so a
-/// fixed, valid span id stands in until tracing assigns one).
-pub fn traceparent(trace_id: &str) -> String {
-    format!("00-{trace_id}-0000000000000001-01")
-}
+/// The header that carries a record's trace context (W3C `traceparent`, as on HTTP).
+pub const TRACEPARENT_HEADER: &str = mcp_runtime_svc::otel::TRACEPARENT;
 
 /// The ingest's producer.
 pub struct KafkaSink {
@@ -95,20 +94,30 @@ impl KafkaSink {
         })
     }
 
+    /// The topic records go to.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
     /// Sends every record and waits until the brokers have acknowledged all of them (or one
     /// failed: then the caller answers 503 and the client retries the whole batch, which the
-    /// store's dedupe makes harmless).
-    pub async fn send(&self, records: &[Record]) -> Result<(), StoreError> {
+    /// store's dedupe makes harmless). `contexts[i]`, when present, goes into record `i`'s
+    /// `traceparent` header: the span the processor's work continues.
+    pub async fn send(
+        &self,
+        records: &[Record],
+        contexts: &[Option<SpanContext>],
+    ) -> Result<(), StoreError> {
         let mut pending = Vec::with_capacity(records.len());
-        for r in records {
+        for (i, r) in records.iter().enumerate() {
             let value = serde_json::to_vec(r).map_err(|e| StoreError(e.to_string()))?;
             let key = partition_key(r);
-            let parent = r.trace_id.as_deref().map(traceparent);
+            let parent = contexts.get(i).copied().flatten().map(|c| c.traceparent());
             pending.push(async move {
                 let mut headers = OwnedHeaders::new();
                 if let Some(parent) = &parent {
                     headers = headers.insert(Header {
-                        key: "traceparent",
+                        key: TRACEPARENT_HEADER,
                         value: Some(parent.as_str()),
                     });
                 }
@@ -149,12 +158,52 @@ pub struct ProcessorTotals {
     pub insert_failures: u64,
 }
 
+/// The trace context a message carries, if its `traceparent` header is valid and sampled.
+pub fn message_parent(message: &impl Message) -> Option<SpanContext> {
+    use rdkafka::message::Headers as _;
+    let headers = message.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == TRACEPARENT_HEADER)
+        .and_then(|h| h.value)
+        .and_then(SpanContext::from_traceparent)
+        .filter(|c| c.sampled)
+}
+
+/// A `sentinel.process` span waiting for its record's batch to be stored.
+struct Processing {
+    span: Span,
+}
+
+impl Processing {
+    fn start(parent: &SpanContext, config: &KafkaConfig, message: &impl Message) -> Processing {
+        let span = Span::child_of(
+            crate::trace::PROCESS,
+            SpanKind::Consumer,
+            parent,
+            unix_nanos(),
+        )
+        .with("messaging.system", "kafka")
+        .with("messaging.operation.type", "process")
+        .with("messaging.destination.name", message.topic())
+        .with("messaging.consumer.group.name", config.group.as_str())
+        .with(
+            "messaging.destination.partition.id",
+            message.partition().to_string(),
+        )
+        .with("messaging.kafka.offset", message.offset());
+        Processing { span }
+    }
+}
+
 /// Consumes the topic into `store` until `shutdown` resolves; the last partial batch is
-/// inserted and committed before returning.
+/// inserted and committed before returning. Messages that carry a sampled trace context get
+/// spans (`sentinel.process`, `sentinel.store.insert`) on `tracer`.
 pub async fn run_processor(
     config: KafkaConfig,
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
+    tracer: Tracer,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<ProcessorTotals, StoreError> {
     let consumer: StreamConsumer = ClientConfig::new()
@@ -173,6 +222,8 @@ pub async fn run_processor(
     tokio::pin!(shutdown);
     let mut totals = ProcessorTotals::default();
     let mut batch: Vec<Record> = Vec::with_capacity(config.batch_size);
+    // The traced records of `batch`.
+    let mut traced: Vec<Processing> = Vec::new();
     // The next offset to commit per (topic, partition): one past the last record read.
     let mut offsets: BTreeMap<(String, i32), i64> = BTreeMap::new();
     let mut oldest: Option<Instant> = None;
@@ -196,7 +247,16 @@ pub async fn run_processor(
                         message.offset() + 1,
                     );
                     match message.payload().map(serde_json::from_slice::<Record>) {
-                        Some(Ok(record)) => batch.push(record),
+                        Some(Ok(record)) => {
+                            if tracer.enabled()
+                                && let Some(parent) = message_parent(&message)
+                            {
+                                let mut p = Processing::start(&parent, &config, &message);
+                                p.span.set("sentinel.event_id", record.event_id.to_string());
+                                traced.push(p);
+                            }
+                            batch.push(record);
+                        }
                         other => {
                             // Committed with the rest: a message that can never be decoded
                             // must not stop the partition.
@@ -216,7 +276,31 @@ pub async fn run_processor(
         }
         let due = oldest.is_some_and(|t| t.elapsed() >= config.flush_interval);
         if !offsets.is_empty() && (batch.len() >= config.batch_size || due || stopping) {
-            insert_until_stored(&store, &batch, &mut totals, &metrics, stopping).await?;
+            let insert_start = unix_nanos();
+            let inserted =
+                insert_until_stored(&store, &batch, &mut totals, &metrics, stopping).await;
+            let insert = (insert_start, unix_nanos());
+            let mut processed = Vec::with_capacity(traced.len());
+            for Processing { mut span } in traced.drain(..) {
+                tracer.record(crate::trace::store_insert(
+                    &span.context(),
+                    store.kind(),
+                    batch.len(),
+                    insert,
+                    inserted.is_err(),
+                ));
+                if inserted.is_err() {
+                    span.status = Status::Error("the store insert failed".into());
+                }
+                processed.push(span);
+            }
+            if let Err(e) = inserted {
+                let end = unix_nanos();
+                for span in processed {
+                    tracer.record(span.end_at(end));
+                }
+                return Err(e);
+            }
             let mut list = TopicPartitionList::new();
             for ((topic, partition), next) in &offsets {
                 list.add_partition_offset(topic, *partition, Offset::Offset(*next))
@@ -226,6 +310,11 @@ pub async fn run_processor(
                 // The records are stored; they will be read again and deduplicated.
                 metrics.processor_commit_failed();
                 tracing::warn!(error = %e, "committing offsets failed");
+            }
+            // A record's processing ends once its offset is committed.
+            let end = unix_nanos();
+            for span in processed {
+                tracer.record(span.end_at(end));
             }
             batch.clear();
             offsets.clear();
@@ -331,9 +420,38 @@ mod tests {
         assert_eq!(back.event_id, r.event_id);
         assert_eq!(back.session, r.session);
         assert_eq!(back.json.get(), "{}");
+    }
+
+    #[test]
+    fn a_message_continues_only_a_valid_sampled_traceparent() {
+        use rdkafka::message::{OwnedMessage, Timestamp};
+        let message = |value: Option<&str>| {
+            let headers = value.map(|v| {
+                OwnedHeaders::new().insert(Header {
+                    key: TRACEPARENT_HEADER,
+                    value: Some(v),
+                })
+            });
+            OwnedMessage::new(
+                None,
+                None,
+                "t".into(),
+                Timestamp::NotAvailable,
+                0,
+                0,
+                headers,
+            )
+        };
+        let sampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let parent = message_parent(&message(Some(sampled))).unwrap();
+        assert_eq!(parent.traceparent().as_str(), sampled);
+        assert_eq!(message_parent(&message(None)), None);
         assert_eq!(
-            traceparent(r.trace_id.as_deref().unwrap()),
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000001-01"
+            message_parent(&message(Some(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+            ))),
+            None
         );
+        assert_eq!(message_parent(&message(Some("00-xyz"))), None);
     }
 }

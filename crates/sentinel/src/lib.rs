@@ -19,3 +19,4 @@ pub mod redact;
 pub mod server;
 pub mod sqlite;
 pub mod store;
+pub mod trace;

@@ -10,6 +10,7 @@ use mcp_runtime_sentinel::config::{Config, Role};
 use mcp_runtime_sentinel::kafka::KafkaSink;
 use mcp_runtime_sentinel::server::{Api, IngestTarget};
 use mcp_runtime_sentinel::store::Store;
+use mcp_runtime_svc::otel::{ExportConfig, Tracer};
 
 /// Admin connections open at once (probes and scrapes).
 const ADMIN_MAX_CONNECTIONS: usize = 16;
@@ -44,6 +45,19 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let redactor = config.redactor()?;
     let kafka = config.kafka()?;
     let role = config.role;
+    let mut metrics = mcp_runtime_sentinel::metrics::Metrics::new();
+    let (tracer, trace_task) = match &config.otlp_endpoint {
+        Some(endpoint) => {
+            let mut export = ExportConfig::new(endpoint.clone(), config.otlp_service_name.clone());
+            export.service_version = env!("CARGO_PKG_VERSION").to_owned();
+            let (tracer, task) =
+                Tracer::start(export).map_err(|e| format!("--otlp-endpoint: {e}"))?;
+            metrics.register_tracer(&tracer);
+            (tracer, Some(task))
+        }
+        None => (Tracer::disabled(), None),
+    };
+    let metrics = Arc::new(metrics);
     // The store, for every role but a Kafka-backed ingest (which never reads or writes it).
     let store: Option<Arc<dyn Store>> = match (role, &kafka) {
         (Role::Ingest, _) => None,
@@ -60,21 +74,27 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         None
     };
     // The processor: its own role, or inside `all` when Kafka is configured.
-    let metrics = Arc::new(mcp_runtime_sentinel::metrics::Metrics::new());
     // It stops when told (`stop`), and the process stops when it fails (`failed`).
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let (failed_tx, failed) = tokio::sync::oneshot::channel::<String>();
     #[cfg(feature = "kafka")]
     let processor = match (&kafka, &store, role) {
         (Some(kafka), Some(store), Role::All | Role::Processor) => {
-            let (kafka, store, metrics) = (kafka.clone(), store.clone(), metrics.clone());
+            let (kafka, store, metrics, tracer) = (
+                kafka.clone(),
+                store.clone(),
+                metrics.clone(),
+                tracer.clone(),
+            );
             let mut stopped = stopped.clone();
             Some(tokio::spawn(async move {
                 let until = async move {
                     let _ = stopped.wait_for(|s| *s).await;
                 };
-                let result =
-                    mcp_runtime_sentinel::kafka::run_processor(kafka, store, metrics, until).await;
+                let result = mcp_runtime_sentinel::kafka::run_processor(
+                    kafka, store, metrics, tracer, until,
+                )
+                .await;
                 if let Err(e) = &result {
                     let _ = failed_tx.send(e.to_string());
                 }
@@ -102,6 +122,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         retention: config.retention(),
         started: jiff::Timestamp::now(),
         metrics: metrics.clone(),
+        tracer,
     });
     let listener = mcp_runtime_svc::admin::bind(config.listen, "the API").await?;
     let admin_listener =
@@ -177,6 +198,9 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
             Ok(Err(e)) => return Err(e.into()),
             Err(_) => tracing::warn!("processor did not drain within 30 s"),
         }
+    }
+    if let Some(task) = trace_task {
+        task.shutdown(Duration::from_secs(5)).await;
     }
     match failure {
         Some(why) => Err(format!("the processor failed: {why}").into()),

@@ -133,6 +133,11 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Exports the span exporter's counts (`mcp_sentinel_trace_spans_*`).
+    pub fn register_tracer(&mut self, tracer: &mcp_runtime_svc::otel::Tracer) {
+        tracer.register_metrics(&mut self.registry);
+    }
+
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("mcp_sentinel");
         let ingest_requests = Family::<OutcomeLabels, Counter>::default();

@@ -14,7 +14,9 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::ingest::{self, BodyShape, Rejected};
+use mcp_runtime_svc::otel::{Span, SpanContext, SpanKind, Status, Tracer, unix_nanos};
+
+use crate::ingest::{self, Accepted, BodyShape, Rejected};
 use crate::keys::{Access, ApiKeys};
 use crate::metrics::{self, IngestOutcome, Metrics};
 use crate::query::{self, EventsQuery, ParamError};
@@ -94,6 +96,8 @@ pub struct Api {
     pub retention: Option<SignedDuration>,
     pub started: Timestamp,
     pub metrics: Arc<Metrics>,
+    /// Where the ingest's spans go (disabled without `--otlp-endpoint`).
+    pub tracer: Tracer,
 }
 
 type Answer = Response<Full<Bytes>>;
@@ -359,6 +363,7 @@ impl Api {
     }
 
     async fn ingest(&self, request: Request<Incoming>) -> Result<Answer, ApiError> {
+        let arrived = unix_nanos();
         let Some(target) = &self.ingest else {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -410,7 +415,14 @@ impl Api {
             .ingest_batch(parsed.records.len() + parsed.rejected.len());
         let mut rejected = parsed.rejected;
         let mut good: Vec<Record> = Vec::with_capacity(parsed.records.len());
-        for (index, record) in parsed.records {
+        // The gateway span each good record continues (see crate::trace).
+        let mut parents: Vec<Option<SpanContext>> = Vec::with_capacity(parsed.records.len());
+        for Accepted {
+            index,
+            record,
+            parent,
+        } in parsed.records
+        {
             match &access {
                 Access::Scoped(scope)
                     if !record
@@ -433,7 +445,10 @@ impl Api {
                         ),
                     });
                 }
-                _ => good.push(record),
+                _ => {
+                    good.push(record);
+                    parents.push(parent);
+                }
             }
         }
         rejected.sort_by_key(|r| r.index);
@@ -451,21 +466,47 @@ impl Api {
                 ),
             ));
         }
+        let batch_events = good.len();
         let outcome = match target {
             IngestTarget::Store(store) => {
+                let mut spans = self.ingest_spans(&good, &parents, SpanKind::Consumer, arrived);
+                let kind = store.kind();
                 let store = store.clone();
                 let started = std::time::Instant::now();
-                let outcome = self
-                    .store_call("insert", move || store.insert(&good))
-                    .await?;
+                let insert_start = unix_nanos();
+                let result = self.store_call("insert", move || store.insert(&good)).await;
+                let insert = (insert_start, unix_nanos());
+                for span in spans.iter_mut().flatten() {
+                    span.set("db.system.name", kind);
+                    self.tracer.record(crate::trace::store_insert(
+                        &span.context(),
+                        kind,
+                        batch_events,
+                        insert,
+                        result.is_err(),
+                    ));
+                }
+                self.finish_ingest_spans(spans, batch_events, result.is_err());
+                let outcome = result?;
                 self.metrics.stored(&outcome, started.elapsed());
                 outcome
             }
             #[cfg(feature = "kafka")]
             IngestTarget::Kafka(sink) => {
+                let mut spans = self.ingest_spans(&good, &parents, SpanKind::Producer, arrived);
+                // Each message names the ingest span as its parent; where this process records
+                // none, the gateway's span is passed on unchanged.
+                let contexts = crate::trace::message_contexts(&spans, &parents);
                 // Acknowledged by Kafka, not yet stored: duplicates are found (and ignored) by
                 // the processor's insert, so none are reported here.
-                sink.send(&good).await.map_err(|e| {
+                let sent = sink.send(&good, &contexts).await;
+                for span in spans.iter_mut().flatten() {
+                    span.set("messaging.system", "kafka");
+                    span.set("messaging.operation.type", "send");
+                    span.set("messaging.destination.name", sink.topic());
+                }
+                self.finish_ingest_spans(spans, batch_events, sent.is_err());
+                sent.map_err(|e| {
                     tracing::warn!(error = %e, "queueing events on Kafka");
                     ApiError::new(
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -500,6 +541,47 @@ impl Api {
             BodyShape::Single => StatusCode::ACCEPTED,
         };
         ok_json(status, &receipt)
+    }
+
+    /// A `sentinel.ingest` span for each record that continues a gateway span (none when spans
+    /// are not exported), started when the request arrived.
+    fn ingest_spans(
+        &self,
+        records: &[Record],
+        parents: &[Option<SpanContext>],
+        kind: SpanKind,
+        arrived: u64,
+    ) -> Vec<Option<Span>> {
+        if !self.tracer.enabled() {
+            return Vec::new();
+        }
+        records
+            .iter()
+            .zip(parents)
+            .map(|(record, parent)| {
+                parent.as_ref().map(|p| {
+                    Span::child_of(crate::trace::INGEST, kind, p, arrived)
+                        .with("sentinel.event_id", record.event_id.to_string())
+                })
+            })
+            .collect()
+    }
+
+    /// Ends and records the ingest spans once the events are queued or stored (or not).
+    fn finish_ingest_spans(&self, spans: Vec<Option<Span>>, batch_events: usize, failed: bool) {
+        let end = unix_nanos();
+        for span in spans.into_iter().flatten() {
+            let mut span = span
+                .with(
+                    "sentinel.batch.events",
+                    i64::try_from(batch_events).unwrap_or(i64::MAX),
+                )
+                .end_at(end);
+            if failed {
+                span.status = Status::Error("the events were not taken; the client retries".into());
+            }
+            self.tracer.record(span);
+        }
     }
 
     async fn events(&self, request: Request<Incoming>) -> Result<Answer, ApiError> {

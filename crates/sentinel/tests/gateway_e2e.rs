@@ -7,8 +7,7 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -29,30 +28,6 @@ const TOKEN_PUBLIC_KEY: &str = "-----BEGIN PUBLIC KEY-----
 MCowBQYDK2VwAyEAMKxA02tuyqUP9BCwDj4MwUX2crVgOQYntyNZOqmMQ50=
 -----END PUBLIC KEY-----
 ";
-
-fn gateway_bin() -> PathBuf {
-    if let Some(path) = std::env::var_os("MCP_GATEWAY_BIN") {
-        return path.into();
-    }
-    // This test runs from <target>/debug/deps/.
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().unwrap().parent().unwrap().join("mcp-gateway");
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build -p mcp-runtime-gateway` first (or set MCP_GATEWAY_BIN)",
-        path.display()
-    );
-    path
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[test]
 fn gateway_decisions_become_queryable() {

@@ -26,7 +26,7 @@ fn records() -> Vec<mcp_runtime_sentinel::store::Record> {
         .unwrap()
         .records
         .into_iter()
-        .map(|(_, r)| r)
+        .map(|a| a.record)
         .collect()
 }
 

@@ -1,8 +1,10 @@
 //! Service plumbing the project's servers share, so each binary's `main` only composes: the log
-//! filter from `RUST_LOG`, the shutdown signal, and the admin listener (`/metrics`, `/healthz`,
-//! `/ready`) with its connection limits.
+//! filter from `RUST_LOG`, the shutdown signal, the admin listener (`/metrics`, `/healthz`,
+//! `/ready`) with its connection limits, and distributed tracing ([`otel`]: W3C trace context,
+//! spans, OTLP export).
 
 pub mod admin;
+pub mod otel;
 
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt as _;

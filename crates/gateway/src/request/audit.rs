@@ -23,6 +23,7 @@ use serde_json::Value;
 use super::Ctx;
 use super::filter::Pending;
 use super::refusal::{Reason, Refusal};
+use super::trace::RequestSpan;
 
 fn text(s: &Option<String>) -> Option<Cow<'_, str>> {
     s.as_deref().map(|s| Cow::Borrowed(capped(s)))
@@ -72,7 +73,7 @@ impl super::Gateway {
     /// An event for a request of an authenticated caller.
     pub(super) fn event<'a>(
         &'a self,
-        ctx: &'a Ctx,
+        ctx: &'a Ctx<'_>,
         request: Option<&'a Request>,
         allowed: bool,
         reason: Reason,
@@ -89,6 +90,8 @@ impl super::Gateway {
         event.session_id = text(&ctx.caller.session);
         event.protocol_version = text(&ctx.protocol_version);
         event.latency_ms = ctx.start.elapsed().as_secs_f64() * 1000.0;
+        event.trace_id = ctx.span.trace_id().map(Cow::Borrowed);
+        event.span_id = ctx.span.span_id().map(Cow::Borrowed);
         if let Some(r) = request {
             event.rpc_method = Some(Cow::Borrowed(capped(&r.method)));
             event.rpc_id = rpc_id(&r.id);
@@ -105,8 +108,9 @@ impl super::Gateway {
     }
 
     /// Records a refusal of an authenticated caller's request (counted in the metrics too).
-    pub(super) fn emit_refusal(&self, ctx: &Ctx, request: Option<&Request>, reason: Reason) {
+    pub(super) fn emit_refusal(&self, ctx: &Ctx<'_>, request: Option<&Request>, reason: Reason) {
         self.count(false, reason);
+        note(ctx, request, false, reason);
         if let Some(auditor) = &self.audit {
             auditor.emit(self.event(ctx, request, false, reason));
         }
@@ -115,7 +119,7 @@ impl super::Gateway {
     /// Records a refused message: with the policy's decision when it was one, and counts it.
     pub(super) fn emit_refused(
         &self,
-        ctx: &Ctx,
+        ctx: &Ctx<'_>,
         request: Option<&Request>,
         refusal: &Refusal,
         decision: Option<&Decision<'_>>,
@@ -126,6 +130,7 @@ impl super::Gateway {
             (Some(d), Some(_)) => self.emit_decision(ctx, request, d, None, body),
             (Some(d), None) => self.emit_message(ctx, None, d, None),
             (None, _) => {
+                note(ctx, request, false, refusal.reason);
                 if let Some(auditor) = &self.audit {
                     auditor.emit(self.event(ctx, request, false, refusal.reason));
                 }
@@ -136,11 +141,17 @@ impl super::Gateway {
     /// Records a message that is not a request (a notification or a client's response).
     pub(super) fn emit_message(
         &self,
-        ctx: &Ctx,
+        ctx: &Ctx<'_>,
         method: Option<&str>,
         admission: &Decision<'_>,
         upstream_status: Option<u16>,
     ) {
+        ctx.span.note(
+            Some(ctx.policy.document()),
+            method.map(|m| (m, None)),
+            admission.allowed,
+            admission.reason.into(),
+        );
         if let Some(auditor) = &self.audit {
             let mut event = self.event(ctx, None, admission.allowed, admission.reason.into());
             event.rpc_method = method.map(|m| Cow::Borrowed(capped(m)));
@@ -153,12 +164,13 @@ impl super::Gateway {
     /// Records a policy decision on a request (admission or the decision on its target).
     pub(super) fn emit_decision(
         &self,
-        ctx: &Ctx,
+        ctx: &Ctx<'_>,
         request: Option<&Request>,
         d: &Decision<'_>,
         upstream_status: Option<u16>,
         body: &Bytes,
     ) {
+        note(ctx, request, d.allowed, d.reason.into());
         let Some(auditor) = &self.audit else { return };
         let mut event = self.event(ctx, request, d.allowed, d.reason.into());
         attribute(&mut event, d);
@@ -175,12 +187,13 @@ impl super::Gateway {
     /// has been filtered).
     pub(super) fn pending_list(
         &self,
-        ctx: &Ctx,
+        ctx: &Ctx<'_>,
         request: &Request,
         d: &Decision<'_>,
         kind: ListKind,
         upstream_status: Option<u16>,
     ) -> Pending {
+        note(ctx, Some(request), d.allowed, d.reason.into());
         let event = self.audit.as_ref().map(|_| {
             let mut event = self.event(ctx, Some(request), d.allowed, d.reason.into());
             attribute(&mut event, d);
@@ -190,14 +203,17 @@ impl super::Gateway {
         Pending::new(request.id.clone(), kind, event)
     }
 
-    /// Records (aggregated) a refusal before the caller is known.
+    /// Records (aggregated) a refusal before the caller is known. Aggregated events stand for
+    /// many requests, so they carry no trace context; the request's span records the refusal.
     pub(super) fn refuse_unauthenticated(
         &self,
+        span: &RequestSpan,
         doc: Option<&PolicyDocument>,
         http_method: &Method,
         reason: Reason,
     ) {
         self.count(false, reason);
+        span.note(doc, None, false, reason);
         let Some(auditor) = &self.audit else { return };
         let key = (reason.as_str(), crate::metrics::method_label(http_method));
         let first = {
@@ -278,6 +294,19 @@ impl super::Gateway {
             self.flush_unauthenticated();
         }
     }
+}
+
+/// Tells the request's span about a decision (nothing to do when the request is not traced).
+fn note(ctx: &Ctx<'_>, request: Option<&Request>, allowed: bool, reason: Reason) {
+    if !ctx.span.recording() {
+        return;
+    }
+    ctx.span.note(
+        Some(ctx.policy.document()),
+        request.map(|r| (r.method.as_str(), r.target())),
+        allowed,
+        reason,
+    );
 }
 
 fn attribute<'a>(event: &mut AuditEvent<'a>, d: &Decision<'a>) {

@@ -10,10 +10,11 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use mcp_runtime_policy::{AuthMode, PolicyDocument};
+use mcp_runtime_policy::AuthMode;
 
+use super::Ctx;
 use super::refusal::{Reason, Refusal};
-use crate::auth::{Caller, identity_header_names, is_identity_header};
+use crate::auth::{identity_header_names, is_identity_header};
 
 /// Where requests go.
 pub struct Upstream {
@@ -134,9 +135,9 @@ impl super::Gateway {
     pub(super) async fn forward(
         &self,
         out: Outgoing<'_>,
-        caller: &Caller,
-        doc: &PolicyDocument,
+        ctx: &Ctx<'_>,
     ) -> Result<Response<Incoming>, Refusal> {
+        let (caller, doc) = (&ctx.caller, ctx.policy.document());
         let path = out.uri.path();
         let path = match &self.strip_prefix {
             Some(prefix) => match path.strip_prefix(prefix.as_str()) {
@@ -203,6 +204,11 @@ impl super::Gateway {
             {
                 headers.insert(name, v);
             }
+        }
+        // A traced request continues with the gateway's span as the parent; otherwise the
+        // caller's `traceparent` (if any) went through above, unchanged.
+        if let Some((name, value)) = ctx.span.upstream_traceparent() {
+            headers.insert(name, value);
         }
         if let Ok(host) = HeaderValue::from_str(self.upstream.authority.as_str()) {
             headers.insert(header::HOST, host);

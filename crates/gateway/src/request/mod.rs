@@ -8,6 +8,9 @@
 //! (admission) for any method, GET stream or DELETE; `tools/call`, `prompts/get`,
 //! `resources/read|subscribe|unsubscribe` and `completion/complete` are decided on what they
 //! name; lists are filtered; methods that are not MCP are refused.
+//!
+//! [`trace`] follows the W3C trace context through: a traced request gets the gateway's span,
+//! its audit events carry the trace and span ids, and the upstream sees the trace continued.
 
 pub mod audit;
 pub mod decide;
@@ -16,6 +19,7 @@ pub mod forward;
 pub mod inspect;
 mod post;
 pub mod refusal;
+pub mod trace;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -38,6 +42,7 @@ use self::filter::{ListFilter, Pending};
 use self::forward::{Outgoing, strip_hop_by_hop};
 pub use self::forward::{Upstream, set_worker_index};
 use self::refusal::{Reason, Refusal, unauthorized};
+use self::trace::{RequestSpan, Tracing};
 use crate::auth::{AuthConfig, AuthFailure, Caller, authenticate};
 use crate::metrics::{Metrics, RequestLabels, method_label};
 use crate::oauth;
@@ -69,17 +74,20 @@ pub struct Gateway {
     pub capture_arguments: bool,
     pub metrics: Metrics,
     pub unauthenticated: Unauthenticated,
+    pub tracing: Tracing,
 }
 
 /// What is known about a request once its caller is: the policy snapshot it is decided with
-/// (a reload mid-request changes nothing), the verified caller, the protocol version.
-pub struct Ctx {
+/// (a reload mid-request changes nothing), the verified caller, the protocol version, and its
+/// trace context.
+pub struct Ctx<'s> {
     pub start: Instant,
     pub now: Timestamp,
     pub http_method: Method,
     pub policy: Arc<Policy>,
     pub caller: Caller,
     pub protocol_version: Option<String>,
+    pub span: &'s RequestSpan,
 }
 
 fn full(body: impl Into<Bytes>) -> GatewayBody {
@@ -110,7 +118,9 @@ impl Gateway {
     ) -> Result<Response<GatewayBody>, Infallible> {
         let start = Instant::now();
         let method = method_label(req.method());
-        let response = self.route(req, start).await;
+        let span = self.tracing.begin(req.headers());
+        let response = self.route(req, start, &span).await;
+        span.finish(&self.tracing.tracer, method, response.status());
         self.metrics
             .requests
             .get_or_create(&RequestLabels {
@@ -122,9 +132,14 @@ impl Gateway {
         Ok(response)
     }
 
-    async fn route(&self, req: Request<Incoming>, start: Instant) -> Response<GatewayBody> {
+    async fn route(
+        &self,
+        req: Request<Incoming>,
+        start: Instant,
+        span: &RequestSpan,
+    ) -> Response<GatewayBody> {
         let Some(policy) = self.store.current() else {
-            self.refuse_unauthenticated(None, req.method(), Reason::PolicyUnavailable);
+            self.refuse_unauthenticated(span, None, req.method(), Reason::PolicyUnavailable);
             return Refusal::new(
                 Reason::PolicyUnavailable,
                 "policy_unavailable: the gateway has no valid policy yet",
@@ -147,6 +162,7 @@ impl Gateway {
             Ok(caller) => caller,
             Err(failure) => {
                 self.refuse_unauthenticated(
+                    span,
                     Some(doc),
                     req.method(),
                     Reason::Auth(failure.reason()),
@@ -172,6 +188,7 @@ impl Gateway {
                 .and_then(|v| v.map(str::to_owned)),
             policy,
             caller,
+            span,
         };
         if let Err(message) = protocol_version {
             self.emit_refusal(&ctx, None, Reason::HeaderMismatch);
@@ -233,9 +250,8 @@ impl Gateway {
 
     /// GET opens the server's stream, DELETE ends a session: only for an admitted caller, and a
     /// GET stream is filtered like any answer.
-    async fn stream_or_end(&self, req: Request<Incoming>, ctx: Ctx) -> Response<GatewayBody> {
+    async fn stream_or_end(&self, req: Request<Incoming>, ctx: Ctx<'_>) -> Response<GatewayBody> {
         let admission = admit(&ctx.policy, &ctx.caller, ctx.now);
-        let doc = ctx.policy.document();
         if !admission.allowed {
             self.count(false, admission.reason.into());
             self.emit_decision(&ctx, None, &admission, None, &Bytes::new());
@@ -246,7 +262,7 @@ impl Gateway {
         self.count(true, admission.reason.into());
         let (parts, _) = req.into_parts();
         let out = Outgoing::new(&parts, None);
-        let response = self.forward(out, &ctx.caller, doc).await;
+        let response = self.forward(out, &ctx).await;
         let status = response.as_ref().map(|r| r.status().as_u16()).ok();
         self.emit_decision(&ctx, None, &admission, status, &Bytes::new());
         match response {
@@ -260,7 +276,7 @@ impl Gateway {
         }
     }
 
-    fn filter(&self, ctx: &Ctx, pending: Vec<Pending>) -> ListFilter {
+    fn filter(&self, ctx: &Ctx<'_>, pending: Vec<Pending>) -> ListFilter {
         ListFilter {
             policy: ctx.policy.clone(),
             caller: ctx.caller.clone(),

@@ -59,7 +59,7 @@ impl Gateway {
     fn verdict<'p>(
         &self,
         policy: &'p Policy,
-        ctx: &Ctx,
+        ctx: &Ctx<'_>,
         request: &RpcRequest,
         admission: &Admission<'p, '_>,
     ) -> Verdict<'p> {
@@ -102,7 +102,11 @@ impl Gateway {
         }
     }
 
-    pub(super) async fn post(&self, req: Request<Incoming>, mut ctx: Ctx) -> Response<GatewayBody> {
+    pub(super) async fn post(
+        &self,
+        req: Request<Incoming>,
+        mut ctx: Ctx<'_>,
+    ) -> Response<GatewayBody> {
         let (parts, body) = req.into_parts();
         let bytes = match inspect::check_content_type(&parts.headers) {
             Ok(()) => {
@@ -165,7 +169,7 @@ impl Gateway {
     /// One request: refused with its reason, forwarded, or forwarded and its list filtered.
     async fn single(
         &self,
-        ctx: &Ctx,
+        ctx: &Ctx<'_>,
         parts: &http::request::Parts,
         bytes: Bytes,
         request: RpcRequest,
@@ -185,7 +189,7 @@ impl Gateway {
         };
         self.count(true, decision.reason.into());
         let out = Outgoing::new(parts, Some(bytes.clone()));
-        let response = self.forward(out, &ctx.caller, policy.document()).await;
+        let response = self.forward(out, ctx).await;
         match (response, list) {
             (Ok(resp), Some(kind)) => {
                 let status = Some(resp.status().as_u16());
@@ -210,7 +214,7 @@ impl Gateway {
     /// refuses the whole batch, so no call rides along with others past the policy.
     async fn batch(
         &self,
-        ctx: &Ctx,
+        ctx: &Ctx<'_>,
         parts: &http::request::Parts,
         bytes: Bytes,
         messages: Vec<Message>,
@@ -254,7 +258,7 @@ impl Gateway {
             }
         }
         let out = Outgoing::new(parts, Some(bytes.clone()));
-        let response = self.forward(out, &ctx.caller, policy.document()).await;
+        let response = self.forward(out, ctx).await;
         let status = response.as_ref().map(|r| r.status().as_u16()).ok();
         let mut pending = Vec::new();
         for (message, verdict) in messages.iter().zip(&verdicts) {
@@ -285,7 +289,7 @@ impl Gateway {
 
     fn refuse_batch(
         &self,
-        ctx: &Ctx,
+        ctx: &Ctx<'_>,
         messages: &[Message],
         verdicts: Vec<Verdict<'_>>,
         bytes: &Bytes,

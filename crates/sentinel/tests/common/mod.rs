@@ -266,6 +266,33 @@ pub fn http(
     Ok((status, body.to_owned()))
 }
 
+/// The `mcp-gateway` binary: `MCP_GATEWAY_BIN`, else the one in this test's target directory
+/// (build it first with `cargo build -p mcp-runtime-gateway`; a missing binary fails the test).
+pub fn gateway_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("MCP_GATEWAY_BIN") {
+        return path.into();
+    }
+    // Tests run from <target>/debug/deps/.
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().unwrap().parent().unwrap().join("mcp-gateway");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build -p mcp-runtime-gateway` first (or set MCP_GATEWAY_BIN)",
+        path.display()
+    );
+    path
+}
+
+/// A child process killed (and reaped) on drop.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub fn sha256_hex(text: &str) -> String {
     use sha2::Digest as _;
     sha2::Sha256::digest(text.as_bytes())
