@@ -3,7 +3,7 @@
 # Installs what the tests need (pinned, cached under ~/.cache/mcp-runtime): the official MCP SDK
 # peers the gateway is tested against, a real Kubernetes control plane (scripts/testenv), and
 # Sentinel's scale-path parts: a Kafka broker from Maven Central jars and Debian's ClickHouse
-# (scripts/sentinel-deps.sh).
+# (scripts/sentinel-deps.sh), and Debian's PostgreSQL for the platform API (scripts/platform-deps.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # A one-shot build gains nothing from incremental caches; they only cost disk (gigabytes) and time.
@@ -19,6 +19,9 @@ scripts/testenv/install.sh >/dev/null
 
 step "install Sentinel's test parts (Kafka jars from Maven Central, Debian's clickhouse-server; cached)"
 scripts/sentinel-deps.sh >/dev/null
+
+step "install the platform API's test part (Debian's PostgreSQL; apt only when missing)"
+scripts/platform-deps.sh >/dev/null
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
