@@ -1048,10 +1048,10 @@ impl Api {
         )
         .await?;
         tx.commit().await.map_err(StoreError::from)?;
-        Ok(Response::builder()
+        Response::builder()
             .status(StatusCode::NO_CONTENT)
             .body(Full::new(Bytes::new()))
-            .map_err(internal)?)
+            .map_err(internal)
     }
 
     async fn audit_log(&self, ctx: &Ctx, caller: &Caller) -> Result<Answer, ApiError> {
