@@ -655,7 +655,8 @@ impl Api {
                 .await
                 .map_err(internal)?;
         let Some(user) = user.filter(|_| matches) else {
-            store::login_failed(&*conn, &email, &ctx.ip, ctx.now, self.lockout).await?;
+            // The lockout runs from now, not from the request's arrival: the hash took time.
+            store::login_failed(&*conn, &email, &ctx.ip, Timestamp::now(), self.lockout).await?;
             store::audit(
                 &*conn,
                 &audit(
