@@ -73,6 +73,15 @@ pub struct Config {
     /// Connections served at once.
     #[arg(long, env = "MCP_PLATFORM_MAX_CONNECTIONS", default_value_t = 256)]
     pub max_connections: usize,
+    /// Work with the cluster (KUBECONFIG, ~/.kube/config, or in-cluster): apply each team's
+    /// namespace `mcp-team-<slug>` and RoleBindings, and issue agent sessions. Without it the
+    /// API runs without a cluster and `POST /v1/runtime/adapter/sessions` answers 503.
+    #[arg(long, env = "MCP_PLATFORM_KUBE")]
+    pub kube: bool,
+    /// Longest agent session issued, in seconds (a longer requested TTL is cut to this).
+    #[arg(long, env = "MCP_PLATFORM_MAX_SESSION_TTL_SECONDS", default_value_t = 86_400,
+          value_parser = clap::value_parser!(u32).range(60..))]
+    pub max_session_ttl_seconds: u32,
     /// Database connections in the pool.
     #[arg(long, env = "MCP_PLATFORM_DB_CONNECTIONS", default_value_t = 8,
           value_parser = clap::value_parser!(u32).range(1..=128))]

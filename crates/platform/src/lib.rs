@@ -2,6 +2,7 @@
 //! access tokens, login lockout), API keys, teams and memberships, and the platform audit log,
 //! in PostgreSQL with versioned migrations. See docs/platform.md for what exists and what not.
 
+pub mod cluster;
 pub mod config;
 pub mod migrate;
 pub mod secrets;

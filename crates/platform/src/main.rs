@@ -52,7 +52,18 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     }
     drop(client);
 
+    let cluster = if config.kube {
+        let c = mcp_runtime_platform::cluster::Cluster::connect()
+            .await
+            .map_err(|e| format!("--kube: no cluster client: {e}"))?;
+        tracing::info!("working with the cluster (team namespaces, agent sessions)");
+        Some(c)
+    } else {
+        None
+    };
     let api = Arc::new(Api {
+        cluster,
+        max_session_ttl: jiff::SignedDuration::from_secs(config.max_session_ttl_seconds.into()),
         pool: Pool::new(&config.database_url, config.db_connections as usize),
         verifying_keys: signing_key.verifying_keys(),
         signing_key,

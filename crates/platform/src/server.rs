@@ -48,6 +48,7 @@ pub const ROUTES: &[(&str, &[Method])] = &[
     ("/v1/teams/{slug}/members", &[Method::POST]),
     ("/v1/teams/{slug}/members/{email}", &[Method::DELETE]),
     ("/v1/audit", &[Method::GET]),
+    ("/v1/runtime/adapter/sessions", &[Method::POST]),
 ];
 
 /// The route `path` matches and its `{...}` segments (percent-decoded).
@@ -100,6 +101,9 @@ fn percent_decode(s: &str) -> Option<String> {
 /// What the handlers share.
 pub struct Api {
     pub pool: Pool,
+    /// The cluster (`--kube`); `None` runs without one.
+    pub cluster: Option<crate::cluster::Cluster>,
+    pub max_session_ttl: SignedDuration,
     pub signing_key: SigningKey,
     pub verifying_keys: VerifyingKeys,
     pub access_token_ttl: SignedDuration,
@@ -306,6 +310,19 @@ struct NewTeamBody {
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
+struct SessionBody {
+    server: String,
+    agent: String,
+    #[serde(default)]
+    team: Option<String>,
+    #[serde(default)]
+    requested_trust: Option<String>,
+    #[serde(default)]
+    ttl_seconds: Option<i64>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct MemberBody {
     email: String,
     #[serde(default)]
@@ -426,6 +443,10 @@ impl Api {
                         self.remove_member(&ctx, &caller).await
                     }
                     ("/v1/audit", _) => self.audit_log(&ctx, &caller).await,
+                    ("/v1/runtime/adapter/sessions", _) => {
+                        let body = self.body(request).await?;
+                        self.issue_session(&ctx, &caller, body).await
+                    }
                     _ => Err(internal(format!("no handler for {pattern}"))),
                 }
             }
@@ -894,6 +915,7 @@ impl Api {
         if let Some(owner) = &owner {
             store::put_member(&tx, team.id, owner.id, TeamRole::Owner).await?;
         }
+        self.apply_team(&tx, &team).await?;
         store::audit(
             &tx,
             &AuditEntry {
@@ -986,6 +1008,7 @@ impl Api {
             )));
         }
         store::put_member(&tx, team.id, user.id, role).await?;
+        self.apply_team(&tx, &team).await?;
         store::audit(
             &tx,
             &AuditEntry {
@@ -1036,6 +1059,7 @@ impl Api {
                 team.slug
             )));
         }
+        self.apply_team(&tx, &team).await?;
         store::audit(
             &tx,
             &AuditEntry {
@@ -1120,6 +1144,214 @@ impl Api {
             StatusCode::OK,
             &serde_json::json!({ "entries": entries, "next_cursor": next }),
         )
+    }
+}
+
+impl Api {
+    /// With a cluster: applies the team's namespace and RoleBindings from the memberships as
+    /// `c` sees them (inside the caller's transaction: a failure rolls the change back).
+    async fn apply_team(
+        &self,
+        c: &impl tokio_postgres::GenericClient,
+        team: &store::Team,
+    ) -> Result<(), ApiError> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(());
+        };
+        let members = store::members(c, team.id).await?;
+        let (owners, others): (Vec<_>, Vec<_>) =
+            members.into_iter().partition(|m| m.role == TeamRole::Owner);
+        let emails = |v: Vec<store::Member>| v.into_iter().map(|m| m.email).collect::<Vec<_>>();
+        cluster
+            .apply_team(&team.slug, &emails(owners), &emails(others))
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, team = %team.slug, "applying the team namespace");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "kubernetes_unavailable",
+                    format!(
+                        "applying namespace {} failed (nothing was changed): {e}",
+                        team.namespace
+                    ),
+                )
+            })
+    }
+
+    /// `POST /v1/runtime/adapter/sessions`: see docs/platform.md.
+    async fn issue_session(
+        &self,
+        ctx: &Ctx,
+        caller: &Caller,
+        body: SessionBody,
+    ) -> Result<Answer, ApiError> {
+        check_name("server", &body.server)?;
+        check_text("agent", &body.agent, 256)?;
+        if body.agent.chars().any(char::is_whitespace) {
+            return Err(ApiError::bad_request("agent: whitespace is not allowed"));
+        }
+        let requested = match body.requested_trust.as_deref() {
+            None => mcp_runtime_policy::Trust::Low,
+            Some("low") => mcp_runtime_policy::Trust::Low,
+            Some("medium") => mcp_runtime_policy::Trust::Medium,
+            Some("high") => mcp_runtime_policy::Trust::High,
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "requested_trust: `{other}` is not one of low, medium, high"
+                )));
+            }
+        };
+        let ttl = match body.ttl_seconds {
+            None => SignedDuration::from_secs(3600),
+            Some(s) if s < 60 => {
+                return Err(ApiError::bad_request(format!(
+                    "ttl_seconds: {s} is below the minimum of 60"
+                )));
+            }
+            Some(s) => SignedDuration::from_secs(s),
+        }
+        .min(self.max_session_ttl);
+        let Some(cluster) = &self.cluster else {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "kubernetes_unavailable",
+                "this mcp-platform runs without a cluster (start it with --kube to issue sessions)",
+            ));
+        };
+        // The team: the one named, else the caller's only team.
+        let conn = self.pool.get().await?;
+        let teams = store::list_teams(&*conn, caller.user.id, false).await?;
+        let team = match &body.team {
+            Some(slug) => match store::team_for(&*conn, slug, caller.user.id).await? {
+                Some(t) if caller.is_admin() || t.role.is_some() => t,
+                _ => return Err(ApiError::not_found(format!("team: no team `{slug}`"))),
+            },
+            None => match teams.as_slice() {
+                [only] => only.clone(),
+                [] => {
+                    return Err(ApiError::bad_request(
+                        "team: you belong to no team; name one",
+                    ));
+                }
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "team: you belong to several teams; name one",
+                    ));
+                }
+            },
+        };
+        drop(conn);
+        let request = crate::cluster::SessionRequest {
+            namespace: &team.namespace,
+            server: &body.server,
+            human: &caller.user.email,
+            agent: &body.agent,
+            team: &team.slug,
+            requested_trust: requested,
+            ttl,
+        };
+        let target = format!("{}/{}", team.namespace, body.server);
+        let issued = match cluster.issue_session(&request, ctx.now).await {
+            Ok(i) => i,
+            Err(
+                crate::cluster::IssueError::NoGrant(m) | crate::cluster::IssueError::Revoked(m),
+            ) => {
+                return Err(self
+                    .deny(
+                        ctx,
+                        caller,
+                        "session.issue",
+                        &target,
+                        ApiError::forbidden(m),
+                    )
+                    .await);
+            }
+            Err(crate::cluster::IssueError::Kube(e)) => {
+                tracing::warn!(error = %e, "issuing a session");
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "kubernetes_unavailable",
+                    format!("the cluster did not answer: {e}"),
+                ));
+            }
+        };
+        let token = self
+            .signing_key
+            .mint(
+                &target,
+                Identity {
+                    human: Some(caller.user.email.clone()),
+                    agent: Some(body.agent.clone()),
+                    team: Some(team.slug.clone()),
+                    session: Some(issued.name.clone()),
+                },
+                ctx.now,
+                issued.expires_at.duration_since(ctx.now),
+            )
+            .map_err(internal)?;
+        let detail = format!(
+            "{} agent={} trust={} grant={} reused={}",
+            issued.name,
+            body.agent,
+            trust_name(issued.consented_trust),
+            issued.grant,
+            issued.reused
+        );
+        self.audit(AuditEntry {
+            actor: Some(&caller.user),
+            action: "session.issue",
+            target: &target,
+            outcome: Outcome::Ok,
+            detail: Some(&detail),
+            client_ip: &ctx.ip,
+        })
+        .await?;
+        let mut r = ok_json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "name": issued.name,
+                "namespace": team.namespace,
+                "server": body.server,
+                "human": caller.user.email,
+                "agent": body.agent,
+                "team": team.slug,
+                "consented_trust": trust_name(issued.consented_trust),
+                "policy_version": issued.policy_version,
+                "expires_at": issued.expires_at,
+                "reused": issued.reused,
+                "token": token,
+                "token_type": "Bearer",
+            }),
+        )?;
+        r.headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        Ok(r)
+    }
+}
+
+fn trust_name(t: mcp_runtime_policy::Trust) -> &'static str {
+    match t {
+        mcp_runtime_policy::Trust::Low => "low",
+        mcp_runtime_policy::Trust::Medium => "medium",
+        mcp_runtime_policy::Trust::High => "high",
+    }
+}
+
+/// A Kubernetes object name (DNS-1123 label).
+fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
+    let ok = (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "{field}: `{}` is not a Kubernetes name (a-z, 0-9, `-`, at most 63)",
+            name.chars().take(80).collect::<String>()
+        )))
     }
 }
 

@@ -127,6 +127,13 @@ fn rows() -> Vec<Row> {
             body: none, setup: VictimInRed, expect: [401, 404, 403, 204, 204],
         },
         Row { method: "GET", route: "/v1/audit", path: "/v1/audit", body: none, setup: None, expect: [401, 403, 403, 403, 200] },
+        // Without --kube: authenticated callers learn that no cluster is configured (tests/cluster.rs
+        // has the matrix of session issuance on a real apiserver).
+        Row {
+            method: "POST", route: "/v1/runtime/adapter/sessions", path: "/v1/runtime/adapter/sessions",
+            body: |_| Some(json!({"server": "hello", "agent": "claude", "team": "red"})),
+            setup: None, expect: [401, 503, 503, 503, 503],
+        },
     ]
 }
 

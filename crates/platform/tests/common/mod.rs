@@ -41,6 +41,7 @@ pub struct Platform {
     pub dir: PathBuf,
     pub db: Database,
     extra: Vec<String>,
+    env: Vec<(String, String)>,
     child: Child,
 }
 
@@ -96,12 +97,24 @@ impl Platform {
     }
 
     pub fn start_with(name: &str, extra: &[&str]) -> Platform {
+        Self::start_env(name, extra, &[])
+    }
+
+    /// Like [`Platform::start_with`], with environment variables for the binary.
+    pub fn start_env(name: &str, extra: &[&str], env: &[(&str, &str)]) -> Platform {
         let db = Postgres::shared().database(name);
         let dir = temp_dir(name);
         let key = mcp_runtime_token::SigningKey::from_seed(&[9; 32]);
         std::fs::write(dir.join("signing.pem"), key.to_pem()).unwrap();
         std::fs::write(dir.join("admin-password"), format!("{ADMIN_PASSWORD}\n")).unwrap();
-        Self::spawn(dir, db, extra.iter().map(|s| (*s).to_owned()).collect())
+        Self::spawn(
+            dir,
+            db,
+            extra.iter().map(|s| (*s).to_owned()).collect(),
+            env.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
     }
 
     /// Stops this one (SIGKILL) and starts another on the same database and flags.
@@ -111,8 +124,9 @@ impl Platform {
         let dir = self.dir.clone();
         let db = self.db.clone();
         let extra = std::mem::take(&mut self.extra);
+        let env = std::mem::take(&mut self.env);
         std::mem::forget(self);
-        Self::spawn(dir, db, extra)
+        Self::spawn(dir, db, extra, env)
     }
 
     /// The command line of the binary for this database (to run it by hand in a test).
@@ -132,7 +146,12 @@ impl Platform {
         c
     }
 
-    fn spawn(dir: PathBuf, db: Database, extra: Vec<String>) -> Platform {
+    fn spawn(
+        dir: PathBuf,
+        db: Database,
+        extra: Vec<String>,
+        env: Vec<(String, String)>,
+    ) -> Platform {
         let port = free_port();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -141,6 +160,7 @@ impl Platform {
             .unwrap();
         let child = Self::command(&dir, &db, port)
             .args(&extra)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -150,6 +170,7 @@ impl Platform {
             dir,
             db,
             extra,
+            env,
             child,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
