@@ -114,6 +114,9 @@ pub struct Api {
 
 type Answer = Response<Full<Bytes>>;
 
+/// How long a client may take to send a request body (bodies are small JSON documents).
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// An error answer in the envelope.
 #[derive(Debug)]
 pub struct ApiError {
@@ -456,9 +459,16 @@ impl Api {
     /// The body, parsed; errors name the field (`email: invalid type ...`).
     async fn body<T: DeserializeOwned>(&self, request: Request<Incoming>) -> Result<T, ApiError> {
         let limit = self.max_body_bytes;
-        let bytes = Limited::new(request.into_body(), limit)
-            .collect()
+        let collect = Limited::new(request.into_body(), limit).collect();
+        let bytes = tokio::time::timeout(BODY_TIMEOUT, collect)
             .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    format!("the body did not arrive within {BODY_TIMEOUT:?}"),
+                )
+            })?
             .map_err(|e| {
                 if e.is::<http_body_util::LengthLimitError>() {
                     ApiError::new(
