@@ -3,8 +3,9 @@
 # Installs what the tests need (pinned, cached under ~/.cache/mcp-runtime): the official MCP SDK
 # peers the gateway is tested against, a real Kubernetes control plane (scripts/testenv), and
 # Sentinel's scale-path parts: a Kafka broker from Maven Central jars and Debian's ClickHouse
-# (scripts/sentinel-deps.sh), and the OpenTelemetry Collector the tracing tests export to, built
-# from Go modules (scripts/otel/install.sh).
+# (scripts/sentinel-deps.sh), Debian's PostgreSQL for the platform API (scripts/platform-deps.sh),
+# and the OpenTelemetry Collector the tracing tests export to, built from Go modules
+# (scripts/otel/install.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # A one-shot build gains nothing from incremental caches; they only cost disk (gigabytes) and time.
@@ -23,6 +24,9 @@ scripts/sentinel-deps.sh >/dev/null
 
 step "build the OpenTelemetry Collector the tracing tests export to (Go modules; cached, ~2-3 min cold)"
 scripts/otel/install.sh >/dev/null
+
+step "install the platform API's test part (Debian's PostgreSQL; apt only when missing)"
+scripts/platform-deps.sh >/dev/null
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
