@@ -1,6 +1,8 @@
 //! Starts the real `mcp-sentinel` binary and talks HTTP/1.1 to it over a plain socket.
 #![allow(dead_code)]
 
+pub mod gateway;
+
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::PathBuf;
