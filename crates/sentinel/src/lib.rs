@@ -16,6 +16,7 @@ pub mod keys;
 pub mod metrics;
 pub mod query;
 pub mod redact;
+pub mod rollup;
 pub mod server;
 pub mod sqlite;
 pub mod store;

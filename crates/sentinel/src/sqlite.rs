@@ -1,7 +1,6 @@
 //! The embedded store: one SQLite file (WAL mode), typed columns for filtering and rollups plus
 //! each event's stored document.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -10,9 +9,10 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, Row, params_from_iter};
 use serde_json::value::RawValue;
 
+use crate::rollup::{Rollup, Row as RollupRow};
 use crate::store::{
-    ActorUsage, Counts, EventFilter, InsertOutcome, KeyCount, Page, PageCursor, Record,
-    ServerUsage, Stats, Store, StoreError, ToolUsage, Usage, UsageQuery, UsageTotals, full_series,
+    EventFilter, InsertOutcome, Page, PageCursor, Record, Stats, Store, StoreError, Usage,
+    UsageQuery,
 };
 
 /// The schema version this build writes (`PRAGMA user_version`).
@@ -144,10 +144,6 @@ pub(crate) fn time_ns(t: Timestamp) -> i64 {
     })
 }
 
-fn timestamp(ns: i64) -> Timestamp {
-    Timestamp::from_nanosecond(i128::from(ns)).unwrap_or(Timestamp::UNIX_EPOCH)
-}
-
 /// The terms and parameters of a `WHERE` clause.
 #[derive(Default)]
 struct Where {
@@ -209,11 +205,6 @@ impl Where {
         w
     }
 
-    fn and(mut self, term: &str) -> Where {
-        self.terms.push(term.to_owned());
-        self
-    }
-
     fn clause(&self) -> String {
         if self.terms.is_empty() {
             String::new()
@@ -221,20 +212,6 @@ impl Where {
             format!(" WHERE {}", self.terms.join(" AND "))
         }
     }
-}
-
-/// `decisions, allowed, denied` as SQL aggregates over `count`.
-const COUNTS: &str = "COALESCE(SUM(CASE WHEN decision IS NOT NULL THEN count END), 0),
-    COALESCE(SUM(CASE WHEN decision = 'allow' THEN count END), 0),
-    COALESCE(SUM(CASE WHEN decision = 'deny' THEN count END), 0)";
-
-fn counts(row: &Row<'_>, first: usize) -> rusqlite::Result<Counts> {
-    let get = |i: usize| row.get::<_, i64>(i).map(|n| n.max(0) as u64);
-    Ok(Counts {
-        decisions: get(first)?,
-        allowed: get(first + 1)?,
-        denied: get(first + 2)?,
-    })
 }
 
 fn unsigned(row: &Row<'_>, i: usize) -> rusqlite::Result<u64> {
@@ -384,141 +361,61 @@ impl Store for SqliteStore {
         Ok(stats)
     }
 
+    /// One scan of the window over the covering index `events_rollup`, added up in Rust
+    /// ([`crate::rollup`]): one pass instead of a query per ranking.
     fn usage(&self, q: &UsageQuery) -> Result<Usage, StoreError> {
         let mut filter = q.filter.clone();
         filter.since = Some(q.since);
         filter.until = Some(q.until);
-        let base = || Where::new(&filter, None);
-
-        let w = base();
-        let totals = self
-            .query(
-                &format!(
-                    "SELECT COUNT(*), {COUNTS}, COUNT(DISTINCT server), COUNT(DISTINCT human_id),
-                     COUNT(DISTINCT agent_id), COUNT(DISTINCT session_id) FROM events{}",
-                    w.clause()
-                ),
-                w.values,
-                |r| {
-                    Ok(UsageTotals {
-                        events: unsigned(r, 0)?,
-                        counts: counts(r, 1)?,
-                        servers: unsigned(r, 4)?,
-                        humans: unsigned(r, 5)?,
-                        agents: unsigned(r, 6)?,
-                        sessions: unsigned(r, 7)?,
-                    })
-                },
-            )?
-            .pop()
-            .unwrap_or_default();
-
-        // `columns`: how many the `select` list has; the decisions total comes right after.
-        let ranked = |w: Where, select: &str, columns: usize, group: &str| {
-            let sql = format!(
-                "SELECT {select}, {COUNTS}, MAX(time_ns) FROM events{} GROUP BY {group}
-                 ORDER BY {decisions} DESC, {group} LIMIT ?",
-                w.clause(),
-                decisions = columns + 1,
-            );
-            let mut values = w.values;
-            values.push(limit_value(q.limit));
-            (sql, values)
-        };
-
-        let (sql, values) = ranked(
-            base().and("server IS NOT NULL"),
-            "server, COALESCE(namespace, ''), COUNT(DISTINCT human_id), COUNT(DISTINCT agent_id)",
-            4,
-            "server, namespace",
-        );
-        let servers = self.query(&sql, values, |r| {
-            Ok(ServerUsage {
-                server: r.get(0)?,
-                namespace: r.get(1)?,
-                humans: unsigned(r, 2)?,
-                agents: unsigned(r, 3)?,
-                counts: counts(r, 4)?,
-                last_seen: timestamp(r.get(7)?),
-            })
-        })?;
-
-        let (sql, values) = ranked(
-            base().and("(human_id IS NOT NULL OR agent_id IS NOT NULL)"),
-            "human_id, agent_id, COUNT(DISTINCT server), COUNT(DISTINCT tool)",
-            4,
-            "human_id, agent_id",
-        );
-        let actors = self.query(&sql, values, |r| {
-            Ok(ActorUsage {
-                human: r.get(0)?,
-                agent: r.get(1)?,
-                servers: unsigned(r, 2)?,
-                tools: unsigned(r, 3)?,
-                counts: counts(r, 4)?,
-                last_seen: timestamp(r.get(7)?),
-            })
-        })?;
-
-        let (sql, values) = ranked(
-            base().and("tool IS NOT NULL"),
-            "COALESCE(server, ''), tool",
-            2,
-            "server, tool",
-        );
-        let tools = self.query(&sql, values, |r| {
-            Ok(ToolUsage {
-                server: r.get(0)?,
-                tool: r.get(1)?,
-                counts: counts(r, 2)?,
-                last_seen: timestamp(r.get(5)?),
-            })
-        })?;
-
-        let keyed = |column: &str| -> Result<Vec<KeyCount>, StoreError> {
-            let w = base().and(&format!("{column} IS NOT NULL AND decision IS NOT NULL"));
-            let sql = format!(
-                "SELECT {column}, SUM(count) FROM events{} GROUP BY {column}
-                 ORDER BY 2 DESC, 1 LIMIT ?",
-                w.clause()
-            );
-            let mut values = w.values;
-            values.push(limit_value(q.limit));
-            self.query(&sql, values, |r| {
-                Ok(KeyCount {
-                    key: r.get(0)?,
-                    decisions: unsigned(r, 1)?,
-                })
-            })
-        };
-        let decisions = keyed("decision")?;
-        let reasons = keyed("reason")?;
-
-        let w = base();
-        let width = q.bucket.seconds();
+        let w = Where::new(&filter, None);
         let sql = format!(
-            "SELECT (time_ns / 1000000000) - ((time_ns / 1000000000) % {width}) AS start, {COUNTS}
-             FROM events{} GROUP BY start",
+            "SELECT time_ns, decision, count, server, namespace, human_id, agent_id, session_id,
+                    tool, reason
+             FROM events INDEXED BY events_rollup{}",
             w.clause()
         );
-        let found: HashMap<i64, Counts> = self
-            .query(&sql, w.values, |r| Ok((r.get::<_, i64>(0)?, counts(r, 1)?)))?
-            .into_iter()
-            .collect();
-        let series = full_series(q.since, q.until, q.bucket, &found);
-
+        let mut rollup = Rollup::default();
+        {
+            let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+            let mut stmt = conn.prepare_cached(&sql).map_err(err)?;
+            let mut rows = stmt.query(params_from_iter(w.values)).map_err(err)?;
+            while let Some(r) = rows.next().map_err(err)? {
+                let text = |i: usize| -> rusqlite::Result<Option<&str>> {
+                    match r.get_ref(i)? {
+                        rusqlite::types::ValueRef::Text(t) => {
+                            Ok(Some(std::str::from_utf8(t).unwrap_or_default()))
+                        }
+                        _ => Ok(None),
+                    }
+                };
+                let row = RollupRow {
+                    time_ns: r.get(0).map_err(err)?,
+                    decision: text(1).map_err(err)?,
+                    count: unsigned(r, 2).map_err(err)?,
+                    server: text(3).map_err(err)?,
+                    namespace: text(4).map_err(err)?,
+                    human: text(5).map_err(err)?,
+                    agent: text(6).map_err(err)?,
+                    session: text(7).map_err(err)?,
+                    tool: text(8).map_err(err)?,
+                    reason: text(9).map_err(err)?,
+                };
+                rollup.add(&row, q.bucket);
+            }
+        }
+        let parts = rollup.finish(q.since, q.until, q.bucket, q.limit);
         let recent = self.events(&filter, q.limit, None)?.events;
         Ok(Usage {
             since: q.since,
             until: q.until,
             bucket: q.bucket,
-            totals,
-            servers,
-            actors,
-            tools,
-            decisions,
-            reasons,
-            series,
+            totals: parts.totals,
+            servers: parts.servers,
+            actors: parts.actors,
+            tools: parts.tools,
+            decisions: parts.decisions,
+            reasons: parts.reasons,
+            series: parts.series,
             recent,
         })
     }
