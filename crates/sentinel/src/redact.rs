@@ -132,6 +132,12 @@ impl Redactor {
         }
     }
 
+    /// Whether equal values stay equal after redaction (hash mode), so a filter on a redacted
+    /// field can still match.
+    pub fn keeps_equality(&self) -> bool {
+        matches!(self.mode, Mode::Hash { .. })
+    }
+
     /// What a value of a secret field becomes (also used on query filters, so that in hash mode
     /// a filter on a redacted field still matches).
     pub fn redact_whole(&self, value: &str) -> String {

@@ -337,6 +337,16 @@ impl Api {
             if self.redactor.is_secret_field(field)
                 && let Some(v) = value
             {
+                if !self.redactor.keeps_equality() {
+                    // Every stored value reads `[REDACTED:field]`: a filter would match them all.
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_parameter",
+                        format!(
+                            "`{field}` is redacted in replace mode, so no stored value can be matched; run Sentinel with --redact-mode hash to filter on it"
+                        ),
+                    ));
+                }
                 *v = self.redactor.redact_whole(v);
             }
         }

@@ -403,6 +403,25 @@ fn hashed_identities_stay_filterable(backend: Backend) {
             .starts_with("[HASH:field:")
     );
 
+    // In replace mode every redacted value reads the same: a filter on it is refused, with the
+    // fix, rather than matching them all.
+    let dir = temp_dir("replace");
+    std::fs::write(dir.join("keys"), format!("{KEY}\n")).unwrap();
+    std::fs::write(dir.join("read-keys"), format!("{READ_KEY}\n")).unwrap();
+    let replace = Sentinel::start_with(dir, backend, &["--redact-field", "human_id"]);
+    replace.request("POST", "/v1/ingest/events", Some(KEY), &batch(&evs));
+    let (status, answer) = replace.request("GET", "/v1/events?human=alice", Some(READ_KEY), "");
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--redact-mode hash"),
+        "{answer}"
+    );
+    let (_, page) = replace.request("GET", "/v1/events", Some(READ_KEY), "");
+    assert!(!page.to_string().contains("alice"), "{page}");
+
     // A hash key that is too short is refused at start, with the fix.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-sentinel"))
         .args(["--api-keys-file", "/dev/null", "--redact-mode", "hash"])
