@@ -1,34 +1,13 @@
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Parser;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use mcp_runtime_platform::config::Config;
 use mcp_runtime_platform::server::Api;
 use mcp_runtime_platform::store::{self, Pool};
 
 fn main() -> std::process::ExitCode {
     mcp_runtime_svc::init_logging();
-    let config = Config::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "starting the runtime");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(config)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "mcp-platform failed");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    mcp_runtime_svc::run_service("mcp-platform", run(Config::parse()))
 }
 
 async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
@@ -74,38 +53,13 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     });
     let listener = mcp_runtime_svc::admin::bind(config.listen, "the API").await?;
     tracing::info!(listen = %listener.local_addr()?, "mcp-platform ready");
-    let slots = Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1)));
-    let shutdown = mcp_runtime_svc::shutdown_signal();
-    tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            permit = slots.clone().acquire_owned() => permit?,
-            () = &mut shutdown => break,
-        };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accepting a connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let api = api.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let service = service_fn(move |request| api.clone().handle(request, peer));
-            let conn = http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        });
-    }
+    mcp_runtime_svc::api::serve_until(
+        listener,
+        config.max_connections,
+        move |request, peer| api.clone().handle(request, peer),
+        mcp_runtime_svc::shutdown_signal(),
+    )
+    .await;
     tracing::info!("mcp-platform stopping");
     Ok(())
 }

@@ -2,9 +2,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use mcp_runtime_sentinel::config::{Config, Role};
 #[cfg(feature = "kafka")]
 use mcp_runtime_sentinel::kafka::KafkaSink;
@@ -17,24 +14,7 @@ const ADMIN_MAX_CONNECTIONS: usize = 16;
 
 fn main() -> std::process::ExitCode {
     mcp_runtime_svc::init_logging();
-    let config = Config::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "starting the runtime");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(config)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "mcp-sentinel failed");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    mcp_runtime_svc::run_service("mcp-sentinel", run(Config::parse()))
 }
 
 /// How often old events are removed when a retention is set.
@@ -141,52 +121,18 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         kafka = kafka.is_some(),
         "mcp-sentinel ready"
     );
-    // A permit per connection: beyond the cap, connections wait in the kernel's queue instead
-    // of each costing a task and buffers here.
-    let slots = Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1)));
-    let failure: Option<String>;
-    let shutdown = async {
-        tokio::select! {
-            () = mcp_runtime_svc::shutdown_signal() => None,
-            Ok(why) = failed => Some(why),
-        }
-    };
-    tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            permit = slots.clone().acquire_owned() => permit?,
-            why = &mut shutdown => {
-                failure = why;
-                break;
+    let failure = mcp_runtime_svc::api::serve_until(
+        listener,
+        config.max_connections,
+        move |request, _peer| api.clone().handle(request),
+        async {
+            tokio::select! {
+                () = mcp_runtime_svc::shutdown_signal() => None,
+                Ok(why) = failed => Some(why),
             }
-        };
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accepting a connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            why = &mut shutdown => {
-                failure = why;
-                break;
-            }
-        };
-        let api = api.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let service = service_fn(move |request| api.clone().handle(request));
-            let conn = http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        });
-    }
+        },
+    )
+    .await;
     tracing::info!("mcp-sentinel stopping");
     let _ = stop.send(true);
     #[cfg(feature = "kafka")]

@@ -4,6 +4,7 @@
 //! spans, OTLP export).
 
 pub mod admin;
+pub mod api;
 pub mod otel;
 
 use tracing_subscriber::filter::Targets;
@@ -33,6 +34,31 @@ pub fn init_logging() {
         .finish()
         .with(filter)
         .init();
+}
+
+/// Runs a service's `main` work on a multi-threaded runtime: success, or the error logged under
+/// the service's `name` and exit status 1.
+pub fn run_service<E: std::fmt::Display>(
+    name: &str,
+    work: impl std::future::Future<Output = Result<(), E>>,
+) -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "starting the runtime");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(work) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "{name} failed");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 /// Completes on SIGTERM (what Kubernetes sends) or Ctrl-C. Where no SIGTERM handler can be
