@@ -240,6 +240,7 @@ fn envelope_record(
     let record = Record {
         event_id,
         time,
+        arrival_time: matches!(envelope.timestamp.as_deref(), None | Some("")),
         trace_id,
         server: text(&payload, "server"),
         namespace: text(&payload, "namespace"),
@@ -321,6 +322,7 @@ fn gateway_record(json: &str, redactor: &Redactor) -> Result<Item, String> {
     let record = Record {
         event_id: event.event_id,
         time: event.time,
+        arrival_time: false,
         source: capped(&event.source).to_owned(),
         event_type: GATEWAY_EVENT_TYPE.to_owned(),
         trace_id: opt(&event.trace_id),

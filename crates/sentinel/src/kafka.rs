@@ -380,6 +380,7 @@ mod tests {
         Record {
             event_id: uuid::Uuid::new_v4(),
             time: jiff::Timestamp::UNIX_EPOCH,
+            arrival_time: false,
             source: "gw".into(),
             event_type: "mcp.request".into(),
             trace_id: None,

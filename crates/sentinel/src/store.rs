@@ -24,6 +24,10 @@ pub struct Record {
     /// The idempotency key: an event already stored with this id is ignored.
     pub event_id: Uuid,
     pub time: Timestamp,
+    /// `time` is when the ingest received the event (an envelope without `timestamp`), so a
+    /// retry of the same event carries another time.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub arrival_time: bool,
     /// Who emitted it (`hello-gateway`, `billing-service`, …).
     pub source: String,
     pub event_type: String,

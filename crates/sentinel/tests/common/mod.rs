@@ -144,6 +144,11 @@ impl Sentinel {
         http(self.admin_port, "GET", path, &[], "").unwrap()
     }
 
+    /// The process id (for its CPU time and memory in the figures).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The flags given beyond the usual ones (role, store, Kafka).
     pub fn extra_args(&self) -> &[String] {
         &self.extra
