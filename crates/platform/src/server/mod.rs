@@ -8,10 +8,14 @@
 mod audit;
 mod auth;
 mod envelope;
+mod grants;
 mod input;
 mod issuance;
 mod keys;
 mod routes;
+mod scope;
+mod servers;
+mod sessions;
 mod teams;
 mod users;
 
@@ -199,6 +203,36 @@ impl Api {
                     }
                     ("/v1/teams/{slug}/members/{email}", _) => {
                         self.remove_member(&ctx, &caller).await
+                    }
+                    ("/v1/teams/{slug}/servers", _) => self.list_servers(&ctx, &caller).await,
+                    ("/v1/teams/{slug}/servers/{name}", _) => self.get_server(&ctx, &caller).await,
+                    ("/v1/teams/{slug}/grants", Method::GET) => {
+                        self.list_grants(&ctx, &caller).await
+                    }
+                    ("/v1/teams/{slug}/grants", _) => {
+                        let body = self.body(request).await?;
+                        self.create_grant(&ctx, &caller, body).await
+                    }
+                    ("/v1/teams/{slug}/grants/{name}", Method::GET) => {
+                        self.get_grant(&ctx, &caller).await
+                    }
+                    ("/v1/teams/{slug}/grants/{name}", Method::PATCH) => {
+                        let body = self.body(request).await?;
+                        self.change_grant(&ctx, &caller, body).await
+                    }
+                    ("/v1/teams/{slug}/grants/{name}", _) => self.delete_grant(&ctx, &caller).await,
+                    ("/v1/teams/{slug}/sessions", _) => self.list_sessions(&ctx, &caller).await,
+                    ("/v1/teams/{slug}/sessions/{name}", Method::GET) => {
+                        self.get_session(&ctx, &caller).await
+                    }
+                    ("/v1/teams/{slug}/sessions/{name}", _) => {
+                        self.delete_session(&ctx, &caller).await
+                    }
+                    ("/v1/teams/{slug}/sessions/{name}/revoke", _) => {
+                        self.set_revoked(&ctx, &caller, true).await
+                    }
+                    ("/v1/teams/{slug}/sessions/{name}/unrevoke", _) => {
+                        self.set_revoked(&ctx, &caller, false).await
                     }
                     ("/v1/audit", _) => self.audit_log(&ctx, &caller).await,
                     ("/v1/runtime/adapter/sessions", _) => {

@@ -21,6 +21,20 @@ pub const ROUTES: &[(&str, &[Method])] = &[
     ("/v1/teams/{slug}", &[Method::GET]),
     ("/v1/teams/{slug}/members", &[Method::POST]),
     ("/v1/teams/{slug}/members/{email}", &[Method::DELETE]),
+    ("/v1/teams/{slug}/servers", &[Method::GET]),
+    ("/v1/teams/{slug}/servers/{name}", &[Method::GET]),
+    ("/v1/teams/{slug}/grants", &[Method::GET, Method::POST]),
+    (
+        "/v1/teams/{slug}/grants/{name}",
+        &[Method::GET, Method::PATCH, Method::DELETE],
+    ),
+    ("/v1/teams/{slug}/sessions", &[Method::GET]),
+    (
+        "/v1/teams/{slug}/sessions/{name}",
+        &[Method::GET, Method::DELETE],
+    ),
+    ("/v1/teams/{slug}/sessions/{name}/revoke", &[Method::POST]),
+    ("/v1/teams/{slug}/sessions/{name}/unrevoke", &[Method::POST]),
     ("/v1/audit", &[Method::GET]),
     ("/v1/runtime/adapter/sessions", &[Method::POST]),
 ];
