@@ -734,3 +734,192 @@ fn team_servers_grants_and_sessions_follow_the_ownership_rules() {
     let detail = r.json["entries"][0]["detail"].as_str().unwrap();
     assert_eq!(detail, "server=hello human=max@example.com agent=claude");
 }
+
+/// What a matrix row needs created right before its request (its name replaces `{fresh}`).
+#[derive(Clone, Copy, Debug)]
+enum Fresh {
+    Nothing,
+    /// A grant in this namespace.
+    Grant(&'static str),
+    /// A session in this namespace for this human.
+    Session(&'static str, &'static str),
+}
+
+struct ClusterRow {
+    method: &'static str,
+    route: &'static str,
+    path: &'static str,
+    body: Option<fn() -> serde_json::Value>,
+    fresh: Fresh,
+    /// anon, user (in no team), member of mxa, owner of mxa, admin
+    expect: [u16; 5],
+}
+
+const MX_MEMBER: &str = "mia@example.com";
+const MX_OWNER: &str = "olga@example.com";
+
+fn unique() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+fn new_grant() -> serde_json::Value {
+    json!({"name": format!("g-{}", unique()), "spec": {"serverRef": {"name": "hello"}, "subject": {"teamID": "mxa"}}})
+}
+
+/// Team `mxa` (member mia, owner olga) and team `mxb` (owned by someone else): every team
+/// route of the cluster objects for every role. Another team's objects are 404 to red's
+/// people; a member sees and revokes only their own session.
+#[rustfmt::skip]
+fn cluster_rows() -> Vec<ClusterRow> {
+    use Fresh::*;
+    let disable = Some((|| json!({"disabled": true})) as fn() -> serde_json::Value);
+    vec![
+        ClusterRow { method: "GET", route: "/v1/teams/{slug}/servers", path: "/v1/teams/mxa/servers", body: None, fresh: Nothing, expect: [401, 404, 200, 200, 200] },
+        ClusterRow { method: "GET", route: "/v1/teams/{slug}/servers", path: "/v1/teams/mxb/servers", body: None, fresh: Nothing, expect: [401, 404, 404, 404, 200] },
+        ClusterRow { method: "GET", route: "/v1/teams/{slug}/servers/{name}", path: "/v1/teams/mxa/servers/hello", body: None, fresh: Nothing, expect: [401, 404, 200, 200, 200] },
+        ClusterRow { method: "GET", route: "/v1/teams/{slug}/servers/{name}", path: "/v1/teams/mxb/servers/hello", body: None, fresh: Nothing, expect: [401, 404, 404, 404, 200] },
+        ClusterRow { method: "GET", route: "/v1/teams/{slug}/grants", path: "/v1/teams/mxa/grants", body: None, fresh: Nothing, expect: [401, 404, 200, 200, 200] },
+        ClusterRow { method: "GET", route: "/v1/teams/{slug}/grants", path: "/v1/teams/mxb/grants", body: None, fresh: Nothing, expect: [401, 404, 404, 404, 200] },
+        ClusterRow { method: "POST", route: "/v1/teams/{slug}/grants", path: "/v1/teams/mxa/grants", body: Some(new_grant), fresh: Nothing, expect: [401, 404, 403, 201, 201] },
+        ClusterRow { method: "POST", route: "/v1/teams/{slug}/grants", path: "/v1/teams/mxb/grants", body: Some(new_grant), fresh: Nothing, expect: [401, 404, 404, 404, 201] },
+        ClusterRow { method: "GET", route: "/v1/teams/{slug}/grants/{name}", path: "/v1/teams/mxa/grants/g", body: None, fresh: Nothing, expect: [401, 404, 200, 200, 200] },
+        ClusterRow { method: "GET", route: "/v1/teams/{slug}/grants/{name}", path: "/v1/teams/mxb/grants/g", body: None, fresh: Nothing, expect: [401, 404, 404, 404, 200] },
+        ClusterRow { method: "PATCH", route: "/v1/teams/{slug}/grants/{name}", path: "/v1/teams/mxa/grants/g", body: disable, fresh: Nothing, expect: [401, 404, 403, 200, 200] },
+        ClusterRow { method: "PATCH", route: "/v1/teams/{slug}/grants/{name}", path: "/v1/teams/mxb/grants/g", body: disable, fresh: Nothing, expect: [401, 404, 404, 404, 200] },
+        ClusterRow { method: "DELETE", route: "/v1/teams/{slug}/grants/{name}", path: "/v1/teams/mxa/grants/{fresh}", body: None, fresh: Grant("mcp-team-mxa"), expect: [401, 404, 403, 204, 204] },
+        ClusterRow { method: "DELETE", route: "/v1/teams/{slug}/grants/{name}", path: "/v1/teams/mxb/grants/{fresh}", body: None, fresh: Grant("mcp-team-mxb"), expect: [401, 404, 404, 404, 204] },
+        ClusterRow { method: "GET", route: "/v1/teams/{slug}/sessions", path: "/v1/teams/mxa/sessions", body: None, fresh: Nothing, expect: [401, 404, 200, 200, 200] },
+        ClusterRow { method: "GET", route: "/v1/teams/{slug}/sessions", path: "/v1/teams/mxb/sessions", body: None, fresh: Nothing, expect: [401, 404, 404, 404, 200] },
+        ClusterRow { method: "GET", route: "/v1/teams/{slug}/sessions/{name}", path: "/v1/teams/mxa/sessions/s-member", body: None, fresh: Nothing, expect: [401, 404, 200, 200, 200] },
+        ClusterRow { method: "GET", route: "/v1/teams/{slug}/sessions/{name}", path: "/v1/teams/mxa/sessions/s-owner", body: None, fresh: Nothing, expect: [401, 404, 404, 200, 200] },
+        ClusterRow { method: "GET", route: "/v1/teams/{slug}/sessions/{name}", path: "/v1/teams/mxb/sessions/s-b", body: None, fresh: Nothing, expect: [401, 404, 404, 404, 200] },
+        ClusterRow { method: "POST", route: "/v1/teams/{slug}/sessions/{name}/revoke", path: "/v1/teams/mxa/sessions/s-member/revoke", body: None, fresh: Nothing, expect: [401, 404, 200, 200, 200] },
+        ClusterRow { method: "POST", route: "/v1/teams/{slug}/sessions/{name}/revoke", path: "/v1/teams/mxa/sessions/s-owner/revoke", body: None, fresh: Nothing, expect: [401, 404, 404, 200, 200] },
+        ClusterRow { method: "POST", route: "/v1/teams/{slug}/sessions/{name}/revoke", path: "/v1/teams/mxb/sessions/s-b/revoke", body: None, fresh: Nothing, expect: [401, 404, 404, 404, 200] },
+        ClusterRow { method: "POST", route: "/v1/teams/{slug}/sessions/{name}/unrevoke", path: "/v1/teams/mxa/sessions/s-member/unrevoke", body: None, fresh: Nothing, expect: [401, 404, 403, 200, 200] },
+        ClusterRow { method: "POST", route: "/v1/teams/{slug}/sessions/{name}/unrevoke", path: "/v1/teams/mxb/sessions/s-b/unrevoke", body: None, fresh: Nothing, expect: [401, 404, 404, 404, 200] },
+        ClusterRow { method: "DELETE", route: "/v1/teams/{slug}/sessions/{name}", path: "/v1/teams/mxa/sessions/{fresh}", body: None, fresh: Session("mcp-team-mxa", MX_MEMBER), expect: [401, 404, 403, 204, 204] },
+        ClusterRow { method: "DELETE", route: "/v1/teams/{slug}/sessions/{name}", path: "/v1/teams/mxb/sessions/{fresh}", body: None, fresh: Session("mcp-team-mxb", "bert@example.com"), expect: [401, 404, 404, 404, 204] },
+    ]
+}
+
+#[test]
+fn team_cluster_routes_for_every_role_with_tokens_and_with_api_keys() {
+    let (rt, client, p) = kube_platform("objects_authz");
+    let admin = p.admin();
+    let mut tokens = vec![Auth::None];
+    for email in ["ned@example.com", MX_MEMBER, MX_OWNER] {
+        tokens.push(p.user(&admin, email));
+    }
+    tokens.push(admin.clone());
+    p.user(&admin, "bert@example.com");
+    for (slug, owner) in [("mxa", MX_OWNER), ("mxb", "bert@example.com")] {
+        let r = p.call(
+            "POST",
+            "/v1/teams",
+            &admin,
+            &json!({"slug": slug, "display_name": slug, "owner": owner}).to_string(),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+        let ns = format!("mcp-team-{slug}");
+        create_server(&rt, &client, &ns);
+        let grant = MCPAccessGrant::new(
+            "g",
+            serde_json::from_value::<MCPAccessGrantSpec>(json!({
+                "serverRef": {"name": "hello"}, "subject": {"teamID": slug},
+            }))
+            .unwrap(),
+        );
+        rt.block_on(
+            Api::<MCPAccessGrant>::namespaced(client.clone(), &ns)
+                .create(&PostParams::default(), &grant),
+        )
+        .unwrap();
+    }
+    let r = p.call(
+        "POST",
+        "/v1/teams/mxa/members",
+        &admin,
+        &json!({"email": MX_MEMBER}).to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    create_session(&rt, &client, "mcp-team-mxa", "s-member", MX_MEMBER);
+    create_session(&rt, &client, "mcp-team-mxa", "s-owner", MX_OWNER);
+    create_session(&rt, &client, "mcp-team-mxb", "s-b", "bert@example.com");
+
+    let mut keys = vec![Auth::None];
+    for auth in &tokens[1..] {
+        let r = p.call("POST", "/v1/api-keys", auth, r#"{"name":"matrix"}"#);
+        keys.push(Auth::ApiKey(r.json["api_key"].as_str().unwrap().to_owned()));
+    }
+    let roles = ["anon", "user", "member", "owner", "admin"];
+    let rows = cluster_rows();
+    let mut failures = Vec::new();
+    for (kind, auths) in [("token", &tokens), ("api key", &keys)] {
+        for row in &rows {
+            for (i, auth) in auths.iter().enumerate() {
+                let fresh = format!("fresh-{}", unique());
+                match row.fresh {
+                    Fresh::Nothing => {}
+                    Fresh::Grant(ns) => {
+                        let grant = MCPAccessGrant::new(
+                            &fresh,
+                            serde_json::from_value::<MCPAccessGrantSpec>(json!({
+                                "serverRef": {"name": "hello"}, "subject": {"agentID": "x"},
+                            }))
+                            .unwrap(),
+                        );
+                        rt.block_on(
+                            Api::<MCPAccessGrant>::namespaced(client.clone(), ns)
+                                .create(&PostParams::default(), &grant),
+                        )
+                        .unwrap();
+                    }
+                    Fresh::Session(ns, human) => create_session(&rt, &client, ns, &fresh, human),
+                }
+                let path = row.path.replace("{fresh}", &fresh);
+                let body = row.body.map(|b| b().to_string()).unwrap_or_default();
+                let r = p.call(row.method, &path, auth, &body);
+                if r.status != row.expect[i] {
+                    failures.push(format!(
+                        "{kind}: {} {path} as {}: {} (expected {}): {}",
+                        row.method,
+                        roles[i],
+                        r.status,
+                        row.expect[i],
+                        r.text.chars().take(200).collect::<String>()
+                    ));
+                }
+                if r.status >= 400 {
+                    let _ = r.error();
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} cells differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+
+    // The table covers every team route of the cluster objects.
+    let covered: std::collections::BTreeSet<(&str, &str)> =
+        rows.iter().map(|r| (r.route, r.method)).collect();
+    let served: std::collections::BTreeSet<(&str, &str)> = mcp_runtime_platform::server::ROUTES
+        .iter()
+        .filter(|(path, _)| {
+            ["/servers", "/grants", "/sessions"]
+                .iter()
+                .any(|kind| path.starts_with(&format!("/v1/teams/{{slug}}{kind}")))
+        })
+        .flat_map(|(path, methods)| methods.iter().map(move |m| (*path, m.as_str())))
+        .collect();
+    assert_eq!(
+        covered, served,
+        "a team cluster route without a row in the matrix"
+    );
+}
