@@ -612,7 +612,7 @@ fn team_servers_grants_and_sessions_follow_the_ownership_rules() {
     };
     let mut both = vec![mias.clone(), maxs.clone()];
     both.sort();
-    assert_eq!(listed(&mia), [mias.clone()], "members see their own");
+    assert_eq!(listed(&mia), vec![mias.clone()], "members see their own");
     assert_eq!(listed(&olga), both, "owners see all");
     assert_eq!(listed(&admin), both, "admins see all");
     let session = |auth: &Auth, method: &str, name: &str, action: &str| {

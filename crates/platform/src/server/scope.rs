@@ -94,10 +94,14 @@ pub(super) fn object_name(ctx: &Ctx) -> Result<&str, ApiError> {
     Ok(name)
 }
 
-/// An apiserver error as an answer: its refusals of the object (409, 422) are the caller's
-/// to fix; anything else means the cluster is not usable right now (503).
+/// An apiserver error as an answer: a missing object is 404, its refusals of the object (409,
+/// 422) are the caller's to fix; anything else means the cluster is not usable right now (503).
 pub(super) fn kube_error(e: kube::Error) -> ApiError {
     match &e {
+        // Gone between this request's read and its change.
+        kube::Error::Api(s) if s.code == 404 => {
+            ApiError::not_found(format!("the object is not there (any more): {}", s.message))
+        }
         kube::Error::Api(s) if s.code == 409 => {
             ApiError::conflict(format!("the apiserver refused it: {}", s.message))
         }
