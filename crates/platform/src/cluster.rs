@@ -4,14 +4,17 @@
 use std::collections::BTreeMap;
 
 use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use mcp_runtime_api::access::{
     MCPAccessGrant, MCPAgentSession, MCPAgentSessionSpec, ServerReference, SubjectSpec,
 };
 use mcp_runtime_policy::Trust;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 /// The field manager of everything the platform applies.
@@ -152,6 +155,96 @@ impl Cluster {
             bindings.patch(name, &pp, &Patch::Apply(&rb)).await?;
         }
         Ok(())
+    }
+
+    /// Every object of kind `K` in `namespace`, sorted by name.
+    pub async fn list<K>(&self, namespace: &str) -> Result<Vec<K>, kube::Error>
+    where
+        K: kube::Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let mut items = Api::<K>::namespaced(self.client.clone(), namespace)
+            .list(&ListParams::default())
+            .await?
+            .items;
+        items.sort_by_key(|o| o.meta().name.clone());
+        Ok(items)
+    }
+
+    /// The object, or `None` when there is none by that name.
+    pub async fn get<K>(&self, namespace: &str, name: &str) -> Result<Option<K>, kube::Error>
+    where
+        K: kube::Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        Api::<K>::namespaced(self.client.clone(), namespace)
+            .get_opt(name)
+            .await
+    }
+
+    /// Server-side applies `object` (field manager [`FIELD_MANAGER`], not forced: a field
+    /// another manager owns is a conflict, not silently taken over).
+    pub async fn apply<K>(&self, namespace: &str, name: &str, object: &K) -> Result<K, kube::Error>
+    where
+        K: kube::Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + Serialize
+            + std::fmt::Debug,
+    {
+        Api::<K>::namespaced(self.client.clone(), namespace)
+            .patch(
+                name,
+                &PatchParams::apply(FIELD_MANAGER),
+                &Patch::Apply(object),
+            )
+            .await
+    }
+
+    /// A JSON merge patch of single fields (what `kubectl patch --type merge` sends). Used for
+    /// the switches (`spec.disabled`, `spec.revoked`): an apply would have to restate the whole
+    /// spec and take over fields that other managers (kubectl, the CLI) own.
+    pub async fn merge_patch<K>(
+        &self,
+        namespace: &str,
+        name: &str,
+        patch: &serde_json::Value,
+    ) -> Result<K, kube::Error>
+    where
+        K: kube::Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..PatchParams::default()
+        };
+        Api::<K>::namespaced(self.client.clone(), namespace)
+            .patch(name, &params, &Patch::Merge(patch))
+            .await
+    }
+
+    /// Deletes the object; `false` when there was none.
+    pub async fn delete<K>(&self, namespace: &str, name: &str) -> Result<bool, kube::Error>
+    where
+        K: kube::Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        match Api::<K>::namespaced(self.client.clone(), namespace)
+            .delete(name, &DeleteParams::default())
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Creates or reuses the MCPAgentSession for (human, agent, team, server): see

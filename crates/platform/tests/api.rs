@@ -674,6 +674,15 @@ fn unknown_paths_are_404_and_other_methods_405_in_the_envelope() {
     assert_eq!((r.status, r.header("allow")), (405, Some("GET, POST")));
     let r = p.call("GET", "/v1/auth/login", &Auth::None, "");
     assert_eq!(r.status, 405);
+    let r = p.call("PUT", "/v1/teams/red/grants/g", &Auth::None, "");
+    assert_eq!(
+        (r.status, r.header("allow")),
+        (405, Some("GET, PATCH, DELETE"))
+    );
+    let r = p.call("GET", "/v1/teams/red/sessions/s/revoke", &Auth::None, "");
+    assert_eq!((r.status, r.header("allow")), (405, Some("POST")));
+    let r = p.call("GET", "/v1/teams/red/sessions/s/cancel", &Auth::None, "");
+    assert_eq!(r.status, 404);
     // Unauthenticated on a protected route: 401, not a hint of what is there.
     let r = p.call("GET", "/v1/teams/red", &Auth::None, "");
     assert_eq!(r.status, 401);

@@ -134,6 +134,26 @@ fn rows() -> Vec<Row> {
             body: |_| Some(json!({"server": "hello", "agent": "claude", "team": "red"})),
             setup: None, expect: [401, 503, 503, 503, 503],
         },
+        // The team's cluster objects, likewise (tests/cluster.rs has their matrix with --kube).
+        Row { method: "GET", route: "/v1/teams/{slug}/servers", path: "/v1/teams/red/servers", body: none, setup: None, expect: [401, 503, 503, 503, 503] },
+        Row { method: "GET", route: "/v1/teams/{slug}/servers/{name}", path: "/v1/teams/red/servers/hello", body: none, setup: None, expect: [401, 503, 503, 503, 503] },
+        Row { method: "GET", route: "/v1/teams/{slug}/grants", path: "/v1/teams/red/grants", body: none, setup: None, expect: [401, 503, 503, 503, 503] },
+        Row {
+            method: "POST", route: "/v1/teams/{slug}/grants", path: "/v1/teams/red/grants",
+            body: |_| Some(json!({"name": "g", "spec": {"serverRef": {"name": "hello"}, "subject": {"teamID": "red"}}})),
+            setup: None, expect: [401, 503, 503, 503, 503],
+        },
+        Row { method: "GET", route: "/v1/teams/{slug}/grants/{name}", path: "/v1/teams/red/grants/g", body: none, setup: None, expect: [401, 503, 503, 503, 503] },
+        Row {
+            method: "PATCH", route: "/v1/teams/{slug}/grants/{name}", path: "/v1/teams/red/grants/g",
+            body: |_| Some(json!({"disabled": true})), setup: None, expect: [401, 503, 503, 503, 503],
+        },
+        Row { method: "DELETE", route: "/v1/teams/{slug}/grants/{name}", path: "/v1/teams/red/grants/g", body: none, setup: None, expect: [401, 503, 503, 503, 503] },
+        Row { method: "GET", route: "/v1/teams/{slug}/sessions", path: "/v1/teams/red/sessions", body: none, setup: None, expect: [401, 503, 503, 503, 503] },
+        Row { method: "GET", route: "/v1/teams/{slug}/sessions/{name}", path: "/v1/teams/red/sessions/s", body: none, setup: None, expect: [401, 503, 503, 503, 503] },
+        Row { method: "DELETE", route: "/v1/teams/{slug}/sessions/{name}", path: "/v1/teams/red/sessions/s", body: none, setup: None, expect: [401, 503, 503, 503, 503] },
+        Row { method: "POST", route: "/v1/teams/{slug}/sessions/{name}/revoke", path: "/v1/teams/red/sessions/s/revoke", body: none, setup: None, expect: [401, 503, 503, 503, 503] },
+        Row { method: "POST", route: "/v1/teams/{slug}/sessions/{name}/unrevoke", path: "/v1/teams/red/sessions/s/unrevoke", body: none, setup: None, expect: [401, 503, 503, 503, 503] },
     ]
 }
 

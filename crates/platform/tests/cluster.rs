@@ -8,7 +8,10 @@ use common::{Auth, Platform};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use mcp_runtime_api::access::{MCPAccessGrant, MCPAccessGrantSpec, MCPAgentSession};
+use mcp_runtime_api::access::{
+    MCPAccessGrant, MCPAccessGrantSpec, MCPAgentSession, MCPAgentSessionSpec,
+};
+use mcp_runtime_api::server::{MCPServer, MCPServerSpec};
 use mcp_runtime_kube_testenv::TestEnv;
 use serde_json::json;
 
@@ -259,4 +262,664 @@ fn teams_get_namespaces_and_bindings_and_sessions_are_issued_from_grants() {
     assert_eq!(r.status, 204);
     let members = rt.block_on(bindings.get("mcp-team-members")).unwrap();
     assert!(subjects(&members).is_empty(), "{:?}", subjects(&members));
+}
+
+/// The shared apiserver with the CRDs, and an `mcp-platform --kube` on a new database.
+fn kube_platform(name: &str) -> (tokio::runtime::Runtime, kube::Client, Platform) {
+    let env = TestEnv::shared();
+    let rt = runtime();
+    rt.block_on(env.apply_crds(mcp_runtime_api::crd::all().into_iter().map(|(_, c)| c)))
+        .unwrap();
+    let client = rt.block_on(env.client());
+    let kubeconfig = env.kubeconfig();
+    let p = Platform::start_env(
+        name,
+        &["--kube"],
+        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+    );
+    (rt, client, p)
+}
+
+/// MCPServer `hello` in `namespace`: two declared tools, behind the gateway.
+fn create_server(rt: &tokio::runtime::Runtime, client: &kube::Client, namespace: &str) {
+    let spec: MCPServerSpec = serde_json::from_value(json!({
+        "image": "example.com/hello:1",
+        "description": "says hello",
+        "tools": [
+            {"name": "greet", "requiredTrust": "low", "sideEffect": "read"},
+            {"name": "wipe", "requiredTrust": "high", "sideEffect": "destructive"},
+        ],
+        "gateway": {"enabled": true},
+    }))
+    .unwrap();
+    let servers: Api<MCPServer> = Api::namespaced(client.clone(), namespace);
+    rt.block_on(servers.create(&PostParams::default(), &MCPServer::new("hello", spec)))
+        .unwrap();
+}
+
+/// A session as issuance would write it, for `human` on server `hello`.
+fn create_session(
+    rt: &tokio::runtime::Runtime,
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    human: &str,
+) {
+    let spec: MCPAgentSessionSpec = serde_json::from_value(json!({
+        "serverRef": {"name": "hello"},
+        "subject": {"humanID": human, "agentID": "claude"},
+        "consentedTrust": "low",
+        "expiresAt": "2099-01-01T00:00:00Z",
+    }))
+    .unwrap();
+    let sessions: Api<MCPAgentSession> = Api::namespaced(client.clone(), namespace);
+    rt.block_on(sessions.create(&PostParams::default(), &MCPAgentSession::new(name, spec)))
+        .unwrap();
+}
+
+/// The platform audit entries of `actions`, oldest first, as `action actor target outcome`.
+fn audit_trail(p: &Platform, admin: &Auth, prefixes: &[&str]) -> Vec<String> {
+    let r = p.call("GET", "/v1/audit?limit=200", admin, "");
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.json["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .filter(|e| {
+            let action = e["action"].as_str().unwrap();
+            prefixes.iter().any(|p| action.starts_with(p))
+        })
+        .map(|e| {
+            format!(
+                "{} {} {} {}",
+                e["action"].as_str().unwrap(),
+                e["actor"].as_str().unwrap_or("-"),
+                e["target"].as_str().unwrap(),
+                e["outcome"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn team_servers_grants_and_sessions_follow_the_ownership_rules() {
+    let (rt, client, p) = kube_platform("objects");
+    let admin = p.admin();
+    let olga = p.user(&admin, "olga@example.com"); // owner of red
+    let mia = p.user(&admin, "mia@example.com"); // member of red
+    let max = p.user(&admin, "max@example.com"); // member of red
+    let bob = p.user(&admin, "bob@example.com"); // owner of blue
+    for (slug, owner) in [("red", "olga@example.com"), ("blue", "bob@example.com")] {
+        let r = p.call(
+            "POST",
+            "/v1/teams",
+            &admin,
+            &json!({"slug": slug, "display_name": slug, "owner": owner}).to_string(),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+        create_server(&rt, &client, &format!("mcp-team-{slug}"));
+    }
+    for email in ["mia@example.com", "max@example.com"] {
+        let r = p.call(
+            "POST",
+            "/v1/teams/red/members",
+            &olga,
+            &json!({"email": email}).to_string(),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+
+    // Servers: what a member needs, and nothing of another team.
+    let r = p.call("GET", "/v1/teams/red/servers", &mia, "");
+    assert_eq!(r.status, 200, "{}", r.text);
+    let servers = r.json["servers"].as_array().unwrap();
+    assert_eq!(servers.len(), 1, "{}", r.text);
+    let hello = &servers[0];
+    assert_eq!(
+        (
+            hello["name"].as_str(),
+            hello["namespace"].as_str(),
+            hello["description"].as_str()
+        ),
+        (Some("hello"), Some("mcp-team-red"), Some("says hello"))
+    );
+    assert_eq!(hello["gateway"]["enabled"], true);
+    assert_eq!(
+        hello["tools"],
+        json!([
+            {"name": "greet", "description": null, "required_trust": "low", "side_effect": "read", "risk_level": null},
+            {"name": "wipe", "description": null, "required_trust": "high", "side_effect": "destructive", "risk_level": null},
+        ])
+    );
+    let r = p.call("GET", "/v1/teams/red/servers/hello", &mia, "");
+    assert_eq!(
+        (r.status, r.json["server"]["name"].as_str()),
+        (200, Some("hello"))
+    );
+    let r = p.call("GET", "/v1/teams/red/servers/nope", &mia, "");
+    assert_eq!(r.status, 404, "{}", r.text);
+    for path in ["/v1/teams/red/servers", "/v1/teams/red/servers/hello"] {
+        let r = p.call("GET", path, &bob, "");
+        assert_eq!(r.status, 404, "{path}: {}", r.text);
+        assert_eq!(r.error(), ("not_found", "no team `red`"));
+    }
+
+    // red's owner creates a grant for red's server: on the apiserver as asked, applied by
+    // mcp-platform.
+    let grant_body = json!({"name": "hello-team", "spec": {
+        "serverRef": {"name": "hello"},
+        "subject": {"teamID": "red"},
+        "maxTrust": "medium",
+        "allowedSideEffects": ["read"],
+    }});
+    let r = p.call(
+        "POST",
+        "/v1/teams/red/grants",
+        &olga,
+        &grant_body.to_string(),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json["grant"]["name"], "hello-team");
+    let grants: Api<MCPAccessGrant> = Api::namespaced(client.clone(), "mcp-team-red");
+    let on_cluster = rt.block_on(grants.get("hello-team")).unwrap();
+    assert_eq!(
+        serde_json::to_value(&on_cluster.spec).unwrap(),
+        json!({
+            "serverRef": {"name": "hello"},
+            "subject": {"teamID": "red"},
+            "maxTrust": "medium",
+            "allowedSideEffects": ["read"],
+        })
+    );
+    let managers: Vec<(String, String)> = on_cluster
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .map(|m| {
+            (
+                m.manager.clone().unwrap_or_default(),
+                m.operation.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(managers, [("mcp-platform".to_owned(), "Apply".to_owned())]);
+    let r = p.call(
+        "POST",
+        "/v1/teams/red/grants",
+        &olga,
+        &grant_body.to_string(),
+    );
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert!(r.error().1.starts_with("name:"), "{}", r.text);
+
+    // Bad grants are refused naming the field; a server of another team is refused outright.
+    let bad = |spec: serde_json::Value| {
+        p.call(
+            "POST",
+            "/v1/teams/red/grants",
+            &olga,
+            &json!({"name": "bad", "spec": spec}).to_string(),
+        )
+    };
+    let r = bad(
+        json!({"serverRef": {"name": "hello", "namespace": "mcp-team-blue"}, "subject": {"teamID": "red"}}),
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(
+        r.error().1.starts_with("spec.serverRef.namespace:")
+            && r.error().1.contains("mcp-team-red"),
+        "{}",
+        r.text
+    );
+    let r = bad(json!({"serverRef": {"name": "hello"}, "subject": {}}));
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.error().1.starts_with("spec.subject:"), "{}", r.text);
+    let r = bad(json!({"serverRef": {"name": "hello"}, "subject": {"humanId": "x"}}));
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.error().1.starts_with("spec.subject"), "{}", r.text);
+    assert!(r.error().1.contains("humanId"), "{}", r.text);
+    let r = bad(
+        json!({"serverRef": {"name": "hello"}, "subject": {"teamID": "red"}, "maxTrust": "max"}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.error().1.starts_with("spec.maxTrust"), "{}", r.text);
+    let r = bad(json!({"serverRef": {"name": "Hello World"}, "subject": {"teamID": "red"}}));
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(
+        r.error().1.starts_with("spec.serverRef.name:"),
+        "{}",
+        r.text
+    );
+    let r = p.call(
+        "POST",
+        "/v1/teams/red/grants",
+        &olga,
+        &json!({"name": "Bad Name", "spec": grant_body["spec"]}).to_string(),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.error().1.starts_with("name:"), "{}", r.text);
+    let r = p.call(
+        "PATCH",
+        "/v1/teams/red/grants/hello-team",
+        &olga,
+        r#"{"disabled":"yes"}"#,
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.error().1.starts_with("disabled:"), "{}", r.text);
+    assert!(rt.block_on(grants.get_opt("bad")).unwrap().is_none());
+
+    // red's member reads it but may not change or delete it.
+    let r = p.call("GET", "/v1/teams/red/grants", &mia, "");
+    assert_eq!(r.status, 200, "{}", r.text);
+    let names: Vec<&str> = r.json["grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["hello-team"]);
+    let r = p.call("GET", "/v1/teams/red/grants/hello-team", &mia, "");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["grant"]["spec"]["maxTrust"], "medium");
+    let r = p.call("DELETE", "/v1/teams/red/grants/hello-team", &mia, "");
+    assert_eq!(r.status, 403, "{}", r.text);
+    let r = p.call(
+        "PATCH",
+        "/v1/teams/red/grants/hello-team",
+        &mia,
+        r#"{"disabled":true}"#,
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(!rt.block_on(grants.get("hello-team")).unwrap().spec.disabled);
+
+    // blue's owner can neither read nor change red's grants.
+    for (method, path, body) in [
+        ("GET", "/v1/teams/red/grants", ""),
+        ("GET", "/v1/teams/red/grants/hello-team", ""),
+        (
+            "PATCH",
+            "/v1/teams/red/grants/hello-team",
+            r#"{"disabled":true}"#,
+        ),
+        ("DELETE", "/v1/teams/red/grants/hello-team", ""),
+    ] {
+        let r = p.call(method, path, &bob, body);
+        assert_eq!(r.status, 404, "{method} {path}: {}", r.text);
+    }
+    let r = p.call(
+        "POST",
+        "/v1/teams/red/grants",
+        &bob,
+        &grant_body.to_string(),
+    );
+    assert_eq!(r.status, 404, "{}", r.text);
+    assert!(!rt.block_on(grants.get("hello-team")).unwrap().spec.disabled);
+
+    // Disabling the grant stops issuance; enabling it again restores it.
+    let issue = |auth: &Auth| {
+        p.call(
+            "POST",
+            "/v1/runtime/adapter/sessions",
+            auth,
+            r#"{"server":"hello","agent":"claude","team":"red"}"#,
+        )
+    };
+    let r = p.call(
+        "PATCH",
+        "/v1/teams/red/grants/hello-team",
+        &olga,
+        r#"{"disabled":true}"#,
+    );
+    assert_eq!(
+        (r.status, &r.json["grant"]["spec"]["disabled"]),
+        (200, &json!(true)),
+        "{}",
+        r.text
+    );
+    assert!(rt.block_on(grants.get("hello-team")).unwrap().spec.disabled);
+    assert_eq!(issue(&mia).status, 403);
+    let r = p.call(
+        "PATCH",
+        "/v1/teams/red/grants/hello-team",
+        &olga,
+        r#"{"disabled":false}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(!rt.block_on(grants.get("hello-team")).unwrap().spec.disabled);
+
+    // Two members' sessions.
+    let r = issue(&mia);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let mias = r.json["name"].as_str().unwrap().to_owned();
+    let r = issue(&max);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let maxs = r.json["name"].as_str().unwrap().to_owned();
+    let sessions: Api<MCPAgentSession> = Api::namespaced(client.clone(), "mcp-team-red");
+    let revoked = |name: &str| rt.block_on(sessions.get(name)).unwrap().spec.revoked;
+    let listed = |auth: &Auth| {
+        let r = p.call("GET", "/v1/teams/red/sessions", auth, "");
+        assert_eq!(r.status, 200, "{}", r.text);
+        let mut names: Vec<String> = r.json["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_object().unwrap()["name"].as_str().unwrap().to_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let mut both = vec![mias.clone(), maxs.clone()];
+    both.sort();
+    assert_eq!(listed(&mia), vec![mias.clone()], "members see their own");
+    assert_eq!(listed(&olga), both, "owners see all");
+    assert_eq!(listed(&admin), both, "admins see all");
+    let session = |auth: &Auth, method: &str, name: &str, action: &str| {
+        p.call(
+            method,
+            &format!("/v1/teams/red/sessions/{name}{action}"),
+            auth,
+            "",
+        )
+    };
+    let r = session(&mia, "GET", &mias, "");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.json["session"]["spec"]["subject"]["humanID"],
+        "mia@example.com"
+    );
+    // Another member's session does not exist for mia.
+    let r = session(&mia, "GET", &maxs, "");
+    assert_eq!(r.status, 404, "{}", r.text);
+    let r = session(&mia, "POST", &maxs, "/revoke");
+    assert_eq!(r.status, 404, "{}", r.text);
+    assert!(!revoked(&maxs));
+    // blue's owner sees none of red's sessions.
+    for (method, action) in [
+        ("GET", ""),
+        ("POST", "/revoke"),
+        ("POST", "/unrevoke"),
+        ("DELETE", ""),
+    ] {
+        let r = session(&bob, method, &mias, action);
+        assert_eq!(r.status, 404, "{method} {action}: {}", r.text);
+    }
+    let r = p.call("GET", "/v1/teams/red/sessions", &bob, "");
+    assert_eq!(r.status, 404, "{}", r.text);
+    assert!(!revoked(&mias));
+
+    // mia revokes her own session; undoing or deleting it is for owners and admins.
+    let r = session(&mia, "POST", &mias, "/revoke");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["session"]["spec"]["revoked"], true);
+    assert!(revoked(&mias));
+    assert_eq!(session(&mia, "POST", &mias, "/unrevoke").status, 403);
+    assert_eq!(session(&mia, "DELETE", &mias, "").status, 403);
+    assert!(revoked(&mias));
+    assert_eq!(issue(&mia).status, 403, "a revoked session is not revived");
+
+    // red's owner revokes max's session, unrevokes it, and deletes mia's revoked one, after
+    // which issuance makes her a fresh session.
+    let r = session(&olga, "POST", &maxs, "/revoke");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(revoked(&maxs));
+    let r = session(&olga, "POST", &maxs, "/unrevoke");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(!revoked(&maxs));
+    let r = session(&olga, "DELETE", &mias, "");
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert!(rt.block_on(sessions.get_opt(&mias)).unwrap().is_none());
+    assert_eq!(session(&olga, "DELETE", &mias, "").status, 404);
+    let r = issue(&mia);
+    assert_eq!(
+        (r.status, r.json["reused"].as_bool()),
+        (200, Some(false)),
+        "{}",
+        r.text
+    );
+    assert!(!revoked(&mias));
+
+    // The owner deletes the grant.
+    let r = p.call("DELETE", "/v1/teams/red/grants/hello-team", &olga, "");
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert!(rt.block_on(grants.get_opt("hello-team")).unwrap().is_none());
+    assert_eq!(
+        p.call("DELETE", "/v1/teams/red/grants/hello-team", &olga, "")
+            .status,
+        404
+    );
+
+    // Every change and every refusal by role, in order; outsiders' 404s are not entries.
+    let grant = "team/red/grant/hello-team";
+    let mia_s = format!("team/red/session/{mias}");
+    let max_s = format!("team/red/session/{maxs}");
+    assert_eq!(
+        audit_trail(
+            &p,
+            &admin,
+            &[
+                "grant.",
+                "session.revoke",
+                "session.unrevoke",
+                "session.delete"
+            ]
+        ),
+        [
+            format!("grant.create olga@example.com {grant} ok"),
+            "grant.create olga@example.com team/red/grant/bad denied".to_owned(),
+            format!("grant.delete mia@example.com {grant} denied"),
+            format!("grant.update mia@example.com {grant} denied"),
+            format!("grant.update olga@example.com {grant} ok"),
+            format!("grant.update olga@example.com {grant} ok"),
+            format!("session.revoke mia@example.com {max_s} denied"),
+            format!("session.revoke mia@example.com {mia_s} ok"),
+            format!("session.unrevoke mia@example.com {mia_s} denied"),
+            format!("session.delete mia@example.com {mia_s} denied"),
+            format!("session.revoke olga@example.com {max_s} ok"),
+            format!("session.unrevoke olga@example.com {max_s} ok"),
+            format!("session.delete olga@example.com {mia_s} ok"),
+            format!("grant.delete olga@example.com {grant} ok"),
+        ]
+    );
+    let r = p.call(
+        "GET",
+        &format!(
+            "/v1/audit?action=session.revoke&target={}",
+            max_s.replace('/', "%2F")
+        ),
+        &admin,
+        "",
+    );
+    let detail = r.json["entries"][0]["detail"].as_str().unwrap();
+    assert_eq!(detail, "server=hello human=max@example.com agent=claude");
+}
+
+/// What a matrix row needs created right before its request (its name replaces `{fresh}`).
+#[derive(Clone, Copy, Debug)]
+enum Fresh {
+    Nothing,
+    /// A grant in this namespace.
+    Grant(&'static str),
+    /// A session in this namespace for this human.
+    Session(&'static str, &'static str),
+}
+
+struct ClusterRow {
+    method: &'static str,
+    route: &'static str,
+    path: &'static str,
+    body: Option<fn() -> serde_json::Value>,
+    fresh: Fresh,
+    /// anon, user (in no team), member of mxa, owner of mxa, admin
+    expect: [u16; 5],
+}
+
+const MX_MEMBER: &str = "mia@example.com";
+const MX_OWNER: &str = "olga@example.com";
+
+fn unique() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+fn new_grant() -> serde_json::Value {
+    json!({"name": format!("g-{}", unique()), "spec": {"serverRef": {"name": "hello"}, "subject": {"teamID": "mxa"}}})
+}
+
+/// Team `mxa` (member mia, owner olga) and team `mxb` (owned by someone else): every team
+/// route of the cluster objects for every role. Another team's objects are 404 to red's
+/// people; a member sees and revokes only their own session.
+#[rustfmt::skip]
+fn cluster_rows() -> Vec<ClusterRow> {
+    use Fresh::*;
+    let disable = Some((|| json!({"disabled": true})) as fn() -> serde_json::Value);
+    vec![
+        ClusterRow { method: "GET", route: "/v1/teams/{slug}/servers", path: "/v1/teams/mxa/servers", body: None, fresh: Nothing, expect: [401, 404, 200, 200, 200] },
+        ClusterRow { method: "GET", route: "/v1/teams/{slug}/servers", path: "/v1/teams/mxb/servers", body: None, fresh: Nothing, expect: [401, 404, 404, 404, 200] },
+        ClusterRow { method: "GET", route: "/v1/teams/{slug}/servers/{name}", path: "/v1/teams/mxa/servers/hello", body: None, fresh: Nothing, expect: [401, 404, 200, 200, 200] },
+        ClusterRow { method: "GET", route: "/v1/teams/{slug}/servers/{name}", path: "/v1/teams/mxb/servers/hello", body: None, fresh: Nothing, expect: [401, 404, 404, 404, 200] },
+        ClusterRow { method: "GET", route: "/v1/teams/{slug}/grants", path: "/v1/teams/mxa/grants", body: None, fresh: Nothing, expect: [401, 404, 200, 200, 200] },
+        ClusterRow { method: "GET", route: "/v1/teams/{slug}/grants", path: "/v1/teams/mxb/grants", body: None, fresh: Nothing, expect: [401, 404, 404, 404, 200] },
+        ClusterRow { method: "POST", route: "/v1/teams/{slug}/grants", path: "/v1/teams/mxa/grants", body: Some(new_grant), fresh: Nothing, expect: [401, 404, 403, 201, 201] },
+        ClusterRow { method: "POST", route: "/v1/teams/{slug}/grants", path: "/v1/teams/mxb/grants", body: Some(new_grant), fresh: Nothing, expect: [401, 404, 404, 404, 201] },
+        ClusterRow { method: "GET", route: "/v1/teams/{slug}/grants/{name}", path: "/v1/teams/mxa/grants/g", body: None, fresh: Nothing, expect: [401, 404, 200, 200, 200] },
+        ClusterRow { method: "GET", route: "/v1/teams/{slug}/grants/{name}", path: "/v1/teams/mxb/grants/g", body: None, fresh: Nothing, expect: [401, 404, 404, 404, 200] },
+        ClusterRow { method: "PATCH", route: "/v1/teams/{slug}/grants/{name}", path: "/v1/teams/mxa/grants/g", body: disable, fresh: Nothing, expect: [401, 404, 403, 200, 200] },
+        ClusterRow { method: "PATCH", route: "/v1/teams/{slug}/grants/{name}", path: "/v1/teams/mxb/grants/g", body: disable, fresh: Nothing, expect: [401, 404, 404, 404, 200] },
+        ClusterRow { method: "DELETE", route: "/v1/teams/{slug}/grants/{name}", path: "/v1/teams/mxa/grants/{fresh}", body: None, fresh: Grant("mcp-team-mxa"), expect: [401, 404, 403, 204, 204] },
+        ClusterRow { method: "DELETE", route: "/v1/teams/{slug}/grants/{name}", path: "/v1/teams/mxb/grants/{fresh}", body: None, fresh: Grant("mcp-team-mxb"), expect: [401, 404, 404, 404, 204] },
+        ClusterRow { method: "GET", route: "/v1/teams/{slug}/sessions", path: "/v1/teams/mxa/sessions", body: None, fresh: Nothing, expect: [401, 404, 200, 200, 200] },
+        ClusterRow { method: "GET", route: "/v1/teams/{slug}/sessions", path: "/v1/teams/mxb/sessions", body: None, fresh: Nothing, expect: [401, 404, 404, 404, 200] },
+        ClusterRow { method: "GET", route: "/v1/teams/{slug}/sessions/{name}", path: "/v1/teams/mxa/sessions/s-member", body: None, fresh: Nothing, expect: [401, 404, 200, 200, 200] },
+        ClusterRow { method: "GET", route: "/v1/teams/{slug}/sessions/{name}", path: "/v1/teams/mxa/sessions/s-owner", body: None, fresh: Nothing, expect: [401, 404, 404, 200, 200] },
+        ClusterRow { method: "GET", route: "/v1/teams/{slug}/sessions/{name}", path: "/v1/teams/mxb/sessions/s-b", body: None, fresh: Nothing, expect: [401, 404, 404, 404, 200] },
+        ClusterRow { method: "POST", route: "/v1/teams/{slug}/sessions/{name}/revoke", path: "/v1/teams/mxa/sessions/s-member/revoke", body: None, fresh: Nothing, expect: [401, 404, 200, 200, 200] },
+        ClusterRow { method: "POST", route: "/v1/teams/{slug}/sessions/{name}/revoke", path: "/v1/teams/mxa/sessions/s-owner/revoke", body: None, fresh: Nothing, expect: [401, 404, 404, 200, 200] },
+        ClusterRow { method: "POST", route: "/v1/teams/{slug}/sessions/{name}/revoke", path: "/v1/teams/mxb/sessions/s-b/revoke", body: None, fresh: Nothing, expect: [401, 404, 404, 404, 200] },
+        ClusterRow { method: "POST", route: "/v1/teams/{slug}/sessions/{name}/unrevoke", path: "/v1/teams/mxa/sessions/s-member/unrevoke", body: None, fresh: Nothing, expect: [401, 404, 403, 200, 200] },
+        ClusterRow { method: "POST", route: "/v1/teams/{slug}/sessions/{name}/unrevoke", path: "/v1/teams/mxb/sessions/s-b/unrevoke", body: None, fresh: Nothing, expect: [401, 404, 404, 404, 200] },
+        ClusterRow { method: "DELETE", route: "/v1/teams/{slug}/sessions/{name}", path: "/v1/teams/mxa/sessions/{fresh}", body: None, fresh: Session("mcp-team-mxa", MX_MEMBER), expect: [401, 404, 403, 204, 204] },
+        ClusterRow { method: "DELETE", route: "/v1/teams/{slug}/sessions/{name}", path: "/v1/teams/mxb/sessions/{fresh}", body: None, fresh: Session("mcp-team-mxb", "bert@example.com"), expect: [401, 404, 404, 404, 204] },
+    ]
+}
+
+#[test]
+fn team_cluster_routes_for_every_role_with_tokens_and_with_api_keys() {
+    let (rt, client, p) = kube_platform("objects_authz");
+    let admin = p.admin();
+    let mut tokens = vec![Auth::None];
+    for email in ["ned@example.com", MX_MEMBER, MX_OWNER] {
+        tokens.push(p.user(&admin, email));
+    }
+    tokens.push(admin.clone());
+    p.user(&admin, "bert@example.com");
+    for (slug, owner) in [("mxa", MX_OWNER), ("mxb", "bert@example.com")] {
+        let r = p.call(
+            "POST",
+            "/v1/teams",
+            &admin,
+            &json!({"slug": slug, "display_name": slug, "owner": owner}).to_string(),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+        let ns = format!("mcp-team-{slug}");
+        create_server(&rt, &client, &ns);
+        let grant = MCPAccessGrant::new(
+            "g",
+            serde_json::from_value::<MCPAccessGrantSpec>(json!({
+                "serverRef": {"name": "hello"}, "subject": {"teamID": slug},
+            }))
+            .unwrap(),
+        );
+        rt.block_on(
+            Api::<MCPAccessGrant>::namespaced(client.clone(), &ns)
+                .create(&PostParams::default(), &grant),
+        )
+        .unwrap();
+    }
+    let r = p.call(
+        "POST",
+        "/v1/teams/mxa/members",
+        &admin,
+        &json!({"email": MX_MEMBER}).to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    create_session(&rt, &client, "mcp-team-mxa", "s-member", MX_MEMBER);
+    create_session(&rt, &client, "mcp-team-mxa", "s-owner", MX_OWNER);
+    create_session(&rt, &client, "mcp-team-mxb", "s-b", "bert@example.com");
+
+    let mut keys = vec![Auth::None];
+    for auth in &tokens[1..] {
+        let r = p.call("POST", "/v1/api-keys", auth, r#"{"name":"matrix"}"#);
+        keys.push(Auth::ApiKey(r.json["api_key"].as_str().unwrap().to_owned()));
+    }
+    let roles = ["anon", "user", "member", "owner", "admin"];
+    let rows = cluster_rows();
+    let mut failures = Vec::new();
+    for (kind, auths) in [("token", &tokens), ("api key", &keys)] {
+        for row in &rows {
+            for (i, auth) in auths.iter().enumerate() {
+                let fresh = format!("fresh-{}", unique());
+                match row.fresh {
+                    Fresh::Nothing => {}
+                    Fresh::Grant(ns) => {
+                        let grant = MCPAccessGrant::new(
+                            &fresh,
+                            serde_json::from_value::<MCPAccessGrantSpec>(json!({
+                                "serverRef": {"name": "hello"}, "subject": {"agentID": "x"},
+                            }))
+                            .unwrap(),
+                        );
+                        rt.block_on(
+                            Api::<MCPAccessGrant>::namespaced(client.clone(), ns)
+                                .create(&PostParams::default(), &grant),
+                        )
+                        .unwrap();
+                    }
+                    Fresh::Session(ns, human) => create_session(&rt, &client, ns, &fresh, human),
+                }
+                let path = row.path.replace("{fresh}", &fresh);
+                let body = row.body.map(|b| b().to_string()).unwrap_or_default();
+                let r = p.call(row.method, &path, auth, &body);
+                if r.status != row.expect[i] {
+                    failures.push(format!(
+                        "{kind}: {} {path} as {}: {} (expected {}): {}",
+                        row.method,
+                        roles[i],
+                        r.status,
+                        row.expect[i],
+                        r.text.chars().take(200).collect::<String>()
+                    ));
+                }
+                if r.status >= 400 {
+                    let _ = r.error();
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} cells differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+
+    // The table covers every team route of the cluster objects.
+    let covered: std::collections::BTreeSet<(&str, &str)> =
+        rows.iter().map(|r| (r.route, r.method)).collect();
+    let served: std::collections::BTreeSet<(&str, &str)> = mcp_runtime_platform::server::ROUTES
+        .iter()
+        .filter(|(path, _)| {
+            ["/servers", "/grants", "/sessions"]
+                .iter()
+                .any(|kind| path.starts_with(&format!("/v1/teams/{{slug}}{kind}")))
+        })
+        .flat_map(|(path, methods)| methods.iter().map(move |m| (*path, m.as_str())))
+        .collect();
+    assert_eq!(
+        covered, served,
+        "a team cluster route without a row in the matrix"
+    );
 }
