@@ -219,9 +219,9 @@ impl PlatformSession {
             .ok_or_else(|| bad("no expires_at"))?;
         let credential = Credential::bearer(token)?;
         tracing::info!(
-            session = answer["name"].as_str().unwrap_or("?"),
-            namespace = answer["namespace"].as_str().unwrap_or("?"),
-            trust = answer["consented_trust"].as_str().unwrap_or("?"),
+            session = %answer["name"].as_str().unwrap_or("?"),
+            namespace = %answer["namespace"].as_str().unwrap_or("?"),
+            trust = %answer["consented_trust"].as_str().unwrap_or("?"),
             reused = answer["reused"].as_bool().unwrap_or(false),
             expires_at = %expires_at,
             "platform session issued"
