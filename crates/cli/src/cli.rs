@@ -152,8 +152,10 @@ pub struct AuthStatusArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum TeamCommand {
-    /// Create a team (platform admins only); with --kube the platform creates its namespace
-    /// mcp-team-SLUG.
+    /// Create a team (platform admins only).
+    ///
+    /// A platform running with --kube also creates the team's namespace mcp-team-SLUG, where
+    /// the team's MCPServers and MCPAccessGrants live.
     Create(TeamCreateArgs),
     /// List the teams you may see (admins: every team) with your role in each.
     List(TeamListArgs),
@@ -265,6 +267,10 @@ pub enum AdapterCommand {
     /// 2026-07-28 requests. Configure it as the MCP server command of a stdio client, e.g.:
     ///
     ///   mcp-runtime adapter stdio --url http://127.0.0.1:8091/mcp --token-file ~/.mcp/token
+    ///
+    /// or, with the session obtained from the platform (after `mcp-runtime auth login`):
+    ///
+    ///   mcp-runtime adapter stdio --url URL --platform-session --server hello --agent claude
     Stdio(AdapterStdioArgs),
     /// Serve a local HTTP endpoint that forwards to the gateway with your credential.
     ///
@@ -283,8 +289,8 @@ pub struct AdapterConnection {
     #[arg(long, env = "MCP_RUNTIME_URL", value_name = "URL")]
     pub url: String,
     /// File holding the session token (from `token mint`, or the one `dev` prints). It is
-    /// re-read when it changes, so a re-minted token is used without a restart. Without it, the
-    /// token is taken from $MCP_RUNTIME_TOKEN (read once).
+    /// re-read when it changes, so a re-minted token is used without a restart. Without it (and
+    /// without --platform-session), the token is taken from $MCP_RUNTIME_TOKEN (read once).
     #[arg(
         long,
         env = "MCP_RUNTIME_TOKEN_FILE",
@@ -307,31 +313,57 @@ pub struct AdapterConnection {
 
 /// Obtaining the session from the platform instead of a token file.
 #[derive(Debug, Args)]
-#[command(next_help_heading = "Platform session")]
 pub struct PlatformSessionArgs {
     /// Obtain the session token from the platform (POST /v1/runtime/adapter/sessions) with the
     /// login profile's credential (`mcp-runtime auth login`), and obtain a new one before it
     /// expires. Needs --server and --agent; the adapter does not start when the platform
-    /// refuses (e.g. no MCPAccessGrant matches).
-    #[arg(long, requires_all = ["server", "agent"])]
+    /// refuses (e.g. no MCPAccessGrant matches). A password login's access token expires (15 min
+    /// by default) and with it the renewals: for an adapter that runs longer, log in with an
+    /// API key (`auth login --api-key-stdin`).
+    #[arg(long, requires_all = ["server", "agent"], help_heading = "Platform session")]
     pub platform_session: bool,
     /// The MCPServer's name in the team's namespace (mcp-team-SLUG).
-    #[arg(long, value_name = "NAME", requires = "platform_session")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "platform_session",
+        help_heading = "Platform session"
+    )]
     pub server: Option<String>,
     /// The agent's id, as the grants name it (e.g. claude-code).
-    #[arg(long, value_name = "ID", requires = "platform_session")]
+    #[arg(
+        long,
+        value_name = "ID",
+        requires = "platform_session",
+        help_heading = "Platform session"
+    )]
     pub agent: Option<String>,
     /// The team's slug; default: your only team.
-    #[arg(long, value_name = "SLUG", requires = "platform_session")]
+    #[arg(
+        long,
+        value_name = "SLUG",
+        requires = "platform_session",
+        help_heading = "Platform session"
+    )]
     pub team: Option<String>,
     /// The trust to ask for; the platform grants at most the grant's maxTrust.
-    #[arg(long, value_enum, requires = "platform_session")]
+    #[arg(
+        long,
+        value_enum,
+        requires = "platform_session",
+        help_heading = "Platform session"
+    )]
     pub trust: Option<SessionTrust>,
     /// The session's lifetime in seconds (at least 60; the platform may cut it).
-    #[arg(long, value_name = "SECONDS", requires = "platform_session", value_parser = clap::value_parser!(u32).range(60..))]
+    #[arg(long, value_name = "SECONDS", requires = "platform_session", value_parser = clap::value_parser!(u32).range(60..), help_heading = "Platform session")]
     pub ttl: Option<u32>,
     /// The login profile whose credential asks for the session; default: the current one.
-    #[arg(long, env = "MCP_RUNTIME_PROFILE", value_name = "NAME")]
+    #[arg(
+        long,
+        env = "MCP_RUNTIME_PROFILE",
+        value_name = "NAME",
+        help_heading = "Platform session"
+    )]
     pub profile: Option<String>,
 }
 

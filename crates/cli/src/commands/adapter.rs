@@ -20,6 +20,7 @@ use crate::cli::{
 use crate::commands::auth::logged_in;
 use crate::error::{CliError, Result};
 use crate::platform::{PlatformClient, PlatformError};
+use crate::profiles::StoredCredential;
 
 /// The variable holding a token when no token file is given.
 const TOKEN_ENV: &str = "MCP_RUNTIME_TOKEN";
@@ -160,6 +161,14 @@ impl PlatformSession {
             ));
         };
         let session = logged_in(args.profile.as_deref())?;
+        if let Some(StoredCredential::AccessToken { expires_at, .. }) = &session.profile.credential
+        {
+            tracing::warn!(
+                profile = %session.name,
+                until = %expires_at.round(jiff::Unit::Second).unwrap_or(*expires_at),
+                "the profile holds an access token from a password login: sessions can be renewed only until it expires; log in with an API key (auth login --api-key-stdin) for a long-running adapter"
+            );
+        }
         let client = session.client()?;
         let mut request = serde_json::json!({"server": server, "agent": agent});
         if let Some(team) = &args.team {
