@@ -141,14 +141,30 @@ impl ProfileFile {
             move |source| CliError::Write { path, source }
         };
         let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(write_error(dir))?;
-        // An existing directory keeps its mode unless we tighten it: it holds credentials.
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(write_error(dir))?;
+        match std::fs::metadata(dir) {
+            // An existing directory (perhaps one given by $MCP_RUNTIME_CONFIG_DIR) keeps its
+            // mode, but one that others may write to could have the file swapped under us.
+            Ok(meta) => {
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o022 != 0 {
+                    return Err(CliError::hint(
+                        format!(
+                            "{} is writable by others (mode {mode:04o}): not a place for credentials",
+                            dir.display()
+                        ),
+                        format!(
+                            "run `chmod 700 {}`, or point {CONFIG_DIR_ENV} at a directory of your own",
+                            dir.display()
+                        ),
+                    ));
+                }
+            }
+            Err(_) => std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(write_error(dir))?,
+        }
         let mut text =
             serde_json::to_string_pretty(self).map_err(|e| CliError::Invalid(e.to_string()))?;
         text.push('\n');

@@ -281,6 +281,29 @@ fn login_status_logout_with_passwords_and_api_keys() {
         r.stderr()
     );
 
+    // A configuration directory others may write to is refused for credentials.
+    let shared = Cli {
+        config_dir: p.dir.join("shared"),
+    };
+    std::fs::create_dir_all(&shared.config_dir).unwrap();
+    std::fs::set_permissions(&shared.config_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let r = shared
+        .run(
+            &[
+                "auth",
+                "login",
+                "--platform",
+                &p.url,
+                "--email",
+                ADMIN,
+                "--password-stdin",
+            ],
+            &format!("{ADMIN_PASSWORD}\n"),
+        )
+        .expect(1);
+    assert!(r.stderr().contains("writable by others"), "{}", r.stderr());
+    assert!(!shared.profile_file().exists());
+
     // Nothing secret reached the platform's log.
     let log = p.log();
     assert!(!log.contains(ADMIN_PASSWORD) && !log.contains(&key));
