@@ -16,10 +16,11 @@
 //!
 //! Implementations here: [`TokenFile`] (a token minted by `mcp-runtime token mint` or printed by
 //! `mcp-runtime dev`, re-read when the file changes) and [`StaticToken`] (a token from the
-//! environment). The platform API's session issuance (`POST /runtime/adapter/sessions`, which
-//! returns a session token and its expiry for a human, agent and server) is meant to be one more
-//! implementation: its `fetch` calls the API and returns the issued token with its `expiresAt`;
-//! `recheck_every` stays `None`, so it is called shortly before each expiry only.
+//! environment). The platform API's session issuance (`POST /v1/runtime/adapter/sessions`) is
+//! one more, in the CLI next to its platform client and login profiles
+//! (`PlatformSession` in `crates/cli/src/commands/adapter.rs`): its `fetch` calls the API and
+//! returns the issued token with its `expires_at`; `recheck_every` stays `None`, so it is called
+//! shortly before each expiry only.
 //!
 //! Secrets never reach a log: [`Credential`]'s `Debug` hides the value and the header value is
 //! marked sensitive.

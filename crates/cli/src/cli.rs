@@ -15,7 +15,11 @@ use crate::output::Format;
 /// anything reaches a cluster. Against a cluster (kubeconfig): apply, list, inspect and delete
 /// servers, grants and sessions.
 ///
-/// Exit codes: 0 success; 1 failure (bad input, IO); 2 usage error; 3 `policy explain` denied.
+/// With the platform API (mcp-platform): log in (`auth`), manage teams (`team`), and let the
+/// adapters obtain agent sessions from it.
+///
+/// Exit codes: 0 success; 1 failure (bad input, IO); 2 usage error; 3 `policy explain` denied;
+/// 4 not logged in, or the platform refused the credential (log in again).
 #[derive(Debug, Parser)]
 #[command(
     name = "mcp-runtime",
@@ -62,6 +66,194 @@ pub enum Command {
     /// that speak HTTP but cannot set an Authorization header.
     #[command(subcommand)]
     Adapter(AdapterCommand),
+    /// Log in to the platform API (mcp-platform), see who you are, log out.
+    ///
+    /// Credentials are kept per profile in $XDG_CONFIG_HOME/mcp-runtime/profiles.json (default
+    /// ~/.config/...; $MCP_RUNTIME_CONFIG_DIR overrides the directory), a file only you can read
+    /// (mode 0600). Passwords are never stored; tokens and keys are never printed.
+    #[command(subcommand)]
+    Auth(AuthCommand),
+    /// Create teams and manage their members on the platform (as the logged-in user).
+    #[command(subcommand)]
+    Team(TeamCommand),
+}
+
+/// Which login profile to use.
+#[derive(Debug, Args)]
+pub struct ProfileArg {
+    /// The login profile (see `auth login`); default: the current one.
+    #[arg(long, env = "MCP_RUNTIME_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Log in to the platform and keep the credential in a profile, which becomes the current one.
+    ///
+    /// With a password (asked on the terminal without echo, or read from the first line of
+    /// standard input with --password-stdin) the profile keeps a short-lived access token
+    /// (15 min by default): log in again when it expires. With --api-key-stdin it keeps the API
+    /// key, valid until revoked. Examples:
+    ///
+    ///   mcp-runtime auth login --platform https://platform.example.com --email me@example.com
+    ///
+    ///   printf '%s\n' "$PASSWORD" | mcp-runtime auth login --email me@example.com --password-stdin
+    ///
+    ///   mcp-runtime auth login --profile ci --platform URL --api-key-stdin < key-file
+    Login(AuthLoginArgs),
+    /// Forget the credential of a profile (its platform and email stay for the next login).
+    ///
+    /// An access token stays valid on the platform until it expires; an API key until it is
+    /// revoked on the platform.
+    Logout(AuthLogoutArgs),
+    /// Who you are on the platform: profile, platform, user, role, teams, credential expiry.
+    ///
+    /// Exits 0 when the platform accepts the profile's credential, 4 when there is none, it
+    /// expired or the platform refuses it, 1 when the platform cannot be reached.
+    Status(AuthStatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuthLoginArgs {
+    /// The platform API's base URL, e.g. https://platform.example.com; default: the profile's.
+    #[arg(long, env = "MCP_RUNTIME_PLATFORM", value_name = "URL")]
+    pub platform: Option<String>,
+    /// The profile to keep the credential in; default: the current one, else `default`.
+    #[arg(long, env = "MCP_RUNTIME_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Your email; asked on the terminal when missing (default: the profile's).
+    #[arg(long, value_name = "EMAIL", conflicts_with = "api_key_stdin")]
+    pub email: Option<String>,
+    /// Read the password from the first line of standard input instead of the terminal.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Log in with an API key (mcpk_...) read from standard input instead of a password.
+    #[arg(long, conflicts_with = "password_stdin")]
+    pub api_key_stdin: bool,
+    /// A CA certificate (PEM) to trust for an https platform, besides the system's.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AuthLogoutArgs {
+    #[command(flatten)]
+    pub profile: ProfileArg,
+}
+
+#[derive(Debug, Args)]
+pub struct AuthStatusArgs {
+    #[command(flatten)]
+    pub profile: ProfileArg,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    pub output: Format,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TeamCommand {
+    /// Create a team (platform admins only).
+    ///
+    /// A platform running with --kube also creates the team's namespace mcp-team-SLUG, where
+    /// the team's MCPServers and MCPAccessGrants live.
+    Create(TeamCreateArgs),
+    /// List the teams you may see (admins: every team) with your role in each.
+    List(TeamListArgs),
+    /// Show a team and its members.
+    Show(TeamShowArgs),
+    /// Add, change or remove members (admins and the team's owners).
+    #[command(subcommand)]
+    Member(TeamMemberCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct TeamCreateArgs {
+    /// The team's slug: 1-40 of a-z, 0-9 and `-`, not starting or ending with `-`.
+    pub slug: String,
+    /// The name shown to people; default: the slug.
+    #[arg(long, value_name = "NAME")]
+    pub display_name: Option<String>,
+    /// The first owner: the email of an existing user.
+    #[arg(long, value_name = "EMAIL")]
+    pub owner: Option<String>,
+    #[command(flatten)]
+    pub profile: ProfileArg,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    pub output: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct TeamListArgs {
+    #[command(flatten)]
+    pub profile: ProfileArg,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    pub output: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct TeamShowArgs {
+    /// The team's slug.
+    pub slug: String,
+    #[command(flatten)]
+    pub profile: ProfileArg,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    pub output: Format,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TeamMemberCommand {
+    /// Add a user to a team, or change their role.
+    ///
+    /// The last owner cannot be demoted except by an admin.
+    Add(TeamMemberAddArgs),
+    /// Remove a user from a team.
+    ///
+    /// The last owner cannot be removed except by an admin.
+    Remove(TeamMemberRemoveArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TeamRole {
+    Owner,
+    Member,
+}
+
+impl TeamRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Member => "member",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct TeamMemberAddArgs {
+    /// The team's slug.
+    pub slug: String,
+    /// The user's email (an existing user).
+    pub email: String,
+    /// The role in the team.
+    #[arg(long, value_enum, default_value = "member")]
+    pub role: TeamRole,
+    #[command(flatten)]
+    pub profile: ProfileArg,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    pub output: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct TeamMemberRemoveArgs {
+    /// The team's slug.
+    pub slug: String,
+    /// The member's email.
+    pub email: String,
+    #[command(flatten)]
+    pub profile: ProfileArg,
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,6 +267,10 @@ pub enum AdapterCommand {
     /// 2026-07-28 requests. Configure it as the MCP server command of a stdio client, e.g.:
     ///
     ///   mcp-runtime adapter stdio --url http://127.0.0.1:8091/mcp --token-file ~/.mcp/token
+    ///
+    /// or, with the session obtained from the platform (after `mcp-runtime auth login`):
+    ///
+    ///   mcp-runtime adapter stdio --url URL --platform-session --server hello --agent claude
     Stdio(AdapterStdioArgs),
     /// Serve a local HTTP endpoint that forwards to the gateway with your credential.
     ///
@@ -93,10 +289,17 @@ pub struct AdapterConnection {
     #[arg(long, env = "MCP_RUNTIME_URL", value_name = "URL")]
     pub url: String,
     /// File holding the session token (from `token mint`, or the one `dev` prints). It is
-    /// re-read when it changes, so a re-minted token is used without a restart. Without it, the
-    /// token is taken from $MCP_RUNTIME_TOKEN (read once).
-    #[arg(long, env = "MCP_RUNTIME_TOKEN_FILE", value_name = "FILE")]
+    /// re-read when it changes, so a re-minted token is used without a restart. Without it (and
+    /// without --platform-session), the token is taken from $MCP_RUNTIME_TOKEN (read once).
+    #[arg(
+        long,
+        env = "MCP_RUNTIME_TOKEN_FILE",
+        value_name = "FILE",
+        conflicts_with = "platform_session"
+    )]
     pub token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub platform: PlatformSessionArgs,
     /// A CA certificate (PEM) to trust for an https gateway, besides the system's.
     #[arg(long, env = "MCP_RUNTIME_CA_FILE", value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
@@ -106,6 +309,79 @@ pub struct AdapterConnection {
     /// What is logged on stderr (never tokens or tool arguments).
     #[arg(long, env = "MCP_RUNTIME_LOG", value_enum, default_value = "info")]
     pub log_level: LogLevel,
+}
+
+/// Obtaining the session from the platform instead of a token file.
+#[derive(Debug, Args)]
+pub struct PlatformSessionArgs {
+    /// Obtain the session token from the platform (POST /v1/runtime/adapter/sessions) with the
+    /// login profile's credential (`mcp-runtime auth login`), and obtain a new one before it
+    /// expires. Needs --server and --agent; the adapter does not start when the platform
+    /// refuses (e.g. no MCPAccessGrant matches). A password login's access token expires (15 min
+    /// by default) and with it the renewals: for an adapter that runs longer, log in with an
+    /// API key (`auth login --api-key-stdin`).
+    #[arg(long, requires_all = ["server", "agent"], help_heading = "Platform session")]
+    pub platform_session: bool,
+    /// The MCPServer's name in the team's namespace (mcp-team-SLUG).
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "platform_session",
+        help_heading = "Platform session"
+    )]
+    pub server: Option<String>,
+    /// The agent's id, as the grants name it (e.g. claude-code).
+    #[arg(
+        long,
+        value_name = "ID",
+        requires = "platform_session",
+        help_heading = "Platform session"
+    )]
+    pub agent: Option<String>,
+    /// The team's slug; default: your only team.
+    #[arg(
+        long,
+        value_name = "SLUG",
+        requires = "platform_session",
+        help_heading = "Platform session"
+    )]
+    pub team: Option<String>,
+    /// The trust to ask for; the platform grants at most the grant's maxTrust.
+    #[arg(
+        long,
+        value_enum,
+        requires = "platform_session",
+        help_heading = "Platform session"
+    )]
+    pub trust: Option<SessionTrust>,
+    /// The session's lifetime in seconds (at least 60; the platform may cut it).
+    #[arg(long, value_name = "SECONDS", requires = "platform_session", value_parser = clap::value_parser!(u32).range(60..), help_heading = "Platform session")]
+    pub ttl: Option<u32>,
+    /// The login profile whose credential asks for the session; default: the current one.
+    #[arg(
+        long,
+        env = "MCP_RUNTIME_PROFILE",
+        value_name = "NAME",
+        help_heading = "Platform session"
+    )]
+    pub profile: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SessionTrust {
+    Low,
+    Medium,
+    High,
+}
+
+impl SessionTrust {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -10,6 +10,8 @@ pub mod exit {
     pub const FAILURE: u8 = 1;
     /// `policy explain`: the call would be denied.
     pub const DENIED: u8 = 3;
+    /// Not logged in, or the platform refused the credential: `auth login` again.
+    pub const NOT_AUTHENTICATED: u8 = 4;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +34,9 @@ pub enum CliError {
     Invalid(String),
     #[error("{message}\n  hint: {hint}")]
     WithHint { message: String, hint: String },
+    /// No usable platform credential (none, expired, refused); the hint says how to log in.
+    #[error("{message}\n  hint: {hint}")]
+    NotAuthenticated { message: String, hint: String },
 }
 
 impl CliError {
@@ -42,8 +47,18 @@ impl CliError {
         }
     }
 
+    pub fn not_authenticated(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self::NotAuthenticated {
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+
     pub fn exit_code(&self) -> u8 {
-        exit::FAILURE
+        match self {
+            Self::NotAuthenticated { .. } => exit::NOT_AUTHENTICATED,
+            _ => exit::FAILURE,
+        }
     }
 }
 

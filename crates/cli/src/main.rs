@@ -5,17 +5,19 @@ mod commands;
 mod error;
 mod files;
 mod output;
+mod platform;
+mod profiles;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 use crate::cli::{
-    AccessCommand, AdapterCommand, Cli, Command, GrantCommand, PolicyCommand, SentinelCommand,
-    ServerCommand, SessionCommand, TokenCommand,
+    AccessCommand, AdapterCommand, AuthCommand, Cli, Command, GrantCommand, PolicyCommand,
+    SentinelCommand, ServerCommand, SessionCommand, TeamCommand, TeamMemberCommand, TokenCommand,
 };
 use crate::commands::cluster::{self, Kind};
-use crate::commands::{access, adapter, dev, policy, sentinel, server, token};
+use crate::commands::{access, adapter, auth, dev, policy, sentinel, server, team, token};
 
 fn run(cli: Cli) -> error::Result<u8> {
     match cli.command {
@@ -66,6 +68,18 @@ fn run(cli: Cli) -> error::Result<u8> {
         Command::Dev(args) => dev::run(args),
         Command::Adapter(AdapterCommand::Stdio(args)) => adapter::stdio(args),
         Command::Adapter(AdapterCommand::Proxy(args)) => adapter::proxy(args),
+        Command::Auth(AuthCommand::Login(args)) => auth::login(args).map(|()| 0),
+        Command::Auth(AuthCommand::Logout(args)) => auth::logout(args).map(|()| 0),
+        Command::Auth(AuthCommand::Status(args)) => auth::status(args).map(|()| 0),
+        Command::Team(TeamCommand::Create(args)) => team::create(args).map(|()| 0),
+        Command::Team(TeamCommand::List(args)) => team::list(args).map(|()| 0),
+        Command::Team(TeamCommand::Show(args)) => team::show(args).map(|()| 0),
+        Command::Team(TeamCommand::Member(TeamMemberCommand::Add(args))) => {
+            team::member_add(args).map(|()| 0)
+        }
+        Command::Team(TeamCommand::Member(TeamMemberCommand::Remove(args))) => {
+            team::member_remove(args).map(|()| 0)
+        }
     }
 }
 

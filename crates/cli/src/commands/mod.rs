@@ -1,8 +1,10 @@
 pub mod access;
 pub mod adapter;
+pub mod auth;
 pub mod cluster;
 pub mod dev;
 pub mod policy;
 pub mod sentinel;
 pub mod server;
+pub mod team;
 pub mod token;
