@@ -26,15 +26,14 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::gateway::*;
 use common::*;
 use futures::StreamExt;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -50,88 +49,6 @@ const SESSION: &str = "alice-claude";
 /// Bound on each wait (a revocation enforced, an un-revocation allowed again).
 const BOUND: Duration = Duration::from_secs(30);
 
-/// The `mcp-gateway` binary built next to the operator (`cargo build --workspace`).
-fn gateway_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("MCP_GATEWAY_BIN") {
-        return PathBuf::from(path);
-    }
-    let path = PathBuf::from(env!("CARGO_BIN_EXE_mcp-runtime-operator"))
-        .parent()
-        .expect("the operator binary has a directory")
-        .join("mcp-gateway");
-    assert!(
-        path.exists(),
-        "{} is not built; run `cargo build --workspace` first (scripts/test.sh does), or set \
-         MCP_GATEWAY_BIN",
-        path.display()
-    );
-    path
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// The fixed-result upstream (`mcp_runtime_testkit::fixed_upstream`), so the figures are the
-/// gateway's and the control plane's, not a tool's.
-async fn tiny_upstream() -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind the upstream");
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(mcp_runtime_testkit::fixed_upstream::serve(listener));
-    port
-}
-
-#[derive(Debug, PartialEq)]
-enum Outcome {
-    Allowed,
-    Denied(String),
-}
-
-/// One `tools/call` through the gateway (keep-alive connection).
-async fn call(http: &HttpClient<HttpConnector, Full<Bytes>>, url: &str, token: &str) -> Outcome {
-    const BODY: &[u8] =
-        br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}"#;
-    let request = hyper::Request::post(url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-11-25")
-        .header("authorization", format!("Bearer {token}"))
-        .body(Full::new(Bytes::from_static(BODY)))
-        .expect("request");
-    let response = http
-        .request(request)
-        .await
-        .unwrap_or_else(|e| panic!("calling the gateway: {e}"));
-    let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("the gateway's answer")
-        .to_bytes();
-    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({status}, {e}): {}",
-            String::from_utf8_lossy(&body)
-        )
-    });
-    if status == 200 && json.get("result").is_some() {
-        return Outcome::Allowed;
-    }
-    match json
-        .pointer("/error/data/reason")
-        .and_then(serde_json::Value::as_str)
-    {
-        Some(reason) if status == 200 => Outcome::Denied(reason.to_owned()),
-        _ => panic!("unexpected answer {status}: {json}"),
-    }
-}
-
 async fn set_revoked(sessions: &Api<MCPAgentSession>, revoked: bool) {
     sessions
         .patch(
@@ -143,37 +60,12 @@ async fn set_revoked(sessions: &Api<MCPAgentSession>, revoked: bool) {
         .unwrap_or_else(|e| panic!("patching {SESSION}: {e}"));
 }
 
-/// Nearest-rank percentile of sorted durations.
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn summary(what: &str, samples: &[Duration]) -> String {
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    format!(
-        "{what}: n={} min={} p50={} p90={} p99={} max={}",
-        sorted.len(),
-        ms(sorted[0]),
-        ms(percentile(&sorted, 50.0)),
-        ms(percentile(&sorted, 90.0)),
-        ms(percentile(&sorted, 99.0)),
-        ms(*sorted.last().unwrap()),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_session_is_denied_by_the_gateway_soon_after_the_write() {
     let rounds: usize = std::env::var("MCP_REVOCATION_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(50);
-    let gateway_bin = gateway_binary();
     let c = cluster();
     let client = c.env.client().await;
     let ns = c.env.namespace("revocation").await;
@@ -231,65 +123,11 @@ async fn a_revoked_session_is_denied_by_the_gateway_soon_after_the_write() {
         });
     }
 
-    // The gateway, as the operator configures the sidecar, acting as the server's
-    // ServiceAccount with a TokenRequest token (the generated Role is what lets it read).
-    let work = c.env.dir().join("pki");
-    let sa = c.env.service_account(&ns, SERVER).await.unwrap();
-    let sa_token_file = work.join(format!("{ns}-gateway-sa.token"));
-    std::fs::write(&sa_token_file, &sa.token).unwrap();
+    // The gateway, as the operator configures the sidecar.
     let key = SigningKey::from_seed(&[23; 32]);
-    let key_file = work.join(format!("{ns}-session.pub"));
+    let key_file = c.env.dir().join("pki").join(format!("{ns}-session.pub"));
     std::fs::write(&key_file, key.public_pem()).unwrap();
-    let upstream = tiny_upstream().await;
-    let (port, admin) = (free_port(), free_port());
-    let mut cmd = Command::new(&gateway_bin);
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", "info")
-        .env("MCP_GATEWAY_KUBE_API_URL", c.env.api_url())
-        .env("MCP_GATEWAY_KUBE_CA_FILE", c.env.ca_file())
-        .env("MCP_GATEWAY_KUBE_TOKEN_FILE", &sa_token_file)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
-        .args(["--upstream", &format!("http://127.0.0.1:{upstream}")])
-        .args(["--policy-configmap", &format!("{ns}/{config_map}")])
-        .arg("--token-public-keys-file")
-        .arg(&key_file)
-        .arg("--audit-file")
-        .arg(c.env.log_dir().join(format!("{ns}-audit.jsonl")))
-        .arg("--audit-spool-dir")
-        .arg(c.env.dir().join(format!("{ns}-spool")));
-    let mut gateway = c
-        .env
-        .spawn(
-            "mcp-gateway",
-            cmd,
-            &c.env.log_dir().join(format!("{ns}-gateway.log")),
-        )
-        .expect("spawn mcp-gateway");
-    let admin_addr = format!("127.0.0.1:{admin}");
-    let deadline = Instant::now() + BOUND;
-    loop {
-        match http_get(&admin_addr, "/ready") {
-            Ok((200, _)) => break,
-            answer => {
-                if let Some(status) = gateway.try_wait() {
-                    panic!(
-                        "mcp-gateway exited ({status}); a binary older than --policy-configmap? \
-                         rebuild with `cargo build --workspace`\n{}",
-                        gateway.log_tail(30)
-                    );
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "the gateway is not ready after {BOUND:?}: {answer:?}\n{}",
-                    gateway.log_tail(30)
-                );
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-
+    let (gateway, port) = start_gateway(&c.env, &ns, SERVER, &key_file).await;
     let session_token = key
         .mint(
             &format!("{ns}/{SERVER}"),

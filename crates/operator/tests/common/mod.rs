@@ -4,6 +4,8 @@
 //! own namespaces; every wait is bounded.
 #![allow(dead_code)]
 
+pub mod gateway;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Command;
@@ -129,7 +131,7 @@ where
         .unwrap_or_else(|e| panic!("applying {}: {e}", obj.name_any()));
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
