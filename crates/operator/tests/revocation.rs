@@ -127,7 +127,7 @@ async fn a_revoked_session_is_denied_by_the_gateway_soon_after_the_write() {
     let key = SigningKey::from_seed(&[23; 32]);
     let key_file = c.env.dir().join("pki").join(format!("{ns}-session.pub"));
     std::fs::write(&key_file, key.public_pem()).unwrap();
-    let (gateway, port) = start_gateway(&c.env, &ns, SERVER, &key_file).await;
+    let (gateway, port) = start_gateway(c.env, &ns, SERVER, &key_file).await;
     let session_token = key
         .mint(
             &format!("{ns}/{SERVER}"),

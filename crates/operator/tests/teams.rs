@@ -305,7 +305,7 @@ async fn two_teams_reach_only_their_own_servers_and_revocations_through_the_plat
             |d| d.sessions.iter().any(|s| s.name == session_name),
         )
         .await;
-        let (process, port) = start_gateway(&c.env, &ns, name, &dir.join("signing.pub")).await;
+        let (process, port) = start_gateway(c.env, &ns, name, &dir.join("signing.pub")).await;
         gateways.push((process, format!("http://127.0.0.1:{port}/mcp")));
     }
     let (red_url, blue_url) = (gateways[0].1.clone(), gateways[1].1.clone());
