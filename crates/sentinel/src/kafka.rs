@@ -213,6 +213,9 @@ pub async fn run_processor(
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
         .set("session.timeout.ms", "10000")
+        // librdkafka prefetches up to 64 MiB per partition by default; the processor inserts
+        // batches of hundreds, so a few MiB ahead keeps it busy at a fraction of the memory.
+        .set("queued.max.messages.kbytes", "4096")
         .create()
         .map_err(kafka_err("creating the Kafka consumer"))?;
     consumer

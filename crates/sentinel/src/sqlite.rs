@@ -125,8 +125,12 @@ impl SqliteStore {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(err)?;
+        // Rollups scan the covering index of their window: mapped pages spare a read() per page
+        // (file-backed memory the kernel can reclaim), and a larger cache keeps the hot part.
         reader
-            .execute_batch("PRAGMA busy_timeout = 5000;")
+            .execute_batch(
+                "PRAGMA busy_timeout = 5000; PRAGMA mmap_size = 1073741824; PRAGMA cache_size = -32768;",
+            )
             .map_err(err)?;
         Ok(SqliteStore {
             writer: Mutex::new(writer),

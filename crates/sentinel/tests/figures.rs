@@ -188,9 +188,11 @@ fn ingest_into_kafka_against_the_raw_producer() {
         .enable_all()
         .build()
         .unwrap();
+    // Its own topic, so the processor below drains only what the ingest wrote.
+    broker.create_topic("bench.baseline", 3);
     let sink = KafkaSink::new(&KafkaConfig {
         brokers: broker.bootstrap(),
-        topic: TOPIC.into(),
+        topic: "bench.baseline".into(),
         group: "unused".into(),
         delivery_timeout: Duration::from_secs(30),
         batch_size: BATCH,
@@ -247,9 +249,65 @@ fn ingest_into_kafka_against_the_raw_producer() {
     println!("|---|---|---|---|");
     baseline.row("raw producer (baseline, in-process)");
     through_ingest.row("`mcp-sentinel --role ingest` over HTTP");
+
+    // The processor draining the topic (every event once; the warm-up batch was posted twice)
+    // into ClickHouse, then the API answering rollups over it.
+    let clickhouse = ClickHouse::start();
+    let store_args = [
+        "--store",
+        "clickhouse",
+        "--clickhouse-url",
+        &clickhouse.http_url(),
+        "--clickhouse-database",
+        "bench_drain",
+    ];
+    let bootstrap = broker.bootstrap();
+    let mut processor_args = vec!["--role", "processor", "--kafka-brokers", &bootstrap];
+    processor_args.extend(store_args);
+    let mut api_args = vec!["--role", "api"];
+    api_args.extend(store_args);
+    let api = Sentinel::start_args("bench-drain-api", &api_args);
+    let t0 = Instant::now();
+    let processor = Sentinel::start_args("bench-processor", &processor_args);
+    let stored = || {
+        let (status, stats) = api.request("GET", "/v1/stats", Some(READ_KEY), "");
+        assert_eq!(status, 200, "{stats}");
+        stats["events"].as_u64().unwrap_or(0)
+    };
+    let deadline = t0 + Duration::from_secs(600);
+    while stored() < n as u64 {
+        assert!(
+            Instant::now() < deadline,
+            "the processor stored only {} of {n}",
+            stored()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let drained = Run::new(n + BATCH, t0.elapsed(), cpu_seconds(processor.pid()));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(stored(), n as u64, "events stored twice");
+    let usage_cpu0 = cpu_seconds(api.pid());
+    for window in ["1h", "24h", "7d"] {
+        let (status, usage) = api.request(
+            "GET",
+            &format!("/v1/usage?window={window}"),
+            Some(READ_KEY),
+            "",
+        );
+        assert_eq!(status, 200, "{usage}");
+    }
     println!(
-        "\ningest peak RSS (VmHWM): {:.1} MiB; load average at the end: {}",
+        "| `--role processor`: Kafka -> ClickHouse (records read, incl. {BATCH} duplicates) | {:.0} | {:.2} | **{:.0}** |",
+        drained.events as f64 / drained.wall.as_secs_f64(),
+        drained.cpu_seconds,
+        drained.events as f64 / drained.cpu_seconds.max(0.01)
+    );
+    println!(
+        "\npeak RSS (VmHWM) under this load: ingest {:.1} MiB, processor {:.1} MiB, API {:.1} MiB (after 3 usage rollups, {:.2} CPU-s); load average at the end: {}",
         vm_hwm_mib(ingest.pid()),
+        vm_hwm_mib(processor.pid()),
+        vm_hwm_mib(api.pid()),
+        cpu_seconds(api.pid()) - usage_cpu0,
         load_average()
     );
 }
