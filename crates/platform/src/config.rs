@@ -86,6 +86,27 @@ pub struct Config {
     #[arg(long, env = "MCP_PLATFORM_DB_CONNECTIONS", default_value_t = 8,
           value_parser = clap::value_parser!(u32).range(1..=128))]
     pub db_connections: u32,
+    /// Sentinel's API, `http://HOST:PORT`: the team analytics routes
+    /// (`/v1/teams/{slug}/analytics/...`) read from it, each query confined to the team's
+    /// namespace. Without it those routes answer 503. Needs --sentinel-read-key-file.
+    #[arg(
+        long,
+        env = "MCP_PLATFORM_SENTINEL_URL",
+        requires = "sentinel_read_key_file"
+    )]
+    pub sentinel_url: Option<String>,
+    /// File holding a read key Sentinel accepts (first line, the key itself). It must see every
+    /// team namespace (an unscoped key): the platform confines each query to one team.
+    #[arg(
+        long,
+        env = "MCP_PLATFORM_SENTINEL_READ_KEY_FILE",
+        requires = "sentinel_url"
+    )]
+    pub sentinel_read_key_file: Option<PathBuf>,
+    /// How long a Sentinel query may take before the platform answers 503.
+    #[arg(long, env = "MCP_PLATFORM_SENTINEL_TIMEOUT_SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=300))]
+    pub sentinel_timeout_seconds: u32,
 }
 
 /// The login lockout: how many failures are free, and the backoff after them.
@@ -120,6 +141,23 @@ impl Config {
 
     pub fn access_token_ttl(&self) -> SignedDuration {
         SignedDuration::from_secs(self.access_token_ttl_seconds.into())
+    }
+
+    /// The Sentinel client, when --sentinel-url is given (the key file read once, here).
+    pub fn sentinel(&self) -> Result<Option<crate::sentinel::SentinelClient>, String> {
+        let (Some(url), Some(file)) = (&self.sentinel_url, &self.sentinel_read_key_file) else {
+            return Ok(None);
+        };
+        let base = crate::sentinel::parse_base_url(url)?;
+        let shown = file.display().to_string();
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| format!("--sentinel-read-key-file {shown}: {e}"))?;
+        let key = crate::sentinel::read_key_from(&text, &shown)?;
+        Ok(Some(crate::sentinel::SentinelClient::new(
+            base,
+            key,
+            std::time::Duration::from_secs(self.sentinel_timeout_seconds.into()),
+        )))
     }
 
     /// The bootstrap admin's email and password, read from the file (its first line).

@@ -16,6 +16,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let signing_key = mcp_runtime_token::SigningKey::from_pem(&pem)
         .map_err(|e| format!("--signing-key {}: {e}", config.signing_key.display()))?;
     let bootstrap = config.bootstrap_admin()?;
+    let sentinel = config.sentinel()?;
 
     let mut client = store::connect(&config.database_url)
         .await
@@ -50,6 +51,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         lockout: config.lockout(),
         trust_forwarded_for: config.trust_forwarded_for,
         max_body_bytes: config.max_body_bytes,
+        sentinel,
     });
     let listener = mcp_runtime_svc::admin::bind(config.listen, "the API").await?;
     tracing::info!(listen = %listener.local_addr()?, "mcp-platform ready");

@@ -5,6 +5,7 @@
 //! then checks what the caller's role allows. A team the caller may not see is answered as if
 //! it did not exist (404), so team names do not leak.
 
+mod analytics;
 mod audit;
 mod auth;
 mod envelope;
@@ -57,6 +58,8 @@ pub struct Api {
     pub lockout: Lockout,
     pub trust_forwarded_for: bool,
     pub max_body_bytes: usize,
+    /// Sentinel's read API (`--sentinel-url`); `None`: the analytics routes answer 503.
+    pub sentinel: Option<crate::sentinel::SentinelClient>,
 }
 
 /// How long a client may take to send a request body (bodies are small JSON documents).
@@ -233,6 +236,18 @@ impl Api {
                     }
                     ("/v1/teams/{slug}/sessions/{name}/unrevoke", _) => {
                         self.set_revoked(&ctx, &caller, false).await
+                    }
+                    ("/v1/teams/{slug}/analytics/events", _) => {
+                        self.team_analytics(&ctx, &caller, analytics::Report::Events)
+                            .await
+                    }
+                    ("/v1/teams/{slug}/analytics/stats", _) => {
+                        self.team_analytics(&ctx, &caller, analytics::Report::Stats)
+                            .await
+                    }
+                    ("/v1/teams/{slug}/analytics/usage", _) => {
+                        self.team_analytics(&ctx, &caller, analytics::Report::Usage)
+                            .await
                     }
                     ("/v1/audit", _) => self.audit_log(&ctx, &caller).await,
                     ("/v1/runtime/adapter/sessions", _) => {

@@ -35,6 +35,9 @@ pub const ROUTES: &[(&str, &[Method])] = &[
     ),
     ("/v1/teams/{slug}/sessions/{name}/revoke", &[Method::POST]),
     ("/v1/teams/{slug}/sessions/{name}/unrevoke", &[Method::POST]),
+    ("/v1/teams/{slug}/analytics/events", &[Method::GET]),
+    ("/v1/teams/{slug}/analytics/stats", &[Method::GET]),
+    ("/v1/teams/{slug}/analytics/usage", &[Method::GET]),
     ("/v1/audit", &[Method::GET]),
     ("/v1/runtime/adapter/sessions", &[Method::POST]),
 ];
