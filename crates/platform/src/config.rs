@@ -18,6 +18,14 @@ pub struct Config {
     /// Address of the HTTP listener.
     #[arg(long, env = "MCP_PLATFORM_LISTEN", default_value = "127.0.0.1:8090")]
     pub listen: SocketAddr,
+    /// Address of the admin listener: `/metrics` (Prometheus), `/healthz`, `/ready`, with no
+    /// authentication (keep it off public networks).
+    #[arg(
+        long,
+        env = "MCP_PLATFORM_ADMIN_LISTEN",
+        default_value = "127.0.0.1:9097"
+    )]
+    pub admin_listen: SocketAddr,
     /// PostgreSQL connection string, e.g. `postgres://mcp@db:5432/platform` or
     /// `host=/run/postgresql user=mcp dbname=platform`. Put a password in the URL only through
     /// the environment variable, never on a command line.

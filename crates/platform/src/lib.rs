@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod config;
+pub mod metrics;
 pub mod migrate;
 pub mod secrets;
 pub mod sentinel;

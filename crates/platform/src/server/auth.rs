@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::envelope::{Answer, ApiError, internal, ok_json};
 use super::input::normalize_email;
 use super::{ACCESS_TOKEN_AUDIENCE, Api, Caller, Ctx, Via};
+use crate::metrics::{LoginMethod, LoginOutcome};
 use crate::secrets;
 use crate::store::{self, AuditEntry, Outcome, User};
 
@@ -150,6 +151,8 @@ impl Api {
                 &audit(ctx, &email, Outcome::Denied, "locked out", None),
             )
             .await?;
+            self.metrics
+                .login(LoginMethod::Password, LoginOutcome::LockedOut);
             let mut e = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_requests",
@@ -170,7 +173,12 @@ impl Api {
                 .map_err(internal)?;
         let Some(user) = user.filter(|_| matches) else {
             // The lockout runs from now, not from the request's arrival: the hash took time.
-            store::login_failed(&*conn, &email, &ctx.ip, Timestamp::now(), self.lockout).await?;
+            let locked =
+                store::login_failed(&*conn, &email, &ctx.ip, Timestamp::now(), self.lockout)
+                    .await?;
+            if locked.is_some() {
+                self.metrics.lockout();
+            }
             store::audit(
                 &*conn,
                 &audit(
@@ -182,6 +190,8 @@ impl Api {
                 ),
             )
             .await?;
+            self.metrics
+                .login(LoginMethod::Password, LoginOutcome::Failed);
             return Err(ApiError::unauthorized("wrong email or password"));
         };
         store::login_succeeded(&*conn, &email, &ctx.ip).await?;
@@ -203,6 +213,7 @@ impl Api {
             &audit(ctx, &email, Outcome::Ok, "password", Some(&user)),
         )
         .await?;
+        self.metrics.login(LoginMethod::Password, LoginOutcome::Ok);
         let mut r = ok_json(
             StatusCode::OK,
             &serde_json::json!({

@@ -40,6 +40,8 @@ pub fn temp_dir(name: &str) -> PathBuf {
 /// A running `mcp-platform` with its own database.
 pub struct Platform {
     pub port: u16,
+    /// The admin listener (`/metrics`, `/healthz`, `/ready`).
+    pub admin_port: u16,
     pub dir: PathBuf,
     pub db: Database,
     extra: Vec<String>,
@@ -144,6 +146,8 @@ impl Platform {
             .arg(ADMIN)
             .arg("--bootstrap-admin-password-file")
             .arg(dir.join("admin-password"))
+            // Any free port: tests that read it start the binary through `spawn`.
+            .env("MCP_PLATFORM_ADMIN_LISTEN", "127.0.0.1:0")
             .env_remove("RUST_LOG");
         c
     }
@@ -154,13 +158,17 @@ impl Platform {
         extra: Vec<String>,
         env: Vec<(String, String)>,
     ) -> Platform {
-        let port = free_port();
+        let (port, admin_port) = (free_port(), free_port());
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.join("platform.log"))
             .unwrap();
         let child = Self::command(&dir, &db, port)
+            .env(
+                "MCP_PLATFORM_ADMIN_LISTEN",
+                format!("127.0.0.1:{admin_port}"),
+            )
             .args(&extra)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
@@ -169,6 +177,7 @@ impl Platform {
             .unwrap();
         let mut p = Platform {
             port,
+            admin_port,
             dir,
             db,
             extra,
@@ -195,6 +204,26 @@ impl Platform {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("platform.log")).unwrap_or_default()
+    }
+
+    /// `GET path` on the admin listener.
+    pub fn admin_get(&self, path: &str) -> Reply {
+        http(self.admin_port, "GET", path, &[], "")
+            .unwrap_or_else(|e| panic!("admin GET {path}: {e}"))
+    }
+
+    /// The samples of `/metrics` (`name{labels}` → value), comments left out.
+    pub fn metrics(&self) -> std::collections::BTreeMap<String, f64> {
+        let r = self.admin_get("/metrics");
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .filter_map(|l| {
+                let (name, value) = l.rsplit_once(' ')?;
+                Some((name.to_owned(), value.parse().ok()?))
+            })
+            .collect()
     }
 
     pub fn try_request(
