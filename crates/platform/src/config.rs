@@ -115,6 +115,25 @@ pub struct Config {
     #[arg(long, env = "MCP_PLATFORM_SENTINEL_TIMEOUT_SECONDS", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(1..=300))]
     pub sentinel_timeout_seconds: u32,
+    /// The OIDC issuer whose id tokens `POST /v1/auth/oidc` exchanges for access tokens (its
+    /// `iss`, exactly). Needs --oidc-audience and --oidc-jwks-file.
+    #[arg(long, env = "MCP_PLATFORM_OIDC_ISSUER", requires_all = ["oidc_audience", "oidc_jwks_file"])]
+    pub oidc_issuer: Option<String>,
+    /// The `aud` id tokens must carry: the platform's client id at the issuer.
+    #[arg(long, env = "MCP_PLATFORM_OIDC_AUDIENCE", requires = "oidc_issuer")]
+    pub oidc_audience: Option<String>,
+    /// The issuer's public keys, a JWKS document (its `jwks_uri`, saved or mounted). Re-read
+    /// when it changes, so a key rotation needs no restart.
+    #[arg(long, env = "MCP_PLATFORM_OIDC_JWKS_FILE", requires = "oidc_issuer")]
+    pub oidc_jwks_file: Option<PathBuf>,
+    /// Create a user (role `user`, no password) for a verified email no user has yet. Off: such
+    /// a login is refused (an admin creates users first).
+    #[arg(
+        long,
+        env = "MCP_PLATFORM_OIDC_AUTO_PROVISION",
+        requires = "oidc_issuer"
+    )]
+    pub oidc_auto_provision: bool,
 }
 
 /// The login lockout: how many failures are free, and the backoff after them.
@@ -166,6 +185,19 @@ impl Config {
             key,
             std::time::Duration::from_secs(self.sentinel_timeout_seconds.into()),
         )))
+    }
+
+    /// The id-token verifier, when --oidc-issuer is given (the key file read now).
+    pub fn oidc(&self) -> Result<Option<crate::oidc::OidcVerifier>, String> {
+        let (Some(issuer), Some(audience), Some(file)) =
+            (&self.oidc_issuer, &self.oidc_audience, &self.oidc_jwks_file)
+        else {
+            return Ok(None);
+        };
+        if issuer.trim().is_empty() || audience.trim().is_empty() {
+            return Err("--oidc-issuer and --oidc-audience must not be empty".to_owned());
+        }
+        crate::oidc::OidcVerifier::new(file.clone(), issuer.clone(), audience.clone()).map(Some)
     }
 
     /// The bootstrap admin's email and password, read from the file (its first line).

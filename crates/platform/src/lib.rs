@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod config;
 pub mod metrics;
 pub mod migrate;
+pub mod oidc;
 pub mod secrets;
 pub mod sentinel;
 pub mod server;

@@ -20,6 +20,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| format!("--signing-key {}: {e}", config.signing_key.display()))?;
     let bootstrap = config.bootstrap_admin()?;
     let sentinel = config.sentinel()?;
+    let oidc = config.oidc()?;
 
     let mut client = store::connect(&config.database_url)
         .await
@@ -57,6 +58,8 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         trust_forwarded_for: config.trust_forwarded_for,
         max_body_bytes: config.max_body_bytes,
         sentinel,
+        oidc,
+        oidc_auto_provision: config.oidc_auto_provision,
     });
     let listener = mcp_runtime_svc::admin::bind(config.listen, "the API").await?;
     let admin_listener =

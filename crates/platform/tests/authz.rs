@@ -90,6 +90,11 @@ fn rows() -> Vec<Row> {
             body: |_| Some(json!({"email": "ned@example.com", "password": common::PASSWORD})),
             setup: None, expect: [200, 200, 200, 200, 200],
         },
+        // Without --oidc-issuer: 503 to everyone (tests/oidc.rs has it configured).
+        Row {
+            method: "POST", route: "/v1/auth/oidc", path: "/v1/auth/oidc",
+            body: |_| Some(json!({"id_token": "a.b.c"})), setup: None, expect: [503, 503, 503, 503, 503],
+        },
         Row { method: "GET", route: "/v1/auth/me", path: "/v1/auth/me", body: none, setup: None, expect: [401, 200, 200, 200, 200] },
         Row { method: "GET", route: "/v1/users", path: "/v1/users", body: none, setup: None, expect: [401, 403, 403, 403, 200] },
         Row {

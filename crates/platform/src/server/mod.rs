@@ -1,7 +1,7 @@
 //! The HTTP API. Every error is one JSON envelope: `{"error":{"code":"...","message":"..."}}`.
 //!
-//! Deny by default: every route but `/healthz`, `/ready`, `/v1/openapi.yaml` and
-//! `POST /v1/auth/login` authenticates first (an access token, or an API key), and each handler
+//! Deny by default: every route but `/healthz`, `/ready`, `/v1/openapi.yaml`,
+//! `POST /v1/auth/login` and `POST /v1/auth/oidc` authenticates first (an access token, or an API key), and each handler
 //! then checks what the caller's role allows. A team the caller may not see is answered as if
 //! it did not exist (404), so team names do not leak.
 
@@ -62,6 +62,10 @@ pub struct Api {
     /// Sentinel's read API (`--sentinel-url`); `None`: the analytics routes answer 503.
     pub sentinel: Option<crate::sentinel::SentinelClient>,
     pub metrics: crate::metrics::Metrics,
+    /// The id-token verifier of `POST /v1/auth/oidc` (`--oidc-issuer`); `None`: 503 there.
+    pub oidc: Option<crate::oidc::OidcVerifier>,
+    /// Create users for verified emails nobody has (`--oidc-auto-provision`).
+    pub oidc_auto_provision: bool,
 }
 
 /// How long a client may take to send a request body (bodies are small JSON documents).
@@ -188,6 +192,10 @@ impl Api {
             ("/v1/auth/login", _) => {
                 let body = self.body(request).await?;
                 self.login(&ctx, body).await
+            }
+            ("/v1/auth/oidc", _) => {
+                let body = self.body(request).await?;
+                self.oidc_login(&ctx, body).await
             }
             _ => {
                 let caller = self.authenticate(&request, ctx.now).await?;

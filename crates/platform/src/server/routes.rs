@@ -13,6 +13,7 @@ pub const ROUTES: &[(&str, &[Method])] = &[
     ("/ready", &[Method::GET]),
     ("/v1/openapi.yaml", &[Method::GET]),
     ("/v1/auth/login", &[Method::POST]),
+    ("/v1/auth/oidc", &[Method::POST]),
     ("/v1/auth/me", &[Method::GET]),
     ("/v1/users", &[Method::GET, Method::POST]),
     ("/v1/api-keys", &[Method::GET, Method::POST]),
