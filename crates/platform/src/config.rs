@@ -18,6 +18,14 @@ pub struct Config {
     /// Address of the HTTP listener.
     #[arg(long, env = "MCP_PLATFORM_LISTEN", default_value = "127.0.0.1:8090")]
     pub listen: SocketAddr,
+    /// Address of the admin listener: `/metrics` (Prometheus), `/healthz`, `/ready`, with no
+    /// authentication (keep it off public networks).
+    #[arg(
+        long,
+        env = "MCP_PLATFORM_ADMIN_LISTEN",
+        default_value = "127.0.0.1:9097"
+    )]
+    pub admin_listen: SocketAddr,
     /// PostgreSQL connection string, e.g. `postgres://mcp@db:5432/platform` or
     /// `host=/run/postgresql user=mcp dbname=platform`. Put a password in the URL only through
     /// the environment variable, never on a command line.
@@ -86,6 +94,46 @@ pub struct Config {
     #[arg(long, env = "MCP_PLATFORM_DB_CONNECTIONS", default_value_t = 8,
           value_parser = clap::value_parser!(u32).range(1..=128))]
     pub db_connections: u32,
+    /// Sentinel's API, `http://HOST:PORT`: the team analytics routes
+    /// (`/v1/teams/{slug}/analytics/...`) read from it, each query confined to the team's
+    /// namespace. Without it those routes answer 503. Needs --sentinel-read-key-file.
+    #[arg(
+        long,
+        env = "MCP_PLATFORM_SENTINEL_URL",
+        requires = "sentinel_read_key_file"
+    )]
+    pub sentinel_url: Option<String>,
+    /// File holding a read key Sentinel accepts (first line, the key itself). It must see every
+    /// team namespace (an unscoped key): the platform confines each query to one team.
+    #[arg(
+        long,
+        env = "MCP_PLATFORM_SENTINEL_READ_KEY_FILE",
+        requires = "sentinel_url"
+    )]
+    pub sentinel_read_key_file: Option<PathBuf>,
+    /// How long a Sentinel query may take before the platform answers 503.
+    #[arg(long, env = "MCP_PLATFORM_SENTINEL_TIMEOUT_SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=300))]
+    pub sentinel_timeout_seconds: u32,
+    /// The OIDC issuer whose id tokens `POST /v1/auth/oidc` exchanges for access tokens (its
+    /// `iss`, exactly). Needs --oidc-audience and --oidc-jwks-file.
+    #[arg(long, env = "MCP_PLATFORM_OIDC_ISSUER", requires_all = ["oidc_audience", "oidc_jwks_file"])]
+    pub oidc_issuer: Option<String>,
+    /// The `aud` id tokens must carry: the platform's client id at the issuer.
+    #[arg(long, env = "MCP_PLATFORM_OIDC_AUDIENCE", requires = "oidc_issuer")]
+    pub oidc_audience: Option<String>,
+    /// The issuer's public keys, a JWKS document (its `jwks_uri`, saved or mounted). Re-read
+    /// when it changes, so a key rotation needs no restart.
+    #[arg(long, env = "MCP_PLATFORM_OIDC_JWKS_FILE", requires = "oidc_issuer")]
+    pub oidc_jwks_file: Option<PathBuf>,
+    /// Create a user (role `user`, no password) for a verified email no user has yet. Off: such
+    /// a login is refused (an admin creates users first).
+    #[arg(
+        long,
+        env = "MCP_PLATFORM_OIDC_AUTO_PROVISION",
+        requires = "oidc_issuer"
+    )]
+    pub oidc_auto_provision: bool,
 }
 
 /// The login lockout: how many failures are free, and the backoff after them.
@@ -120,6 +168,36 @@ impl Config {
 
     pub fn access_token_ttl(&self) -> SignedDuration {
         SignedDuration::from_secs(self.access_token_ttl_seconds.into())
+    }
+
+    /// The Sentinel client, when --sentinel-url is given (the key file read once, here).
+    pub fn sentinel(&self) -> Result<Option<crate::sentinel::SentinelClient>, String> {
+        let (Some(url), Some(file)) = (&self.sentinel_url, &self.sentinel_read_key_file) else {
+            return Ok(None);
+        };
+        let base = crate::sentinel::parse_base_url(url)?;
+        let shown = file.display().to_string();
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| format!("--sentinel-read-key-file {shown}: {e}"))?;
+        let key = crate::sentinel::read_key_from(&text, &shown)?;
+        Ok(Some(crate::sentinel::SentinelClient::new(
+            base,
+            key,
+            std::time::Duration::from_secs(self.sentinel_timeout_seconds.into()),
+        )))
+    }
+
+    /// The id-token verifier, when --oidc-issuer is given (the key file read now).
+    pub fn oidc(&self) -> Result<Option<crate::oidc::OidcVerifier>, String> {
+        let (Some(issuer), Some(audience), Some(file)) =
+            (&self.oidc_issuer, &self.oidc_audience, &self.oidc_jwks_file)
+        else {
+            return Ok(None);
+        };
+        if issuer.trim().is_empty() || audience.trim().is_empty() {
+            return Err("--oidc-issuer and --oidc-audience must not be empty".to_owned());
+        }
+        crate::oidc::OidcVerifier::new(file.clone(), issuer.clone(), audience.clone()).map(Some)
     }
 
     /// The bootstrap admin's email and password, read from the file (its first line).

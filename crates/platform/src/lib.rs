@@ -4,8 +4,11 @@
 
 pub mod cluster;
 pub mod config;
+pub mod metrics;
 pub mod migrate;
+pub mod oidc;
 pub mod secrets;
+pub mod sentinel;
 pub mod server;
 pub mod store;
 

@@ -5,6 +5,9 @@ use mcp_runtime_platform::config::Config;
 use mcp_runtime_platform::server::Api;
 use mcp_runtime_platform::store::{self, Pool};
 
+/// Admin connections (probes, scrapes) open at once.
+const ADMIN_MAX_CONNECTIONS: usize = 16;
+
 fn main() -> std::process::ExitCode {
     mcp_runtime_svc::init_logging();
     mcp_runtime_svc::run_service("mcp-platform", run(Config::parse()))
@@ -16,6 +19,8 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let signing_key = mcp_runtime_token::SigningKey::from_pem(&pem)
         .map_err(|e| format!("--signing-key {}: {e}", config.signing_key.display()))?;
     let bootstrap = config.bootstrap_admin()?;
+    let sentinel = config.sentinel()?;
+    let oidc = config.oidc()?;
 
     let mut client = store::connect(&config.database_url)
         .await
@@ -40,19 +45,36 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         None
     };
+    let pool = Pool::new(&config.database_url, config.db_connections as usize);
     let api = Arc::new(Api {
         cluster,
         max_session_ttl: jiff::SignedDuration::from_secs(config.max_session_ttl_seconds.into()),
-        pool: Pool::new(&config.database_url, config.db_connections as usize),
+        metrics: mcp_runtime_platform::metrics::Metrics::new(pool.connect_errors()),
+        pool,
         verifying_keys: signing_key.verifying_keys(),
         signing_key,
         access_token_ttl: config.access_token_ttl(),
         lockout: config.lockout(),
         trust_forwarded_for: config.trust_forwarded_for,
         max_body_bytes: config.max_body_bytes,
+        sentinel,
+        oidc,
+        oidc_auto_provision: config.oidc_auto_provision,
     });
     let listener = mcp_runtime_svc::admin::bind(config.listen, "the API").await?;
-    tracing::info!(listen = %listener.local_addr()?, "mcp-platform ready");
+    let admin_listener =
+        mcp_runtime_svc::admin::bind(config.admin_listen, "admin endpoints").await?;
+    let admin_api = api.clone();
+    tokio::spawn(mcp_runtime_svc::admin::serve(
+        admin_listener,
+        ADMIN_MAX_CONNECTIONS,
+        move |request| mcp_runtime_platform::server::admin::handle(admin_api.clone(), request),
+    ));
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        admin = %config.admin_listen,
+        "mcp-platform ready"
+    );
     mcp_runtime_svc::api::serve_until(
         listener,
         config.max_connections,

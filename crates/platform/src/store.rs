@@ -35,6 +35,8 @@ pub struct Pool {
     url: String,
     clients: Vec<Mutex<Option<Client>>>,
     next: AtomicUsize,
+    /// Connections that could not be opened (exported as `mcp_platform_db_pool_errors_total`).
+    connect_errors: prometheus_client::metrics::counter::Counter,
 }
 
 /// A connection taken from the [`Pool`].
@@ -69,7 +71,13 @@ impl Pool {
             url: url.to_owned(),
             clients: (0..size.max(1)).map(|_| Mutex::new(None)).collect(),
             next: AtomicUsize::new(0),
+            connect_errors: Default::default(),
         }
+    }
+
+    /// The count of connections that could not be opened (shared: a clone counts the same).
+    pub fn connect_errors(&self) -> prometheus_client::metrics::counter::Counter {
+        self.connect_errors.clone()
     }
 
     pub async fn get(&self) -> Result<Conn<'_>, StoreError> {
@@ -87,7 +95,13 @@ impl Pool {
             None => self.clients[start % n].lock().await,
         };
         if guard.as_ref().is_none_or(Client::is_closed) {
-            *guard = Some(connect(&self.url).await?);
+            match connect(&self.url).await {
+                Ok(client) => *guard = Some(client),
+                Err(e) => {
+                    self.connect_errors.inc();
+                    return Err(e.into());
+                }
+            }
         }
         Ok(Conn(guard))
     }

@@ -90,6 +90,11 @@ fn rows() -> Vec<Row> {
             body: |_| Some(json!({"email": "ned@example.com", "password": common::PASSWORD})),
             setup: None, expect: [200, 200, 200, 200, 200],
         },
+        // Without --oidc-issuer: 503 to everyone (tests/oidc.rs has it configured).
+        Row {
+            method: "POST", route: "/v1/auth/oidc", path: "/v1/auth/oidc",
+            body: |_| Some(json!({"id_token": "a.b.c"})), setup: None, expect: [503, 503, 503, 503, 503],
+        },
         Row { method: "GET", route: "/v1/auth/me", path: "/v1/auth/me", body: none, setup: None, expect: [401, 200, 200, 200, 200] },
         Row { method: "GET", route: "/v1/users", path: "/v1/users", body: none, setup: None, expect: [401, 403, 403, 403, 200] },
         Row {
@@ -126,6 +131,12 @@ fn rows() -> Vec<Row> {
             method: "DELETE", route: "/v1/teams/{slug}/members/{email}", path: "/v1/teams/red/members/victim@example.com",
             body: none, setup: VictimInRed, expect: [401, 404, 403, 204, 204],
         },
+        // Team analytics without --sentinel-url: the team is checked first (outsiders 404), then
+        // 503 (tests/analytics.rs has them against a real Sentinel).
+        Row { method: "GET", route: "/v1/teams/{slug}/analytics/events", path: "/v1/teams/red/analytics/events", body: none, setup: None, expect: [401, 404, 503, 503, 503] },
+        Row { method: "GET", route: "/v1/teams/{slug}/analytics/stats", path: "/v1/teams/red/analytics/stats?decision=deny", body: none, setup: None, expect: [401, 404, 503, 503, 503] },
+        Row { method: "GET", route: "/v1/teams/{slug}/analytics/usage", path: "/v1/teams/red/analytics/usage?window=1h", body: none, setup: None, expect: [401, 404, 503, 503, 503] },
+        Row { method: "GET", route: "/v1/teams/{slug}/analytics/events", path: "/v1/teams/blue/analytics/events", body: none, setup: None, expect: [401, 404, 404, 404, 503] },
         Row { method: "GET", route: "/v1/audit", path: "/v1/audit", body: none, setup: None, expect: [401, 403, 403, 403, 200] },
         // Without --kube: authenticated callers learn that no cluster is configured (tests/cluster.rs
         // has the matrix of session issuance on a real apiserver).

@@ -110,6 +110,7 @@ fn teams_get_namespaces_and_bindings_and_sessions_are_issued_from_grants() {
             &body.to_string(),
         )
     };
+    let issued_before = p.metrics();
     let r = issue(
         &mia,
         json!({"server": "hello", "agent": "claude", "requested_trust": "high", "ttl_seconds": 600}),
@@ -180,6 +181,13 @@ fn teams_get_namespaces_and_bindings_and_sessions_are_issued_from_grants() {
     let other = issue(&olga, json!({"server": "hello", "agent": "cursor"}));
     assert_eq!(other.status, 200, "{}", other.text);
     assert_ne!(other.json["name"], name.as_str());
+    // Three sessions applied (new, re-applied at another trust, another agent), one reused.
+    let issued_after = p.metrics();
+    let issued = |result: &str| {
+        let key = format!(r#"mcp_platform_sessions_issued_total{{result="{result}"}}"#);
+        issued_after[&key] - issued_before[&key]
+    };
+    assert_eq!((issued("new"), issued("reused")), (3.0, 1.0));
 
     // Outsiders, unknown servers and bad input.
     let r = issue(

@@ -10,14 +10,21 @@ use uuid::Uuid;
 use super::envelope::{Answer, ApiError, internal, ok_json};
 use super::input::normalize_email;
 use super::{ACCESS_TOKEN_AUDIENCE, Api, Caller, Ctx, Via};
-use crate::secrets;
+use crate::metrics::{LoginMethod, LoginOutcome};
 use crate::store::{self, AuditEntry, Outcome, User};
+use crate::{oidc, secrets};
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct LoginBody {
     email: String,
     password: String,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct OidcBody {
+    id_token: String,
 }
 
 impl Api {
@@ -150,6 +157,8 @@ impl Api {
                 &audit(ctx, &email, Outcome::Denied, "locked out", None),
             )
             .await?;
+            self.metrics
+                .login(LoginMethod::Password, LoginOutcome::LockedOut);
             let mut e = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_requests",
@@ -170,7 +179,12 @@ impl Api {
                 .map_err(internal)?;
         let Some(user) = user.filter(|_| matches) else {
             // The lockout runs from now, not from the request's arrival: the hash took time.
-            store::login_failed(&*conn, &email, &ctx.ip, Timestamp::now(), self.lockout).await?;
+            let locked =
+                store::login_failed(&*conn, &email, &ctx.ip, Timestamp::now(), self.lockout)
+                    .await?;
+            if locked.is_some() {
+                self.metrics.lockout();
+            }
             store::audit(
                 &*conn,
                 &audit(
@@ -182,9 +196,22 @@ impl Api {
                 ),
             )
             .await?;
+            self.metrics
+                .login(LoginMethod::Password, LoginOutcome::Failed);
             return Err(ApiError::unauthorized("wrong email or password"));
         };
         store::login_succeeded(&*conn, &email, &ctx.ip).await?;
+        store::audit(
+            &*conn,
+            &audit(ctx, &email, Outcome::Ok, "password", Some(&user)),
+        )
+        .await?;
+        self.metrics.login(LoginMethod::Password, LoginOutcome::Ok);
+        self.access_token_answer(ctx, &user)
+    }
+
+    /// The answer of a login: an access token for `user`, not to be cached.
+    fn access_token_answer(&self, ctx: &Ctx, user: &User) -> Result<Answer, ApiError> {
         let token = self
             .signing_key
             .mint(
@@ -198,11 +225,6 @@ impl Api {
                 self.access_token_ttl,
             )
             .map_err(internal)?;
-        store::audit(
-            &*conn,
-            &audit(ctx, &email, Outcome::Ok, "password", Some(&user)),
-        )
-        .await?;
         let mut r = ok_json(
             StatusCode::OK,
             &serde_json::json!({
@@ -215,6 +237,124 @@ impl Api {
         r.headers_mut()
             .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         Ok(r)
+    }
+
+    /// `POST /v1/auth/oidc`: an id token of the configured issuer, for an access token of the
+    /// user with its (verified) email.
+    pub(super) async fn oidc_login(&self, ctx: &Ctx, body: OidcBody) -> Result<Answer, ApiError> {
+        let Some(verifier) = &self.oidc else {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "oidc_unavailable",
+                "this mcp-platform takes no id tokens: start it with --oidc-issuer, \
+                 --oidc-audience and --oidc-jwks-file",
+            ));
+        };
+        let token = body.id_token.trim();
+        if token.is_empty() || token.len() > oidc::MAX_TOKEN_BYTES {
+            return Err(ApiError::bad_request(format!(
+                "id_token: must be 1-{} bytes",
+                oidc::MAX_TOKEN_BYTES
+            )));
+        }
+        let mut conn = self.pool.get().await?;
+        // A refusal: audited (target: the email once the token is known good, else the
+        // issuer; detail: the code only, never token content), counted, answered 401.
+        let refused = async |target: &str, refusal: oidc::Refusal| -> ApiError {
+            let entry = AuditEntry {
+                actor: None,
+                action: "auth.oidc",
+                target,
+                outcome: Outcome::Failed,
+                detail: Some(refusal.code),
+                client_ip: &ctx.ip,
+            };
+            if let Err(e) = store::audit(&*conn, &entry).await {
+                return e.into();
+            }
+            self.metrics.login(LoginMethod::Oidc, LoginOutcome::Failed);
+            ApiError::new(StatusCode::UNAUTHORIZED, refusal.code, refusal.message)
+        };
+        let identity = match verifier.verify(token) {
+            Ok(identity) => identity,
+            Err(refusal) => return Err(refused(verifier.issuer(), refusal).await),
+        };
+        let Ok(email) = normalize_email(&identity.email, "email") else {
+            let refusal = oidc::Refusal {
+                code: "invalid_token",
+                message: "id_token: its `email` claim is not an email address".to_owned(),
+            };
+            return Err(refused(verifier.issuer(), refusal).await);
+        };
+        let user = match store::user_by_email(&*conn, &email).await? {
+            Some((user, _)) => user,
+            None if self.oidc_auto_provision => Self::provision(&mut conn, ctx, &email).await?,
+            None => {
+                let refusal = oidc::Refusal {
+                    code: "unknown_user",
+                    message: format!(
+                        "no user has the email `{email}`: an admin creates it first (or the \
+                         platform runs with --oidc-auto-provision)"
+                    ),
+                };
+                return Err(refused(&email, refusal).await);
+            }
+        };
+        let detail = format!(
+            "issuer={} sub={}",
+            verifier.issuer(),
+            identity.subject.as_deref().unwrap_or("-")
+        );
+        store::audit(
+            &*conn,
+            &AuditEntry {
+                actor: Some(&user),
+                action: "auth.oidc",
+                target: &email,
+                outcome: Outcome::Ok,
+                detail: Some(&detail),
+                client_ip: &ctx.ip,
+            },
+        )
+        .await?;
+        self.metrics.login(LoginMethod::Oidc, LoginOutcome::Ok);
+        self.access_token_answer(ctx, &user)
+    }
+
+    /// Creates the user of a verified email (`--oidc-auto-provision`): role `user`, no
+    /// password, audited as `user.create` with no actor.
+    async fn provision(
+        conn: &mut tokio_postgres::Client,
+        ctx: &Ctx,
+        email: &str,
+    ) -> Result<User, ApiError> {
+        let tx = conn.transaction().await.map_err(store::StoreError::from)?;
+        let user = match store::create_user(&tx, email, store::Role::User, None).await {
+            Ok(user) => user,
+            // Created by a concurrent login of the same person.
+            Err(store::StoreError::Conflict) => {
+                drop(tx);
+                return store::user_by_email(&*conn, email)
+                    .await?
+                    .map(|(user, _)| user)
+                    .ok_or_else(|| internal("a user conflicting on email is not there"));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        store::audit(
+            &tx,
+            &AuditEntry {
+                actor: None,
+                action: "user.create",
+                target: email,
+                outcome: Outcome::Ok,
+                detail: Some("oidc auto-provision"),
+                client_ip: &ctx.ip,
+            },
+        )
+        .await?;
+        tx.commit().await.map_err(store::StoreError::from)?;
+        Ok(user)
     }
 
     pub(super) async fn me(&self, caller: &Caller) -> Result<Answer, ApiError> {

@@ -152,6 +152,7 @@ impl Api {
             client_ip: &ctx.ip,
         })
         .await?;
+        self.metrics.session_issued(issued.reused);
         let mut r = ok_json(
             StatusCode::OK,
             &serde_json::json!({

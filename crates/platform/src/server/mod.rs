@@ -1,10 +1,12 @@
 //! The HTTP API. Every error is one JSON envelope: `{"error":{"code":"...","message":"..."}}`.
 //!
-//! Deny by default: every route but `/healthz`, `/ready`, `/v1/openapi.yaml` and
-//! `POST /v1/auth/login` authenticates first (an access token, or an API key), and each handler
+//! Deny by default: every route but `/healthz`, `/ready`, `/v1/openapi.yaml`,
+//! `POST /v1/auth/login` and `POST /v1/auth/oidc` authenticates first (an access token, or an API key), and each handler
 //! then checks what the caller's role allows. A team the caller may not see is answered as if
 //! it did not exist (404), so team names do not leak.
 
+pub mod admin;
+mod analytics;
 mod audit;
 mod auth;
 mod envelope;
@@ -57,6 +59,13 @@ pub struct Api {
     pub lockout: Lockout,
     pub trust_forwarded_for: bool,
     pub max_body_bytes: usize,
+    /// Sentinel's read API (`--sentinel-url`); `None`: the analytics routes answer 503.
+    pub sentinel: Option<crate::sentinel::SentinelClient>,
+    pub metrics: crate::metrics::Metrics,
+    /// The id-token verifier of `POST /v1/auth/oidc` (`--oidc-issuer`); `None`: 503 there.
+    pub oidc: Option<crate::oidc::OidcVerifier>,
+    /// Create users for verified emails nobody has (`--oidc-auto-provision`).
+    pub oidc_auto_provision: bool,
 }
 
 /// How long a client may take to send a request body (bodies are small JSON documents).
@@ -97,12 +106,16 @@ impl Api {
         request: Request<Incoming>,
         peer: SocketAddr,
     ) -> Result<Answer, Infallible> {
+        let started = std::time::Instant::now();
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
-        let result = match match_route(&path) {
-            None => Err(ApiError::not_found(format!(
-                "no such path: {path} (see /v1/openapi.yaml)"
-            ))),
+        let matched = match_route(&path);
+        let route = matched
+            .as_ref()
+            .map_or(crate::metrics::UNMATCHED, |(pattern, _)| *pattern);
+        let answer = match matched {
+            None => ApiError::not_found(format!("no such path: {path} (see /v1/openapi.yaml)"))
+                .into_response(),
             Some((pattern, params)) => {
                 let allowed = ROUTES
                     .iter()
@@ -116,7 +129,9 @@ impl Api {
                         ip: self.client_ip(&request, peer),
                         now: Timestamp::now(),
                     };
-                    self.route(pattern, ctx, request).await
+                    self.route(pattern, ctx, request)
+                        .await
+                        .unwrap_or_else(ApiError::into_response)
                 } else {
                     let names: Vec<&str> = allowed.iter().map(Method::as_str).collect();
                     let mut e = ApiError::new(
@@ -131,11 +146,13 @@ impl Api {
                     if let Ok(v) = HeaderValue::from_str(&names.join(", ")) {
                         e.headers_mut().insert(http::header::ALLOW, v);
                     }
-                    return Ok(e);
+                    e
                 }
             }
         };
-        Ok(result.unwrap_or_else(ApiError::into_response))
+        self.metrics
+            .request(route, &method, answer.status(), started.elapsed());
+        Ok(answer)
     }
 
     /// The client's address: the peer's, or with --trust-forwarded-for the right-most
@@ -175,6 +192,10 @@ impl Api {
             ("/v1/auth/login", _) => {
                 let body = self.body(request).await?;
                 self.login(&ctx, body).await
+            }
+            ("/v1/auth/oidc", _) => {
+                let body = self.body(request).await?;
+                self.oidc_login(&ctx, body).await
             }
             _ => {
                 let caller = self.authenticate(&request, ctx.now).await?;
@@ -234,6 +255,18 @@ impl Api {
                     ("/v1/teams/{slug}/sessions/{name}/unrevoke", _) => {
                         self.set_revoked(&ctx, &caller, false).await
                     }
+                    ("/v1/teams/{slug}/analytics/events", _) => {
+                        self.team_analytics(&ctx, &caller, analytics::Report::Events)
+                            .await
+                    }
+                    ("/v1/teams/{slug}/analytics/stats", _) => {
+                        self.team_analytics(&ctx, &caller, analytics::Report::Stats)
+                            .await
+                    }
+                    ("/v1/teams/{slug}/analytics/usage", _) => {
+                        self.team_analytics(&ctx, &caller, analytics::Report::Usage)
+                            .await
+                    }
                     ("/v1/audit", _) => self.audit_log(&ctx, &caller).await,
                     ("/v1/runtime/adapter/sessions", _) => {
                         let body = self.body(request).await?;
@@ -282,21 +315,25 @@ impl Api {
         })
     }
 
-    async fn ready(&self) -> Result<Answer, ApiError> {
-        let conn = self.pool.get().await.map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                e.to_string(),
-            )
-        })?;
-        conn.simple_query("SELECT 1").await.map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                format!("database: {e}"),
-            )
-        })?;
+    /// Whether the database answers (`/ready` here and on the admin listener).
+    pub(crate) async fn ready(&self) -> Result<Answer, ApiError> {
+        // The driver's own message is only "db error"; the server's reason is in its source.
+        fn unready(e: &dyn std::error::Error) -> ApiError {
+            let mut message = e.to_string();
+            let mut source = e.source();
+            while let Some(s) = source {
+                let part = s.to_string();
+                if !message.ends_with(&part) {
+                    message = format!("{message}: {part}");
+                }
+                source = s.source();
+            }
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+        }
+        let conn = self.pool.get().await.map_err(|e| unready(&e))?;
+        conn.simple_query("SELECT 1")
+            .await
+            .map_err(|e| unready(&store::StoreError::from(e)))?;
         Ok(json(StatusCode::OK, br#"{"status":"ready"}"#.to_vec()))
     }
 

@@ -13,6 +13,7 @@ pub const ROUTES: &[(&str, &[Method])] = &[
     ("/ready", &[Method::GET]),
     ("/v1/openapi.yaml", &[Method::GET]),
     ("/v1/auth/login", &[Method::POST]),
+    ("/v1/auth/oidc", &[Method::POST]),
     ("/v1/auth/me", &[Method::GET]),
     ("/v1/users", &[Method::GET, Method::POST]),
     ("/v1/api-keys", &[Method::GET, Method::POST]),
@@ -35,6 +36,9 @@ pub const ROUTES: &[(&str, &[Method])] = &[
     ),
     ("/v1/teams/{slug}/sessions/{name}/revoke", &[Method::POST]),
     ("/v1/teams/{slug}/sessions/{name}/unrevoke", &[Method::POST]),
+    ("/v1/teams/{slug}/analytics/events", &[Method::GET]),
+    ("/v1/teams/{slug}/analytics/stats", &[Method::GET]),
+    ("/v1/teams/{slug}/analytics/usage", &[Method::GET]),
     ("/v1/audit", &[Method::GET]),
     ("/v1/runtime/adapter/sessions", &[Method::POST]),
 ];

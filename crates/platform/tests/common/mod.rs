@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use mcp_runtime_pg_testenv::{Database, Postgres};
 
+pub mod sentinel;
+
 pub const ADMIN: &str = "admin@example.com";
 pub const ADMIN_PASSWORD: &str = "bootstrap password 1";
 pub const PASSWORD: &str = "a long enough pass";
@@ -38,6 +40,8 @@ pub fn temp_dir(name: &str) -> PathBuf {
 /// A running `mcp-platform` with its own database.
 pub struct Platform {
     pub port: u16,
+    /// The admin listener (`/metrics`, `/healthz`, `/ready`).
+    pub admin_port: u16,
     pub dir: PathBuf,
     pub db: Database,
     extra: Vec<String>,
@@ -142,6 +146,8 @@ impl Platform {
             .arg(ADMIN)
             .arg("--bootstrap-admin-password-file")
             .arg(dir.join("admin-password"))
+            // Any free port: tests that read it start the binary through `spawn`.
+            .env("MCP_PLATFORM_ADMIN_LISTEN", "127.0.0.1:0")
             .env_remove("RUST_LOG");
         c
     }
@@ -152,13 +158,17 @@ impl Platform {
         extra: Vec<String>,
         env: Vec<(String, String)>,
     ) -> Platform {
-        let port = free_port();
+        let (port, admin_port) = (free_port(), free_port());
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.join("platform.log"))
             .unwrap();
         let child = Self::command(&dir, &db, port)
+            .env(
+                "MCP_PLATFORM_ADMIN_LISTEN",
+                format!("127.0.0.1:{admin_port}"),
+            )
             .args(&extra)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
@@ -167,6 +177,7 @@ impl Platform {
             .unwrap();
         let mut p = Platform {
             port,
+            admin_port,
             dir,
             db,
             extra,
@@ -195,6 +206,26 @@ impl Platform {
         std::fs::read_to_string(self.dir.join("platform.log")).unwrap_or_default()
     }
 
+    /// `GET path` on the admin listener.
+    pub fn admin_get(&self, path: &str) -> Reply {
+        http(self.admin_port, "GET", path, &[], "")
+            .unwrap_or_else(|e| panic!("admin GET {path}: {e}"))
+    }
+
+    /// The samples of `/metrics` (`name{labels}` → value), comments left out.
+    pub fn metrics(&self) -> std::collections::BTreeMap<String, f64> {
+        let r = self.admin_get("/metrics");
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .filter_map(|l| {
+                let (name, value) = l.rsplit_once(' ')?;
+                Some((name.to_owned(), value.parse().ok()?))
+            })
+            .collect()
+    }
+
     pub fn try_request(
         &self,
         method: &str,
@@ -210,49 +241,7 @@ impl Platform {
             Auth::Bearer(t) => all.push(("authorization", format!("Bearer {t}"))),
             Auth::ApiKey(k) => all.push(("x-api-key", k.clone())),
         }
-        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
-        s.set_read_timeout(Some(Duration::from_secs(30)))?;
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
-            body.len()
-        );
-        for (name, value) in &all {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        head.push_str("\r\n");
-        s.write_all(head.as_bytes())?;
-        s.write_all(body.as_bytes())?;
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw)?;
-        let text = String::from_utf8(raw).map_err(std::io::Error::other)?;
-        let (head, body) = text
-            .split_once("\r\n\r\n")
-            .ok_or_else(|| std::io::Error::other("no header end"))?;
-        let mut lines = head.lines();
-        let status = lines
-            .next()
-            .and_then(|l| l.split(' ').nth(1))
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| std::io::Error::other("no status"))?;
-        let headers = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(n, v)| (n.trim().to_lowercase(), v.trim().to_owned()))
-            .collect();
-        let json = if body.is_empty() || path.ends_with(".yaml") {
-            serde_json::Value::Null
-        } else {
-            serde_json::from_str(body).map_err(|e| {
-                std::io::Error::other(format!(
-                    "{method} {path}: {status} body is not JSON ({e}): {body}"
-                ))
-            })?
-        };
-        Ok(Reply {
-            status,
-            headers,
-            json,
-            text: body.to_owned(),
-        })
+        http(self.port, method, path, &all, body)
     }
 
     /// One request; panics on a transport error.
@@ -288,4 +277,61 @@ impl Platform {
         assert_eq!(r.status, 201, "create {email}: {}", r.text);
         Auth::Bearer(self.login(email, PASSWORD))
     }
+}
+
+/// One HTTP/1.1 request to 127.0.0.1:`port` (`connection: close`). The body is parsed as JSON
+/// unless it is empty, the path ends in `.yaml`, or the answer is `text/plain` or OpenMetrics.
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &str,
+) -> std::io::Result<Reply> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes())?;
+    s.write_all(body.as_bytes())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8(raw).map_err(std::io::Error::other)?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no header end"))?;
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no status"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_lowercase(), v.trim().to_owned()))
+        .collect();
+    let not_json = headers.iter().any(|(n, v)| {
+        n == "content-type" && (v.starts_with("text/plain") || v.contains("openmetrics"))
+    });
+    let json = if body.is_empty() || path.ends_with(".yaml") || not_json {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(body).map_err(|e| {
+            std::io::Error::other(format!(
+                "{method} {path}: {status} body is not JSON ({e}): {body}"
+            ))
+        })?
+    };
+    Ok(Reply {
+        status,
+        headers,
+        json,
+        text: body.to_owned(),
+    })
 }
