@@ -804,12 +804,7 @@ pub struct GrantApplyArgs {
     /// Go through the platform API as the logged-in user (`mcp-runtime auth login`) instead of
     /// the kubeconfig: the objects of team SLUG, in its namespace mcp-team-SLUG. Not with
     /// --namespace or --force-conflicts.
-    #[arg(
-        long,
-        value_name = "SLUG",
-        conflicts_with_all = ["namespace", "force_conflicts"],
-        help_heading = "Through the platform"
-    )]
+    #[arg(long, value_name = "SLUG", help_heading = "Through the platform")]
     pub team: Option<String>,
     /// With --team: the login profile; default: the current one.
     #[arg(
@@ -829,12 +824,7 @@ pub struct AccessListArgs {
     /// Go through the platform API as the logged-in user (`mcp-runtime auth login`) instead of
     /// the kubeconfig: the objects of team SLUG, in its namespace mcp-team-SLUG. Not with
     /// --namespace or --all-namespaces.
-    #[arg(
-        long,
-        value_name = "SLUG",
-        conflicts_with_all = ["namespace", "all_namespaces"],
-        help_heading = "Through the platform"
-    )]
+    #[arg(long, value_name = "SLUG", help_heading = "Through the platform")]
     pub team: Option<String>,
     /// With --team: the login profile; default: the current one.
     #[arg(
@@ -854,12 +844,7 @@ pub struct AccessNameArgs {
     /// Go through the platform API as the logged-in user (`mcp-runtime auth login`) instead of
     /// the kubeconfig: the objects of team SLUG, in its namespace mcp-team-SLUG. Not with
     /// --namespace.
-    #[arg(
-        long,
-        value_name = "SLUG",
-        conflicts_with = "namespace",
-        help_heading = "Through the platform"
-    )]
+    #[arg(long, value_name = "SLUG", help_heading = "Through the platform")]
     pub team: Option<String>,
     /// With --team: the login profile; default: the current one.
     #[arg(
