@@ -256,7 +256,7 @@ fn normalized(spec: &MCPAccessGrantSpec) -> Value {
 /// is wrong; then created, or disabled/enabled, or left as it is.
 pub fn grant_apply(files_given: &[PathBuf], target: TeamTarget<'_>) -> Result<()> {
     let slug = target.slug;
-    let lines = block_on(async {
+    block_on(async {
         let team = TeamClient::new(&target)?;
         let answer = team.call(Method::GET, "", None, About::Team).await?;
         let namespace = answer["team"]["namespace"]
@@ -378,7 +378,7 @@ pub fn grant_apply(files_given: &[PathBuf], target: TeamTarget<'_>) -> Result<()
             plan.push((name, step));
         }
 
-        let mut lines = String::new();
+        // Each line as soon as it is done: a refusal half-way leaves the earlier ones reported.
         for (name, step) in plan {
             let rest = format!("/grants/{}", segment(&name));
             let about = About::Object(Kind::Grant, &name);
@@ -400,11 +400,13 @@ pub fn grant_apply(files_given: &[PathBuf], target: TeamTarget<'_>) -> Result<()
                 }
                 Step::Unchanged => "unchanged",
             };
-            lines.push_str(&format!("mcpaccessgrant {name} {verb} in team {slug}\n"));
+            write_stdout(
+                &mut std::io::stdout().lock(),
+                &format!("mcpaccessgrant {name} {verb} in team {slug}\n"),
+            )?;
         }
-        Ok(lines)
-    })?;
-    write_stdout(&mut std::io::stdout().lock(), &lines)
+        Ok(())
+    })
 }
 
 /// `access grant delete NAME --team SLUG`, `access session delete NAME --team SLUG`.
