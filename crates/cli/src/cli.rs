@@ -15,8 +15,8 @@ use crate::output::Format;
 /// anything reaches a cluster. Against a cluster (kubeconfig): apply, list, inspect and delete
 /// servers, grants and sessions.
 ///
-/// With the platform API (mcp-platform): log in (`auth`), manage teams (`team`), and let the
-/// adapters obtain agent sessions from it.
+/// With the platform API (mcp-platform): log in (`auth`), manage teams (`team`) and their grants
+/// and sessions (`access ... --team SLUG`), and let the adapters obtain agent sessions from it.
 ///
 /// Exit codes: 0 success; 1 failure (bad input, IO); 2 usage error; 3 `policy explain` denied;
 /// 4 not logged in, or the platform refused the credential (log in again).
@@ -37,7 +37,12 @@ pub enum Command {
     /// Describe and generate MCP servers; apply, inspect and delete them on a cluster.
     #[command(subcommand)]
     Server(ServerCommand),
-    /// Write access grants and agent sessions, manage them on a cluster.
+    /// Write access grants and sessions, manage them on a cluster or through the platform.
+    ///
+    /// Without --team the commands work on the cluster of the kubeconfig (for cluster admins);
+    /// with --team SLUG they go through the platform API as the logged-in user (`auth login`),
+    /// on the grants and sessions of that team, with the team's rules: members read, owners
+    /// change.
     #[command(subcommand)]
     Access(AccessCommand),
     /// Render a server's policy document and explain decisions.
@@ -710,10 +715,16 @@ pub struct ServerGenerateArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum AccessCommand {
-    /// Write MCPAccessGrant manifests; apply, list and delete grants on a cluster.
+    /// Write MCPAccessGrant manifests; manage grants on a cluster or through the platform.
+    ///
+    /// Apply, list, disable, enable and delete grants: on the kubeconfig's cluster, or with
+    /// --team SLUG through the platform API as the logged-in user.
     #[command(subcommand)]
     Grant(GrantCommand),
-    /// Write MCPAgentSession manifests; apply, list and revoke sessions on a cluster.
+    /// Write MCPAgentSession manifests; manage sessions on a cluster or through the platform.
+    ///
+    /// Apply, list, revoke, unrevoke and delete sessions: on the kubeconfig's cluster, or (all
+    /// but apply) with --team SLUG through the platform API as the logged-in user.
     #[command(subcommand)]
     Session(SessionCommand),
 }
@@ -726,11 +737,31 @@ pub enum GrantCommand {
     /// allows. With rules it covers only the tools named; a deny rule always wins.
     Init(GrantInitArgs),
     /// Validate MCPAccessGrant manifests and server-side apply them to the cluster.
-    Apply(ApplyArgs),
-    /// List grants with their server, subject, trust and phase.
-    List(ListArgs),
+    ///
+    /// With --team, through the platform API instead (owners of the team and admins): each grant
+    /// is created in the team's namespace mcp-team-SLUG; a manifest that names another namespace
+    /// is refused. A grant that exists with the same spec is left unchanged, one that differs
+    /// only in spec.disabled is disabled or enabled; the platform does not edit grants
+    /// otherwise: delete it and apply again. Labels and annotations are not sent.
+    Apply(GrantApplyArgs),
+    /// List grants with their server, subject, trust, whether disabled, and phase.
+    ///
+    /// With --team, the grants of the team through the platform API (every member may);
+    /// -o json|yaml prints the platform's answer ({"grants": [...]}).
+    List(AccessListArgs),
     /// Delete a grant; the policies of its server are re-rendered without it.
-    Delete(NameArgs),
+    ///
+    /// With --team, through the platform API (owners of the team and admins).
+    Delete(AccessNameArgs),
+    /// Disable a grant (sets spec.disabled): it stops counting from the next policy on.
+    ///
+    /// The platform issues no session through a disabled grant. With --team, through the
+    /// platform API (owners of the team and admins).
+    Disable(AccessNameArgs),
+    /// Enable a disabled grant again (clears spec.disabled).
+    ///
+    /// With --team, through the platform API (owners of the team and admins).
+    Enable(AccessNameArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -738,11 +769,91 @@ pub enum SessionCommand {
     /// Write an agent session: the trust a human consented to for an agent, until it expires.
     Init(SessionInitArgs),
     /// Validate MCPAgentSession manifests and server-side apply them to the cluster.
+    ///
+    /// On the kubeconfig's cluster only: through the platform, sessions are issued to the
+    /// adapters (`mcp-runtime adapter stdio|proxy --platform-session`), not applied.
     Apply(ApplyArgs),
-    /// List sessions with their server, subject, trust, expiry and phase.
-    List(ListArgs),
+    /// List sessions with their server, subject, trust, whether revoked, expiry and phase.
+    ///
+    /// With --team, the sessions of the team through the platform API: owners and admins see
+    /// every session, members their own; -o json|yaml prints the platform's answer
+    /// ({"sessions": [...]}).
+    List(AccessListArgs),
     /// Revoke a session (sets spec.revoked): the gateway refuses it from the next policy on.
-    Revoke(NameArgs),
+    ///
+    /// With --team, through the platform API (the session's own human, owners of the team,
+    /// admins). The platform never revives a revoked session: unrevoke it, or delete it so that
+    /// the next request of the adapter gets a fresh one.
+    Revoke(AccessNameArgs),
+    /// Undo a revocation (clears spec.revoked).
+    ///
+    /// With --team, through the platform API (owners of the team and admins: a member may end
+    /// their session, not undo what an owner ended).
+    Unrevoke(AccessNameArgs),
+    /// Delete a session; the policies of its server are re-rendered without it.
+    ///
+    /// With --team, through the platform API (owners of the team and admins).
+    Delete(AccessNameArgs),
+}
+
+/// `access grant apply`: the kubeconfig's cluster, or the platform with --team.
+#[derive(Debug, Args)]
+pub struct GrantApplyArgs {
+    #[command(flatten)]
+    pub cluster: ApplyArgs,
+    /// Go through the platform API as the logged-in user (`mcp-runtime auth login`) instead of
+    /// the kubeconfig: the objects of team SLUG, in its namespace mcp-team-SLUG. Not with
+    /// --namespace or --force-conflicts.
+    #[arg(long, value_name = "SLUG", help_heading = "Through the platform")]
+    pub team: Option<String>,
+    /// With --team: the login profile; default: the current one.
+    #[arg(
+        long,
+        env = "MCP_RUNTIME_PROFILE",
+        value_name = "NAME",
+        help_heading = "Through the platform"
+    )]
+    pub profile: Option<String>,
+}
+
+/// `access grant|session list`: the kubeconfig's cluster, or the platform with --team.
+#[derive(Debug, Args)]
+pub struct AccessListArgs {
+    #[command(flatten)]
+    pub cluster: ListArgs,
+    /// Go through the platform API as the logged-in user (`mcp-runtime auth login`) instead of
+    /// the kubeconfig: the objects of team SLUG, in its namespace mcp-team-SLUG. Not with
+    /// --namespace or --all-namespaces.
+    #[arg(long, value_name = "SLUG", help_heading = "Through the platform")]
+    pub team: Option<String>,
+    /// With --team: the login profile; default: the current one.
+    #[arg(
+        long,
+        env = "MCP_RUNTIME_PROFILE",
+        value_name = "NAME",
+        help_heading = "Through the platform"
+    )]
+    pub profile: Option<String>,
+}
+
+/// `access grant delete|disable|enable`, `access session revoke|unrevoke|delete`.
+#[derive(Debug, Args)]
+pub struct AccessNameArgs {
+    #[command(flatten)]
+    pub cluster: NameArgs,
+    /// Go through the platform API as the logged-in user (`mcp-runtime auth login`) instead of
+    /// the kubeconfig: the objects of team SLUG, in its namespace mcp-team-SLUG. Not with
+    /// --namespace.
+    #[arg(long, value_name = "SLUG", help_heading = "Through the platform")]
+    pub team: Option<String>,
+    /// With --team: the login profile; default: the current one.
+    #[arg(
+        long,
+        env = "MCP_RUNTIME_PROFILE",
+        value_name = "NAME",
+        help_heading = "Through the platform"
+    )]
+    pub profile: Option<String>,
 }
 
 /// Who a grant or session is for; at least one is required.

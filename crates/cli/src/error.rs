@@ -8,6 +8,8 @@ use mcp_runtime_api::manifest::ManifestError;
 pub mod exit {
     /// The command ran into a problem (bad input, IO).
     pub const FAILURE: u8 = 1;
+    /// The command line is wrong (what clap reports, and combinations it cannot check).
+    pub const USAGE: u8 = 2;
     /// `policy explain`: the call would be denied.
     pub const DENIED: u8 = 3;
     /// Not logged in, or the platform refused the credential: `auth login` again.
@@ -34,6 +36,9 @@ pub enum CliError {
     Invalid(String),
     #[error("{message}\n  hint: {hint}")]
     WithHint { message: String, hint: String },
+    /// Options that do not go together; exits 2 like clap's usage errors.
+    #[error("{message}\n  hint: {hint}")]
+    Usage { message: String, hint: String },
     /// No usable platform credential (none, expired, refused); the hint says how to log in.
     #[error("{message}\n  hint: {hint}")]
     NotAuthenticated { message: String, hint: String },
@@ -57,6 +62,7 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::NotAuthenticated { .. } => exit::NOT_AUTHENTICATED,
+            Self::Usage { .. } => exit::USAGE,
             _ => exit::FAILURE,
         }
     }

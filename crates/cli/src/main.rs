@@ -13,11 +13,14 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{
-    AccessCommand, AdapterCommand, AuthCommand, Cli, Command, GrantCommand, PolicyCommand,
-    SentinelCommand, ServerCommand, SessionCommand, TeamCommand, TeamMemberCommand, TokenCommand,
+    AccessCommand, AccessListArgs, AccessNameArgs, AdapterCommand, AuthCommand, Cli, Command,
+    GrantApplyArgs, GrantCommand, PolicyCommand, SentinelCommand, ServerCommand, SessionCommand,
+    TeamCommand, TeamMemberCommand, TokenCommand,
 };
-use crate::commands::cluster::{self, Kind};
+use crate::commands::cluster::{self, Kind, Switch};
+use crate::commands::team_access::{self, TeamTarget};
 use crate::commands::{access, adapter, auth, dev, policy, sentinel, server, team, token};
+use crate::error::CliError;
 
 fn run(cli: Cli) -> error::Result<u8> {
     match cli.command {
@@ -33,22 +36,34 @@ fn run(cli: Cli) -> error::Result<u8> {
             cluster::delete(Kind::Server, args).map(|()| 0)
         }
         Command::Access(AccessCommand::Grant(GrantCommand::Apply(args))) => {
-            cluster::apply(Kind::Grant, args).map(|()| 0)
+            grant_apply(args).map(|()| 0)
         }
         Command::Access(AccessCommand::Grant(GrantCommand::List(args))) => {
-            cluster::list(Kind::Grant, args).map(|()| 0)
+            list(Kind::Grant, args).map(|()| 0)
         }
         Command::Access(AccessCommand::Grant(GrantCommand::Delete(args))) => {
-            cluster::delete(Kind::Grant, args).map(|()| 0)
+            delete(Kind::Grant, args).map(|()| 0)
+        }
+        Command::Access(AccessCommand::Grant(GrantCommand::Disable(args))) => {
+            switch(Switch::Disable, args).map(|()| 0)
+        }
+        Command::Access(AccessCommand::Grant(GrantCommand::Enable(args))) => {
+            switch(Switch::Enable, args).map(|()| 0)
         }
         Command::Access(AccessCommand::Session(SessionCommand::Apply(args))) => {
             cluster::apply(Kind::Session, args).map(|()| 0)
         }
         Command::Access(AccessCommand::Session(SessionCommand::List(args))) => {
-            cluster::list(Kind::Session, args).map(|()| 0)
+            list(Kind::Session, args).map(|()| 0)
         }
         Command::Access(AccessCommand::Session(SessionCommand::Revoke(args))) => {
-            cluster::session_revoke(args).map(|()| 0)
+            switch(Switch::Revoke, args).map(|()| 0)
+        }
+        Command::Access(AccessCommand::Session(SessionCommand::Unrevoke(args))) => {
+            switch(Switch::Unrevoke, args).map(|()| 0)
+        }
+        Command::Access(AccessCommand::Session(SessionCommand::Delete(args))) => {
+            delete(Kind::Session, args).map(|()| 0)
         }
         Command::Access(AccessCommand::Grant(GrantCommand::Init(args))) => {
             access::grant_init(args).map(|()| 0)
@@ -80,6 +95,89 @@ fn run(cli: Cli) -> error::Result<u8> {
         Command::Team(TeamCommand::Member(TeamMemberCommand::Remove(args))) => {
             team::member_remove(args).map(|()| 0)
         }
+    }
+}
+
+/// `--team SLUG` and `--profile` of an `access` command: the platform instead of the
+/// kubeconfig. `clashes` are the kubeconfig options given with it, which are a usage error:
+/// the team decides the namespace.
+fn target<'a>(
+    slug: &'a str,
+    profile: &'a Option<String>,
+    clashes: &[(&str, bool)],
+) -> error::Result<TeamTarget<'a>> {
+    if let Some((option, _)) = clashes.iter().find(|(_, given)| *given) {
+        return Err(CliError::Usage {
+            message: format!(
+                "--team and {option} cannot be used together: --team goes through the platform, \
+                 on the objects of team {slug} in its own namespace"
+            ),
+            hint: format!(
+                "leave out {option} (or leave out --team to work on the cluster of the kubeconfig)"
+            ),
+        });
+    }
+    Ok(TeamTarget {
+        slug,
+        profile: profile.as_deref(),
+    })
+}
+
+fn grant_apply(args: GrantApplyArgs) -> error::Result<()> {
+    match &args.team {
+        Some(slug) => {
+            let clashes = [
+                ("--namespace", args.cluster.namespace.namespace.is_some()),
+                ("--force-conflicts", args.cluster.force_conflicts),
+            ];
+            team_access::grant_apply(&args.cluster.files, target(slug, &args.profile, &clashes)?)
+        }
+        None => cluster::apply(Kind::Grant, args.cluster),
+    }
+}
+
+fn list(kind: Kind, args: AccessListArgs) -> error::Result<()> {
+    match &args.team {
+        Some(slug) => {
+            let clashes = [
+                ("--namespace", args.cluster.namespace.namespace.is_some()),
+                ("--all-namespaces", args.cluster.all_namespaces),
+            ];
+            team_access::list(
+                kind,
+                target(slug, &args.profile, &clashes)?,
+                args.cluster.output,
+            )
+        }
+        None => cluster::list(kind, args.cluster),
+    }
+}
+
+fn delete(kind: Kind, args: AccessNameArgs) -> error::Result<()> {
+    match &args.team {
+        Some(slug) => {
+            let clashes = [("--namespace", args.cluster.namespace.namespace.is_some())];
+            team_access::delete(
+                kind,
+                &args.cluster.name,
+                target(slug, &args.profile, &clashes)?,
+            )
+        }
+        None => cluster::delete(kind, args.cluster),
+    }
+}
+
+fn switch(switch: Switch, args: AccessNameArgs) -> error::Result<()> {
+    match &args.team {
+        Some(slug) => {
+            let clashes = [("--namespace", args.cluster.namespace.namespace.is_some())];
+            team_access::switch(
+                switch,
+                &args.cluster.name,
+                target(slug, &args.profile, &clashes)?,
+            )
+        }
+        None => cluster::switch(switch, args.cluster),
     }
 }
 

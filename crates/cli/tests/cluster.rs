@@ -1,5 +1,5 @@
 //! `mcp-runtime` against a real kube-apiserver (kube-testenv): apply, list, get, status,
-//! delete and revoke, and the errors for a missing cluster, an unreachable one, missing CRDs
+//! delete, disable/enable and revoke/unrevoke, and the errors for a missing cluster, an unreachable one, missing CRDs
 //! and denied access.
 
 use std::path::{Path, PathBuf};
@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use kube::api::{Api, Patch, PatchParams};
-use mcp_runtime_api::{MCPAgentSession, MCPServer};
+use mcp_runtime_api::{MCPAccessGrant, MCPAgentSession, MCPServer};
 use mcp_runtime_kube_testenv::TestEnv;
 
 fn run(kubeconfig: &Path, args: &[&str]) -> Output {
@@ -314,6 +314,33 @@ async fn grants_and_sessions_are_applied_listed_deleted_and_revoked() {
         table.contains("alice-hello   hello    human=alice   high    false      -"),
         "{table}"
     );
+    // Disabled and enabled again with a merge patch of spec.disabled.
+    let grants: Api<MCPAccessGrant> = Api::namespaced(env.client().await, &ns);
+    assert_eq!(
+        ok(&run(
+            &kc,
+            &["access", "grant", "disable", "alice-hello", "-n", &ns]
+        )),
+        format!("mcpaccessgrant {ns}/alice-hello disabled\n")
+    );
+    assert!(grants.get("alice-hello").await.unwrap().spec.disabled);
+    let table = ok(&run(&kc, &["access", "grant", "list", "-n", &ns]));
+    assert!(table.contains("high    true "), "{table}");
+    assert!(
+        ok(&run(
+            &kc,
+            &["access", "grant", "disable", "alice-hello", "-n", &ns]
+        ))
+        .contains("was already disabled")
+    );
+    assert_eq!(
+        ok(&run(
+            &kc,
+            &["access", "grant", "enable", "alice-hello", "-n", &ns]
+        )),
+        format!("mcpaccessgrant {ns}/alice-hello enabled\n")
+    );
+    assert!(!grants.get("alice-hello").await.unwrap().spec.disabled);
     assert_eq!(
         ok(&run(
             &kc,
@@ -373,4 +400,30 @@ async fn grants_and_sessions_are_applied_listed_deleted_and_revoked() {
         ))
         .contains("already revoked")
     );
+    let table = ok(&run(&kc, &["access", "session", "list", "-n", &ns]));
+    assert!(table.contains("REVOKED"), "{table}");
+    assert!(table.contains("low     true "), "{table}");
+
+    // Unrevoked, then deleted.
+    assert_eq!(
+        ok(&run(
+            &kc,
+            &["access", "session", "unrevoke", "alice-claude", "-n", &ns]
+        )),
+        format!("mcpagentsession {ns}/alice-claude unrevoked\n")
+    );
+    assert!(!sessions.get("alice-claude").await.unwrap().spec.revoked);
+    assert_eq!(
+        ok(&run(
+            &kc,
+            &["access", "session", "delete", "alice-claude", "-n", &ns]
+        )),
+        format!("mcpagentsession {ns}/alice-claude deleted\n")
+    );
+    assert!(sessions.get_opt("alice-claude").await.unwrap().is_none());
+    let err = fails(&run(
+        &kc,
+        &["access", "session", "unrevoke", "alice-claude", "-n", &ns],
+    ));
+    assert!(err.contains("does not exist"), "{err}");
 }

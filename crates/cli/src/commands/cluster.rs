@@ -1,5 +1,5 @@
 //! Commands against a cluster: `server apply|list|get|status|delete`, `access grant
-//! apply|list|delete`, `access session apply|list|revoke`.
+//! apply|list|delete|disable|enable`, `access session apply|list|revoke|unrevoke|delete`.
 //!
 //! The cluster comes from the kubeconfig (`KUBECONFIG`, `~/.kube/config`) or the in-cluster
 //! ServiceAccount, as with kubectl. Manifests are validated with the same pure rules as the
@@ -87,7 +87,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Kind::Server => "MCPServer",
             Kind::Grant => "MCPAccessGrant",
@@ -95,7 +95,7 @@ impl Kind {
         }
     }
 
-    fn noun(self) -> &'static str {
+    pub fn noun(self) -> &'static str {
         match self {
             Kind::Server => "mcpserver",
             Kind::Grant => "mcpaccessgrant",
@@ -103,7 +103,7 @@ impl Kind {
         }
     }
 
-    fn command(self) -> &'static str {
+    pub fn command(self) -> &'static str {
         match self {
             Kind::Server => "mcp-runtime server apply",
             Kind::Grant => "mcp-runtime access grant apply",
@@ -323,10 +323,12 @@ where
 // --- list / get -----------------------------------------------------------------------------
 
 fn age(created: Option<&Time>) -> String {
-    let Some(t) = created else {
-        return "-".into();
-    };
-    let secs = Timestamp::now().duration_since(t.0).as_secs().max(0);
+    created.map_or_else(|| "-".into(), |t| age_since(t.0))
+}
+
+/// How long ago `t` was, the way kubectl shows ages: 45s, 12m, 5h, 3d.
+pub(crate) fn age_since(t: Timestamp) -> String {
+    let secs = Timestamp::now().duration_since(t).as_secs().max(0);
     match secs {
         s if s < 120 => format!("{s}s"),
         s if s < 7200 => format!("{}m", s / 60),
@@ -367,7 +369,7 @@ fn phase_of<T: Serialize>(phase: Option<T>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-fn subject(s: &mcp_runtime_api::SubjectSpec) -> String {
+pub(crate) fn subject(s: &mcp_runtime_api::SubjectSpec) -> String {
     let mut parts = Vec::new();
     for (k, v) in [
         ("human", &s.human_id),
@@ -381,7 +383,7 @@ fn subject(s: &mcp_runtime_api::SubjectSpec) -> String {
     parts.join(",")
 }
 
-fn server_ref(own: &str, r: &mcp_runtime_api::ServerReference) -> String {
+pub(crate) fn server_ref(own: &str, r: &mcp_runtime_api::ServerReference) -> String {
     let ns = r.namespace_or(own);
     if ns == own {
         r.name.clone()
@@ -444,7 +446,7 @@ impl Row for MCPAccessGrant {
 
 impl Row for MCPAgentSession {
     const HEADER: &'static [&'static str] = &[
-        "NAME", "SERVER", "SUBJECT", "TRUST", "EXPIRES", "PHASE", "AGE",
+        "NAME", "SERVER", "SUBJECT", "TRUST", "REVOKED", "EXPIRES", "PHASE", "AGE",
     ];
     fn row(&self) -> Vec<String> {
         let own = self.namespace().unwrap_or_default();
@@ -453,6 +455,7 @@ impl Row for MCPAgentSession {
             server_ref(&own, &self.spec.server_ref),
             subject(&self.spec.subject),
             self.spec.consented_trust.to_string(),
+            self.spec.revoked.to_string(),
             self.spec
                 .expires_at
                 .as_ref()
@@ -613,7 +616,7 @@ pub fn server_status(args: GetArgs) -> Result<()> {
 
 // --- delete / revoke ------------------------------------------------------------------------
 
-/// `server delete`, `access grant delete`.
+/// `server delete`, `access grant delete`, `access session delete`.
 pub fn delete(kind: Kind, args: NameArgs) -> Result<()> {
     runtime()?.block_on(async move {
         let cluster = connect().await?;
@@ -639,35 +642,97 @@ async fn delete_async<K: Row>(cluster: &Cluster, ns: &str, name: &str) -> Result
     }
 }
 
-/// `access session revoke NAME`: sets `spec.revoked`; the gateway refuses the session as soon
-/// as the operator has re-rendered the policy.
-pub fn session_revoke(args: NameArgs) -> Result<()> {
+/// A boolean of the spec that `access` switches: `spec.revoked` of a session, `spec.disabled`
+/// of a grant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Switch {
+    Revoke,
+    Unrevoke,
+    Disable,
+    Enable,
+}
+
+impl Switch {
+    fn kind(self) -> Kind {
+        match self {
+            Switch::Revoke | Switch::Unrevoke => Kind::Session,
+            Switch::Disable | Switch::Enable => Kind::Grant,
+        }
+    }
+
+    /// The spec field and the value it gets.
+    fn field(self) -> (&'static str, bool) {
+        match self {
+            Switch::Revoke => ("revoked", true),
+            Switch::Unrevoke => ("revoked", false),
+            Switch::Disable => ("disabled", true),
+            Switch::Enable => ("disabled", false),
+        }
+    }
+
+    /// What the object is afterwards: `revoked`, `unrevoked`, `disabled`, `enabled`.
+    pub fn done(self) -> &'static str {
+        match self {
+            Switch::Revoke => "revoked",
+            Switch::Unrevoke => "unrevoked",
+            Switch::Disable => "disabled",
+            Switch::Enable => "enabled",
+        }
+    }
+
+    /// `revoked` / `disabled` as the object says it now.
+    fn was(self, spec: &serde_json::Value) -> bool {
+        spec[self.field().0].as_bool().unwrap_or(false)
+    }
+}
+
+/// `access session revoke|unrevoke NAME`, `access grant disable|enable NAME`: a merge patch of
+/// one field of the spec, as `kubectl patch --type merge` sends it; the gateway sees the change
+/// as soon as the operator has re-rendered the policy.
+pub fn switch(switch: Switch, args: NameArgs) -> Result<()> {
     runtime()?.block_on(async move {
         let cluster = connect().await?;
         let ns = cluster.namespace(&args.namespace);
-        let session: MCPAgentSession = get_object(&cluster, &ns, &args.name).await?;
-        let what = format!("MCPAgentSession {ns}/{}", args.name);
-        if session.spec.revoked {
+        let spec = match switch.kind() {
+            Kind::Session => {
+                let s: MCPAgentSession = get_object(&cluster, &ns, &args.name).await?;
+                serde_json::to_value(&s.spec)
+            }
+            _ => {
+                let g: MCPAccessGrant = get_object(&cluster, &ns, &args.name).await?;
+                serde_json::to_value(&g.spec)
+            }
+        }
+        .map_err(|e| CliError::Invalid(e.to_string()))?;
+        let (field, value) = switch.field();
+        let noun = switch.kind().noun();
+        let mut out = std::io::stdout().lock();
+        if switch.was(&spec) == value {
             return write_stdout(
-                &mut std::io::stdout().lock(),
-                &format!("mcpagentsession {ns}/{} was already revoked\n", args.name),
+                &mut out,
+                &format!("{noun} {ns}/{} was already {}\n", args.name, switch.done()),
             );
         }
-        let api: Api<MCPAgentSession> = Api::namespaced(cluster.client.clone(), &ns);
-        let patch = serde_json::json!({"spec": {"revoked": true}});
-        api.patch(
-            &args.name,
-            &PatchParams {
-                field_manager: Some(FIELD_MANAGER.to_owned()),
-                ..Default::default()
-            },
-            &Patch::Merge(&patch),
-        )
-        .await
-        .map_err(|e| cluster.explain(e, Some(&what)))?;
+        let what = format!("{} {ns}/{}", switch.kind().name(), args.name);
+        let patch = serde_json::json!({ "spec": { field: value } });
+        let pp = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..Default::default()
+        };
+        let done = match switch.kind() {
+            Kind::Session => Api::<MCPAgentSession>::namespaced(cluster.client.clone(), &ns)
+                .patch(&args.name, &pp, &Patch::Merge(&patch))
+                .await
+                .map(drop),
+            _ => Api::<MCPAccessGrant>::namespaced(cluster.client.clone(), &ns)
+                .patch(&args.name, &pp, &Patch::Merge(&patch))
+                .await
+                .map(drop),
+        };
+        done.map_err(|e| cluster.explain(e, Some(&what)))?;
         write_stdout(
-            &mut std::io::stdout().lock(),
-            &format!("mcpagentsession {ns}/{} revoked\n", args.name),
+            &mut out,
+            &format!("{noun} {ns}/{} {}\n", args.name, switch.done()),
         )
     })
 }

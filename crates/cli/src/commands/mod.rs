@@ -7,4 +7,5 @@ pub mod policy;
 pub mod sentinel;
 pub mod server;
 pub mod team;
+pub mod team_access;
 pub mod token;
