@@ -159,6 +159,7 @@ async fn two_teams_reach_only_their_own_servers_and_revocations_through_the_plat
         .args(["--bootstrap-admin-email", ADMIN])
         .arg("--bootstrap-admin-password-file")
         .arg(dir.join("admin-password"))
+        .args(["--admin-listen", "127.0.0.1:0"])
         .arg("--kube");
     let mut platform_process = c
         .env
