@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
@@ -34,6 +34,18 @@ pub fn reusable(left: SignedDuration, ttl: SignedDuration) -> bool {
 #[derive(Clone)]
 pub struct Cluster {
     client: kube::Client,
+    gateway_keys: GatewayKeys,
+}
+
+/// The Secret every team namespace gets so that its gateways verify the session tokens this
+/// platform issues: the operator mounts the Secret of this name (its
+/// `MCP_GATEWAY_TOKEN_KEYS_SECRET`, default `mcp-gateway-token-keys`), key `token.pub`, into each
+/// gateway of the namespace.
+#[derive(Clone, Debug)]
+pub struct GatewayKeys {
+    pub secret: String,
+    /// PEM public key(s) of the platform's signing key.
+    pub public_pem: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,18 +100,23 @@ fn matches(field: &Option<String>, value: &str) -> bool {
     field.as_deref().is_none_or(|f| f.is_empty() || f == value)
 }
 
+/// The key of [`GatewayKeys::secret`] the operator mounts (its `TOKEN_PUBLIC_KEYS`).
+pub const GATEWAY_TOKEN_KEYS_FILE: &str = "token.pub";
+
 impl Cluster {
     /// A client from the usual places (`KUBECONFIG`, `~/.kube/config`, or in-cluster).
-    pub async fn connect() -> Result<Cluster, kube::Error> {
+    pub async fn connect(gateway_keys: GatewayKeys) -> Result<Cluster, kube::Error> {
         Ok(Cluster {
             client: kube::Client::try_default().await?,
+            gateway_keys,
         })
     }
 
-    /// Applies the team's namespace `mcp-team-<slug>` and its two RoleBindings: the owners
-    /// (Kubernetes users named by their email, as an OIDC login presents them) get the built-in
-    /// `admin` ClusterRole there, the members `view`. Re-applied on every membership change, so
-    /// the bindings list exactly the current people.
+    /// Applies the team's namespace `mcp-team-<slug>`, its two RoleBindings and the gateways'
+    /// token-keys Secret ([`GatewayKeys`]): the owners (Kubernetes users named by their email,
+    /// as an OIDC login presents them) get the built-in `admin` ClusterRole there, the members
+    /// `view`. Re-applied on every membership change, so the bindings list exactly the current
+    /// people (and a rotated platform key reaches every team on its next change).
     pub async fn apply_team(
         &self,
         slug: &str,
@@ -158,6 +175,25 @@ impl Cluster {
             };
             bindings.patch(name, &pp, &Patch::Apply(&rb)).await?;
         }
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(self.gateway_keys.secret.clone()),
+                namespace: Some(namespace.clone()),
+                labels: Some(labels),
+                ..Default::default()
+            },
+            string_data: Some(
+                [(
+                    GATEWAY_TOKEN_KEYS_FILE.to_owned(),
+                    self.gateway_keys.public_pem.clone(),
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        };
+        Api::<Secret>::namespaced(self.client.clone(), &namespace)
+            .patch(&self.gateway_keys.secret, &pp, &Patch::Apply(&secret))
+            .await?;
         Ok(())
     }
 

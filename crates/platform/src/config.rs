@@ -86,6 +86,16 @@ pub struct Config {
     /// API runs without a cluster and `POST /v1/runtime/adapter/sessions` answers 503.
     #[arg(long, env = "MCP_PLATFORM_KUBE")]
     pub kube: bool,
+    /// With --kube: the Secret written into every team namespace with the platform's public
+    /// key (key `token.pub`), which the operator mounts into that namespace's gateways so they
+    /// verify the session tokens issued here. Must equal the operator's
+    /// `MCP_GATEWAY_TOKEN_KEYS_SECRET`.
+    #[arg(
+        long,
+        env = "MCP_PLATFORM_GATEWAY_TOKEN_KEYS_SECRET",
+        default_value = "mcp-gateway-token-keys"
+    )]
+    pub gateway_token_keys_secret: String,
     /// Longest agent session issued, in seconds (a longer requested TTL is cut to this).
     #[arg(long, env = "MCP_PLATFORM_MAX_SESSION_TTL_SECONDS", default_value_t = 86_400,
           value_parser = clap::value_parser!(u32).range(60..))]

@@ -37,9 +37,14 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     drop(client);
 
     let cluster = if config.kube {
-        let c = mcp_runtime_platform::cluster::Cluster::connect()
-            .await
-            .map_err(|e| format!("--kube: no cluster client: {e}"))?;
+        let c = mcp_runtime_platform::cluster::Cluster::connect(
+            mcp_runtime_platform::cluster::GatewayKeys {
+                secret: config.gateway_token_keys_secret.clone(),
+                public_pem: signing_key.public_pem(),
+            },
+        )
+        .await
+        .map_err(|e| format!("--kube: no cluster client: {e}"))?;
         tracing::info!("working with the cluster (team namespaces, agent sessions)");
         Some(c)
     } else {

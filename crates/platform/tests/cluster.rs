@@ -5,7 +5,7 @@
 mod common;
 
 use common::{Auth, Platform};
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use mcp_runtime_api::access::{
@@ -69,6 +69,16 @@ fn teams_get_namespaces_and_bindings_and_sessions_are_issued_from_grants() {
     let owners = rt.block_on(bindings.get("mcp-team-owners")).unwrap();
     assert_eq!(owners.role_ref.name, "admin");
     assert_eq!(subjects(&owners), ["User:olga@example.com"]);
+    // The gateways of the namespace verify this platform's session tokens: the Secret the
+    // operator mounts holds exactly the platform's public key.
+    let keys = rt
+        .block_on(Api::<Secret>::namespaced(client.clone(), &ns).get("mcp-gateway-token-keys"))
+        .unwrap();
+    let pem = String::from_utf8(keys.data.unwrap()["token.pub"].0.clone()).unwrap();
+    let platform_key =
+        mcp_runtime_token::SigningKey::from_pem(&std::fs::read(p.dir.join("signing.pem")).unwrap())
+            .unwrap();
+    assert_eq!(pem, platform_key.public_pem());
     let r = p.call(
         "POST",
         &format!("/v1/teams/{slug}/members"),
