@@ -718,6 +718,109 @@ fn the_openapi_document_matches_the_routes() {
         })
         .collect();
     assert_eq!(documented, served);
+    // The document covers the API: the probes and `/v1/*`. The dashboard's files are documents
+    // for a browser, in their own table, and none of them is under `/v1/`.
+    for (path, _) in mcp_runtime_platform::server::ROUTES {
+        assert!(
+            ["/healthz", "/ready"].contains(path) || path.starts_with("/v1/"),
+            "{path}: an API route outside /v1/"
+        );
+    }
+    for (path, _) in mcp_runtime_platform::server::DASHBOARD_ROUTES {
+        assert!(
+            !path.starts_with("/v1"),
+            "{path}: a dashboard route in the API"
+        );
+    }
+}
+
+#[test]
+fn the_dashboard_is_served_with_its_headers_revalidated_by_etag_and_nothing_else() {
+    let p = Platform::start("dashboard");
+    let get = |path: &str, headers: &[(&str, &str)]| {
+        p.try_request("GET", path, &Auth::None, headers, "")
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    };
+    for (path, file) in [
+        ("/ui/", ""),
+        ("/ui/index.html", "index.html"),
+        ("/ui/app.js", "app.js"),
+        ("/ui/app.css", "app.css"),
+    ] {
+        let asset = mcp_runtime_dashboard::asset(file).unwrap();
+        let r = get(path, &[]);
+        assert_eq!(r.status, 200, "{path}: {}", r.text);
+        assert_eq!(r.text.as_bytes(), asset.body, "{path}");
+        assert_eq!(r.header("content-type"), Some(asset.content_type), "{path}");
+        assert_eq!(r.header("etag"), Some(asset.etag), "{path}");
+        assert_eq!(r.header("cache-control"), Some("no-cache"), "{path}");
+        assert_eq!(
+            r.header("content-security-policy"),
+            Some(mcp_runtime_dashboard::CONTENT_SECURITY_POLICY),
+            "{path}"
+        );
+        assert_eq!(
+            r.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
+        assert_eq!(r.header("referrer-policy"), Some("no-referrer"), "{path}");
+
+        // The browser's copy is current: 304, no body, the validators again.
+        let r = get(path, &[("if-none-match", asset.etag)]);
+        assert_eq!(r.status, 304, "{path}: {}", r.text);
+        assert_eq!(r.text, "", "{path}");
+        assert_eq!(r.header("etag"), Some(asset.etag), "{path}");
+        assert_eq!(r.header("cache-control"), Some("no-cache"), "{path}");
+        let weak = format!("\"other\", W/{}", asset.etag);
+        assert_eq!(get(path, &[("if-none-match", &weak)]).status, 304, "{path}");
+        // Another version: the whole file.
+        let r = get(path, &[("if-none-match", "\"stale\"")]);
+        assert_eq!((r.status, r.text.as_bytes()), (200, asset.body), "{path}");
+    }
+
+    // Unknown files, traversal and nested paths are 404 in the envelope.
+    for path in [
+        "/ui/secrets",
+        "/ui/..%2FCargo.toml",
+        "/ui/%2E%2E%2Fsrc%2Fmain.rs",
+        "/ui/app.js.map",
+        "/ui/assets/app.js",
+    ] {
+        let r = get(path, &[]);
+        assert_eq!(r.status, 404, "{path}: {}", r.text);
+        assert_eq!(r.error().0, "not_found", "{path}");
+    }
+    // `/` and `/ui` lead to the page; other methods are 405 as on the API.
+    for path in ["/", "/ui"] {
+        let r = get(path, &[]);
+        assert_eq!(
+            (r.status, r.header("location")),
+            (302, Some("/ui/")),
+            "{path}"
+        );
+    }
+    let r = p.call("POST", "/ui/app.js", &Auth::None, "");
+    assert_eq!((r.status, r.header("allow")), (405, Some("GET")));
+
+    // The route label is the template, whatever file was asked for.
+    let metrics = p.metrics();
+    let label = |route: &str, status: &str| {
+        let key = format!(
+            r#"mcp_platform_http_requests_total{{route="{route}",method="GET",status="{status}"}}"#
+        );
+        metrics.get(&key).copied().unwrap_or(0.0)
+    };
+    assert_eq!(label("/ui/{file}", "2xx"), 6.0);
+    assert_eq!(label("/ui/", "2xx"), 2.0);
+    assert_eq!(label("/ui/{file}", "3xx"), 6.0);
+    assert_eq!(label("/ui/{file}", "4xx"), 4.0);
+    assert!(
+        !metrics
+            .keys()
+            .any(|k| k.contains("app.js") || k.contains("secrets")),
+        "a concrete file name as a label"
+    );
 }
 
 #[test]

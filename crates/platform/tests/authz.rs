@@ -85,6 +85,11 @@ fn rows() -> Vec<Row> {
         Row { method: "GET", route: "/healthz", path: "/healthz", body: none, setup: None, expect: [200, 200, 200, 200, 200] },
         Row { method: "GET", route: "/ready", path: "/ready", body: none, setup: None, expect: [200, 200, 200, 200, 200] },
         Row { method: "GET", route: "/v1/openapi.yaml", path: "/v1/openapi.yaml", body: none, setup: None, expect: [200, 200, 200, 200, 200] },
+        // The dashboard's files are public (the page logs in through the API).
+        Row { method: "GET", route: "/", path: "/", body: none, setup: None, expect: [302, 302, 302, 302, 302] },
+        Row { method: "GET", route: "/ui", path: "/ui", body: none, setup: None, expect: [302, 302, 302, 302, 302] },
+        Row { method: "GET", route: "/ui/", path: "/ui/", body: none, setup: None, expect: [200, 200, 200, 200, 200] },
+        Row { method: "GET", route: "/ui/{file}", path: "/ui/app.js", body: none, setup: None, expect: [200, 200, 200, 200, 200] },
         Row {
             method: "POST", route: "/v1/auth/login", path: "/v1/auth/login",
             body: |_| Some(json!({"email": "ned@example.com", "password": common::PASSWORD})),
@@ -286,8 +291,7 @@ fn every_route_for_every_role_with_tokens_and_with_api_keys() {
 
     // The table covers every route and method the server has.
     let covered: BTreeSet<(&str, &str)> = rows.iter().map(|r| (r.route, r.method)).collect();
-    let served: BTreeSet<(&str, &str)> = mcp_runtime_platform::server::ROUTES
-        .iter()
+    let served: BTreeSet<(&str, &str)> = mcp_runtime_platform::server::all_routes()
         .flat_map(|(path, methods)| methods.iter().map(move |m| (*path, m.as_str())))
         .collect();
     assert_eq!(covered, served, "a route without a row in the matrix");

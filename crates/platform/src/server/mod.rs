@@ -1,7 +1,8 @@
 //! The HTTP API. Every error is one JSON envelope: `{"error":{"code":"...","message":"..."}}`.
 //!
 //! Deny by default: every route but `/healthz`, `/ready`, `/v1/openapi.yaml`,
-//! `POST /v1/auth/login` and `POST /v1/auth/oidc` authenticates first (an access token, or an API key), and each handler
+//! `POST /v1/auth/login`, `POST /v1/auth/oidc` and the dashboard's static files (`/ui/`)
+//! authenticates first (an access token, or an API key), and each handler
 //! then checks what the caller's role allows. A team the caller may not see is answered as if
 //! it did not exist (404), so team names do not leak.
 
@@ -9,6 +10,7 @@ pub mod admin;
 mod analytics;
 mod audit;
 mod auth;
+mod dashboard;
 mod envelope;
 mod grants;
 mod input;
@@ -38,7 +40,7 @@ use crate::config::Lockout;
 use crate::store::{self, AuditEntry, Outcome, Pool, Role, User};
 pub use envelope::ApiError;
 use envelope::{Answer, internal, json};
-pub use routes::{ROUTES, match_route};
+pub use routes::{DASHBOARD_ROUTES, ROUTES, all_routes, match_route};
 
 /// The OpenAPI document of this API (served at `/v1/openapi.yaml`).
 pub const OPENAPI: &str = include_str!("../../openapi.yaml");
@@ -117,10 +119,7 @@ impl Api {
             None => ApiError::not_found(format!("no such path: {path} (see /v1/openapi.yaml)"))
                 .into_response(),
             Some((pattern, params)) => {
-                let allowed = ROUTES
-                    .iter()
-                    .find(|(p, _)| *p == pattern)
-                    .map_or(&[][..], |(_, m)| *m);
+                let allowed = routes::methods_of(pattern);
                 if allowed.contains(&method) {
                     let ctx = Ctx {
                         method: method.clone(),
@@ -189,6 +188,9 @@ impl Api {
                     .insert(CONTENT_TYPE, HeaderValue::from_static("application/yaml"));
                 Ok(r)
             }
+            ("/" | "/ui", _) => dashboard::redirect(),
+            ("/ui/", _) => dashboard::serve("", request.headers()),
+            ("/ui/{file}", _) => dashboard::serve(&ctx.params[0], request.headers()),
             ("/v1/auth/login", _) => {
                 let body = self.body(request).await?;
                 self.login(&ctx, body).await

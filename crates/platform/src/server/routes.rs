@@ -6,8 +6,8 @@ use http::Method;
 
 use super::envelope::ApiError;
 
-/// Every route and its methods (`{x}` is one path segment): anything else is 404, or 405 on a
-/// known path.
+/// Every route of the API and its methods (`{x}` is one path segment): anything else is 404, or
+/// 405 on a known path. `openapi.yaml` documents exactly these.
 pub const ROUTES: &[(&str, &[Method])] = &[
     ("/healthz", &[Method::GET]),
     ("/ready", &[Method::GET]),
@@ -43,10 +43,31 @@ pub const ROUTES: &[(&str, &[Method])] = &[
     ("/v1/runtime/adapter/sessions", &[Method::POST]),
 ];
 
+/// The web dashboard's routes: documents for a browser, not the API (so not in `openapi.yaml`),
+/// served without authentication. `{file}` keeps the metrics' route label a fixed template.
+pub const DASHBOARD_ROUTES: &[(&str, &[Method])] = &[
+    ("/", &[Method::GET]),
+    ("/ui", &[Method::GET]),
+    ("/ui/", &[Method::GET]),
+    ("/ui/{file}", &[Method::GET]),
+];
+
+/// Every route the server answers: the API's and the dashboard's.
+pub fn all_routes() -> impl Iterator<Item = &'static (&'static str, &'static [Method])> {
+    ROUTES.iter().chain(DASHBOARD_ROUTES)
+}
+
+/// The methods of a route pattern.
+pub fn methods_of(pattern: &str) -> &'static [Method] {
+    all_routes()
+        .find(|(p, _)| *p == pattern)
+        .map_or(&[][..], |(_, m)| *m)
+}
+
 /// The route `path` matches and its `{...}` segments (percent-decoded).
 pub fn match_route(path: &str) -> Option<(&'static str, Vec<String>)> {
     let segments: Vec<&str> = path.split('/').collect();
-    ROUTES.iter().find_map(|(pattern, _)| {
+    all_routes().find_map(|(pattern, _)| {
         let parts: Vec<&str> = pattern.split('/').collect();
         if parts.len() != segments.len() {
             return None;
@@ -122,5 +143,12 @@ mod tests {
         assert_eq!(match_route("/v1/teams/"), None);
         assert_eq!(match_route("/v1/teams/red/extra"), None);
         assert_eq!(match_route("/v1/teams").map(|r| r.0), Some("/v1/teams"));
+        assert_eq!(match_route("/").map(|r| r.0), Some("/"));
+        assert_eq!(match_route("/ui/").map(|r| r.0), Some("/ui/"));
+        assert_eq!(
+            match_route("/ui/app.js"),
+            Some(("/ui/{file}", vec!["app.js".to_owned()]))
+        );
+        assert_eq!(match_route("/ui/a/b"), None);
     }
 }

@@ -280,7 +280,7 @@ impl Platform {
 }
 
 /// One HTTP/1.1 request to 127.0.0.1:`port` (`connection: close`). The body is parsed as JSON
-/// unless it is empty, the path ends in `.yaml`, or the answer is `text/plain` or OpenMetrics.
+/// unless it is empty, the path ends in `.yaml`, or the answer is `text/*` or OpenMetrics.
 pub fn http(
     port: u16,
     method: &str,
@@ -316,9 +316,9 @@ pub fn http(
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_lowercase(), v.trim().to_owned()))
         .collect();
-    let not_json = headers.iter().any(|(n, v)| {
-        n == "content-type" && (v.starts_with("text/plain") || v.contains("openmetrics"))
-    });
+    let not_json = headers
+        .iter()
+        .any(|(n, v)| n == "content-type" && (v.starts_with("text/") || v.contains("openmetrics")));
     let json = if body.is_empty() || path.ends_with(".yaml") || not_json {
         serde_json::Value::Null
     } else {
