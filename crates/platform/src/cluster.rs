@@ -23,8 +23,12 @@ pub const FIELD_MANAGER: &str = "mcp-platform";
 /// The label naming the team on its namespace.
 pub const TEAM_LABEL: &str = "mcpruntime.org/team";
 
-/// A session with less time left than this is not reused: it is renewed.
-pub const REUSE_MARGIN: SignedDuration = SignedDuration::from_secs(30);
+/// Whether a live session with `left` until its expiry is handed out again for a request of
+/// `ttl`: only while at least half of `ttl` remains. An adapter that refreshes ahead of expiry
+/// then gets a fresh session (a later expiry) rather than the same one until the last moments.
+pub fn reusable(left: SignedDuration, ttl: SignedDuration) -> bool {
+    left >= ttl / 2
+}
 
 /// The cluster client.
 #[derive(Clone)]
@@ -305,7 +309,7 @@ impl Cluster {
             let expires = existing.spec.expires_at.as_ref().map(|t| t.0);
             if existing.spec.consented_trust == consented
                 && existing.spec.policy_version == policy_version
-                && expires.is_some_and(|e| e > now + REUSE_MARGIN)
+                && expires.is_some_and(|e| reusable(e.duration_since(now), req.ttl))
             {
                 return Ok(Issued {
                     name,
@@ -372,6 +376,22 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_session_is_reused_while_half_of_the_requested_ttl_remains() {
+        let hour = SignedDuration::from_secs(3600);
+        assert!(reusable(SignedDuration::from_secs(3600), hour));
+        assert!(reusable(SignedDuration::from_secs(1800), hour));
+        assert!(!reusable(SignedDuration::from_secs(1799), hour));
+        // A refresh five minutes before expiry renews.
+        assert!(!reusable(SignedDuration::from_secs(300), hour));
+        assert!(!reusable(SignedDuration::from_secs(-1), hour));
+        // The shortest TTL (60 s) keeps the old 30 s floor.
+        assert!(!reusable(
+            SignedDuration::from_secs(29),
+            SignedDuration::from_secs(60)
+        ));
+    }
 
     #[test]
     fn the_session_name_is_stable_and_separates_its_parts() {

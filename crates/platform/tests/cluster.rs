@@ -156,10 +156,10 @@ fn teams_get_namespaces_and_bindings_and_sessions_are_issued_from_grants() {
         })
     );
 
-    // The same request again reuses the session (and its expiry).
+    // The same request again, right after, reuses the session (and its expiry).
     let again = issue(
         &mia,
-        json!({"server": "hello", "agent": "claude", "requested_trust": "high"}),
+        json!({"server": "hello", "agent": "claude", "requested_trust": "high", "ttl_seconds": 600}),
     );
     assert_eq!(again.status, 200, "{}", again.text);
     assert_eq!(
@@ -167,6 +167,69 @@ fn teams_get_namespaces_and_bindings_and_sessions_are_issued_from_grants() {
         (Some(true), Some(name.as_str()))
     );
     assert_eq!(again.json["expires_at"], r.json["expires_at"]);
+    // Reuse needs half of the requested TTL left: ~600 s is less than half of the default
+    // 3600 s, so this request renews the same session with a later expiry...
+    let expires_at = |r: &common::Reply| -> jiff::Timestamp {
+        r.json["expires_at"].as_str().unwrap().parse().unwrap()
+    };
+    let renewed = issue(
+        &mia,
+        json!({"server": "hello", "agent": "claude", "requested_trust": "high"}),
+    );
+    assert_eq!(renewed.status, 200, "{}", renewed.text);
+    assert_eq!(
+        (
+            renewed.json["reused"].as_bool(),
+            renewed.json["name"].as_str()
+        ),
+        (Some(false), Some(name.as_str()))
+    );
+    let left = expires_at(&renewed)
+        .duration_since(jiff::Timestamp::now())
+        .as_secs();
+    assert!((3590..=3600).contains(&left), "{left} s left");
+    // ...which the next request reuses.
+    let again = issue(
+        &mia,
+        json!({"server": "hello", "agent": "claude", "requested_trust": "high"}),
+    );
+    assert_eq!(
+        (again.json["reused"].as_bool(), &again.json["expires_at"]),
+        (Some(true), &renewed.json["expires_at"]),
+        "{}",
+        again.text
+    );
+    // Past half of its TTL (aged here as time would: 1700 s of 3600 left), it is replaced by a
+    // fresh one with a later expiry, and the token says the same.
+    // Aged by applying it as the platform's issuance did, with an earlier expiry (a merge
+    // patch would be another field manager's, and the next apply would conflict with it).
+    let aged = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() + 1700).unwrap();
+    let mut session = rt.block_on(sessions.get(&name)).unwrap();
+    session.spec.expires_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(aged));
+    session.metadata.managed_fields = None;
+    session.metadata.resource_version = None;
+    session.status = None;
+    rt.block_on(sessions.patch(
+        &name,
+        &PatchParams::apply("mcp-platform"),
+        &Patch::Apply(&session),
+    ))
+    .unwrap();
+    let fresh = issue(
+        &mia,
+        json!({"server": "hello", "agent": "claude", "requested_trust": "high"}),
+    );
+    assert_eq!(fresh.status, 200, "{}", fresh.text);
+    assert_eq!(fresh.json["reused"], false, "{}", fresh.text);
+    assert!(expires_at(&fresh) > aged + jiff::SignedDuration::from_secs(1800));
+    let v = keys
+        .verify(
+            fresh.json["token"].as_str().unwrap(),
+            &format!("{ns}/hello"),
+            jiff::Timestamp::now(),
+        )
+        .unwrap();
+    assert_eq!(v.claims.exp, expires_at(&fresh).as_second());
     // Another trust re-applies it.
     let low = issue(&mia, json!({"server": "hello", "agent": "claude"}));
     assert_eq!(low.status, 200, "{}", low.text);
@@ -181,13 +244,14 @@ fn teams_get_namespaces_and_bindings_and_sessions_are_issued_from_grants() {
     let other = issue(&olga, json!({"server": "hello", "agent": "cursor"}));
     assert_eq!(other.status, 200, "{}", other.text);
     assert_ne!(other.json["name"], name.as_str());
-    // Three sessions applied (new, re-applied at another trust, another agent), one reused.
+    // Five sessions applied (new, renewed twice, re-applied at another trust, another agent),
+    // two reused.
     let issued_after = p.metrics();
     let issued = |result: &str| {
         let key = format!(r#"mcp_platform_sessions_issued_total{{result="{result}"}}"#);
         issued_after[&key] - issued_before[&key]
     };
-    assert_eq!((issued("new"), issued("reused")), (3.0, 1.0));
+    assert_eq!((issued("new"), issued("reused")), (5.0, 2.0));
 
     // Outsiders, unknown servers and bad input.
     let r = issue(
@@ -255,7 +319,9 @@ fn teams_get_namespaces_and_bindings_and_sessions_are_issued_from_grants() {
         .collect();
     assert_eq!(
         outcomes,
-        ["ok", "ok", "ok", "ok", "denied", "denied", "denied"],
+        [
+            "ok", "ok", "ok", "ok", "ok", "ok", "ok", "denied", "denied", "denied"
+        ],
         "{}",
         audit.text
     );
