@@ -855,6 +855,10 @@ fn cluster_rows() -> Vec<ClusterRow> {
         ClusterRow { method: "GET", route: "/v1/teams/{slug}/servers", path: "/v1/teams/mxb/servers", body: None, fresh: Nothing, expect: [401, 404, 404, 404, 200] },
         ClusterRow { method: "GET", route: "/v1/teams/{slug}/servers/{name}", path: "/v1/teams/mxa/servers/hello", body: None, fresh: Nothing, expect: [401, 404, 200, 200, 200] },
         ClusterRow { method: "GET", route: "/v1/teams/{slug}/servers/{name}", path: "/v1/teams/mxb/servers/hello", body: None, fresh: Nothing, expect: [401, 404, 404, 404, 200] },
+        ClusterRow { method: "GET", route: "/v1/teams/{slug}/servers/{name}/explain", path: "/v1/teams/mxa/servers/hello/explain?kind=tool&name=greet&team=mxa", body: None, fresh: Nothing, expect: [401, 404, 200, 200, 200] },
+        ClusterRow { method: "GET", route: "/v1/teams/{slug}/servers/{name}/explain", path: "/v1/teams/mxb/servers/hello/explain?kind=tool&name=greet&team=mxb", body: None, fresh: Nothing, expect: [401, 404, 404, 404, 200] },
+        ClusterRow { method: "GET", route: "/v1/teams/{slug}/servers/{name}/capabilities", path: "/v1/teams/mxa/servers/hello/capabilities?team=mxa", body: None, fresh: Nothing, expect: [401, 404, 200, 200, 200] },
+        ClusterRow { method: "GET", route: "/v1/teams/{slug}/servers/{name}/capabilities", path: "/v1/teams/mxb/servers/hello/capabilities?team=mxb", body: None, fresh: Nothing, expect: [401, 404, 404, 404, 200] },
         ClusterRow { method: "GET", route: "/v1/teams/{slug}/grants", path: "/v1/teams/mxa/grants", body: None, fresh: Nothing, expect: [401, 404, 200, 200, 200] },
         ClusterRow { method: "GET", route: "/v1/teams/{slug}/grants", path: "/v1/teams/mxb/grants", body: None, fresh: Nothing, expect: [401, 404, 404, 404, 200] },
         ClusterRow { method: "POST", route: "/v1/teams/{slug}/grants", path: "/v1/teams/mxa/grants", body: Some(new_grant), fresh: Nothing, expect: [401, 404, 403, 201, 201] },
@@ -900,6 +904,13 @@ fn team_cluster_routes_for_every_role_with_tokens_and_with_api_keys() {
         assert_eq!(r.status, 201, "{}", r.text);
         let ns = format!("mcp-team-{slug}");
         create_server(&rt, &client, &ns);
+        write_policy(
+            &rt,
+            &client,
+            &ns,
+            "hello",
+            &hello_policy(&ns, slug).to_json_pretty(),
+        );
         let grant = MCPAccessGrant::new(
             "g",
             serde_json::from_value::<MCPAccessGrantSpec>(json!({
@@ -996,4 +1007,369 @@ fn team_cluster_routes_for_every_role_with_tokens_and_with_api_keys() {
         covered, served,
         "a team cluster route without a row in the matrix"
     );
+}
+
+/// The sealed policy document of server `hello` in `namespace`, as the operator would render it:
+/// `greet` (low, read), `deploy` (medium, write), `wipe` (high, destructive), prompt `summary`;
+/// a grant for team `team` up to medium trust; mia's live and revoked sessions, max's, and one
+/// of zoe's, whom no grant names.
+fn hello_policy(namespace: &str, team: &str) -> mcp_runtime_policy::PolicyDocument {
+    let doc: mcp_runtime_policy::PolicyDocument = serde_json::from_value(json!({
+        "schema_version": mcp_runtime_policy::SCHEMA_VERSION,
+        "server": {"name": "hello", "namespace": namespace, "team_id": team},
+        "auth": {"mode": "token"},
+        "policy": {"mode": "allow-list", "default_decision": "deny"},
+        "session": {"required": true},
+        "tools": [
+            {"name": "greet", "required_trust": "low", "side_effect": "read"},
+            {"name": "deploy", "required_trust": "medium", "side_effect": "write"},
+            {"name": "wipe", "required_trust": "high", "side_effect": "destructive"},
+        ],
+        "prompts": [{"name": "summary", "required_trust": "low", "side_effect": "read"}],
+        "grants": [{
+            "namespace": namespace, "name": "hello-team", "subject": {"team_id": team},
+            "max_trust": "medium", "allowed_side_effects": ["read", "write", "destructive"],
+        }],
+        "sessions": [
+            {"namespace": namespace, "name": "mia-live",
+             "subject": {"human_id": "mia@example.com", "team_id": team},
+             "consented_trust": "medium", "expires_at": "2099-01-01T00:00:00Z"},
+            {"namespace": namespace, "name": "mia-revoked",
+             "subject": {"human_id": "mia@example.com", "team_id": team},
+             "consented_trust": "medium", "revoked": true, "expires_at": "2099-01-01T00:00:00Z"},
+            {"namespace": namespace, "name": "zoe-live", "subject": {"human_id": "zoe@example.com"},
+             "consented_trust": "low", "expires_at": "2099-01-01T00:00:00Z"},
+            {"namespace": namespace, "name": "max-live",
+             "subject": {"human_id": "max@example.com", "team_id": team},
+             "consented_trust": "medium", "expires_at": "2099-01-01T00:00:00Z"},
+        ],
+    }))
+    .unwrap();
+    doc.seal().unwrap()
+}
+
+fn write_policy(
+    rt: &tokio::runtime::Runtime,
+    client: &kube::Client,
+    namespace: &str,
+    server: &str,
+    text: &str,
+) {
+    let cm = k8s_openapi::api::core::v1::ConfigMap {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some(format!("{server}-gateway-policy")),
+            ..Default::default()
+        },
+        data: Some([("policy.json".to_owned(), text.to_owned())].into()),
+        ..Default::default()
+    };
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), namespace);
+    rt.block_on(cms.patch(
+        &format!("{server}-gateway-policy"),
+        &PatchParams::apply("test").force(),
+        &Patch::Apply(&cm),
+    ))
+    .unwrap();
+}
+
+#[test]
+fn explain_and_capabilities_decide_from_the_rendered_policy() {
+    let (rt, client, p) = kube_platform("explain");
+    let admin = p.admin();
+    let olga = p.user(&admin, "olga@example.com"); // owner of exr
+    let mia = p.user(&admin, "mia@example.com"); // member of exr
+    p.user(&admin, "max@example.com"); // member of exr
+    let bob = p.user(&admin, "bob@example.com"); // owner of exb
+    for (slug, owner) in [("exr", "olga@example.com"), ("exb", "bob@example.com")] {
+        let r = p.call(
+            "POST",
+            "/v1/teams",
+            &admin,
+            &json!({"slug": slug, "display_name": slug, "owner": owner}).to_string(),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    for email in ["mia@example.com", "max@example.com"] {
+        let r = p.call(
+            "POST",
+            "/v1/teams/exr/members",
+            &olga,
+            &json!({"email": email}).to_string(),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let ns = "mcp-team-exr";
+    create_server(&rt, &client, ns);
+    let doc = hello_policy(ns, "exr");
+    write_policy(&rt, &client, ns, "hello", &doc.to_json_pretty());
+
+    let get = |auth: &Auth, path: &str| p.call("GET", path, auth, "");
+    let explain = |auth: &Auth, query: &str| {
+        get(
+            auth,
+            &format!("/v1/teams/exr/servers/hello/explain?{query}"),
+        )
+    };
+    let mia_q = "human=mia%40example.com&agent=claude&team=exr";
+
+    // An allowed tool: the decision, the steps in words, the revision.
+    let r = explain(
+        &mia,
+        &format!("kind=tool&name=greet&{mia_q}&session=mia-live"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["server"], "mcp-team-exr/hello");
+    assert_eq!(
+        (r.json["kind"].as_str(), r.json["name"].as_str()),
+        (Some("tool"), Some("greet"))
+    );
+    assert_eq!(r.json["policy_revision"], doc.revision.as_str());
+    assert_eq!(r.json["decision"]["allowed"], true, "{}", r.text);
+    assert_eq!(r.json["decision"]["reason"], "allowed");
+    assert_eq!(r.json["decision"]["effective_trust"], "medium");
+    assert_eq!(
+        r.json["decision"]["grant"],
+        json!({"namespace": ns, "name": "hello-team"})
+    );
+    assert_eq!(r.json["hint"], serde_json::Value::Null);
+    let steps = r.json["steps"].as_array().unwrap();
+    assert!(
+        steps.iter().any(|s| s["step"] == "session_found"
+            && s["text"]
+                .as_str()
+                .unwrap()
+                .contains("consented trust medium")),
+        "{}",
+        r.text
+    );
+
+    // A tool above the caller's trust: denied, with why and what would change it.
+    let r = explain(
+        &mia,
+        &format!("kind=tool&name=wipe&{mia_q}&session=mia-live"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        (
+            r.json["decision"]["allowed"].as_bool(),
+            r.json["decision"]["reason"].as_str()
+        ),
+        (Some(false), Some("trust_too_low"))
+    );
+    assert_eq!(r.json["decision"]["required_trust"], "high");
+    assert!(
+        r.json["hint"].as_str().unwrap().contains("maxTrust"),
+        "{}",
+        r.text
+    );
+    // An undeclared name: no side effect known, so not authorised.
+    let r = explain(
+        &mia,
+        &format!("kind=tool&name=nope&{mia_q}&session=mia-live"),
+    );
+    assert_eq!(
+        r.json["decision"]["reason"], "tool_side_effect_unknown",
+        "{}",
+        r.text
+    );
+    assert!(
+        r.json["steps"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("is not declared"),
+        "{}",
+        r.text
+    );
+    // A declared prompt, a revoked session, a session past its expiry.
+    let r = explain(
+        &mia,
+        &format!("kind=prompt&name=summary&{mia_q}&session=mia-live"),
+    );
+    assert_eq!(r.json["decision"]["allowed"], true, "{}", r.text);
+    let r = explain(
+        &mia,
+        &format!("kind=tool&name=greet&{mia_q}&session=mia-revoked"),
+    );
+    assert_eq!(
+        r.json["decision"]["reason"], "session_revoked",
+        "{}",
+        r.text
+    );
+    let r = explain(
+        &mia,
+        &format!("kind=tool&name=greet&{mia_q}&session=mia-live&at=2099-06-01T00:00:00Z"),
+    );
+    assert_eq!(
+        r.json["decision"]["reason"], "session_expired",
+        "{}",
+        r.text
+    );
+    assert_eq!(r.json["at"], "2099-06-01T00:00:00Z");
+
+    // Another member's session reads to a member as one that does not exist; the owner sees it.
+    let max_q =
+        "kind=tool&name=greet&human=max%40example.com&agent=claude&team=exr&session=max-live";
+    let r = explain(&mia, max_q);
+    assert_eq!(
+        r.json["decision"]["reason"], "session_not_found",
+        "{}",
+        r.text
+    );
+    let r = explain(&olga, max_q);
+    assert_eq!(r.json["decision"]["reason"], "allowed", "{}", r.text);
+
+    // Capabilities: every declared item for this caller, under the admission verdict.
+    let caps = |auth: &Auth, query: &str| {
+        get(
+            auth,
+            &format!("/v1/teams/exr/servers/hello/capabilities?{query}"),
+        )
+    };
+    let r = caps(&mia, &format!("{mia_q}&session=mia-live"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["policy_revision"], doc.revision.as_str());
+    assert_eq!(r.json["admission"]["allowed"], true, "{}", r.text);
+    assert_eq!(r.json["admission"]["session"], format!("{ns}/mia-live"));
+    let verdicts: Vec<(String, String, bool, String, String)> = r.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                format!(
+                    "{}:{}",
+                    i["kind"].as_str().unwrap(),
+                    i["name"].as_str().unwrap()
+                ),
+                i["reason"].as_str().unwrap().to_owned(),
+                i["allowed"].as_bool().unwrap(),
+                i["required_trust"].as_str().unwrap().to_owned(),
+                i["side_effect"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let v = |name: &str, reason: &str, allowed: bool, trust: &str, effect: &str| {
+        (
+            name.to_owned(),
+            reason.to_owned(),
+            allowed,
+            trust.to_owned(),
+            effect.to_owned(),
+        )
+    };
+    assert_eq!(
+        verdicts,
+        [
+            v("tool:greet", "allowed", true, "low", "read"),
+            v("tool:deploy", "allowed", true, "medium", "write"),
+            v("tool:wipe", "trust_too_low", false, "high", "destructive"),
+            v("prompt:summary", "allowed", true, "low", "read"),
+        ]
+    );
+    let wipe = &r.json["items"][2];
+    assert_eq!(
+        wipe["summary"],
+        mcp_runtime_policy::Reason::TrustTooLow.summary()
+    );
+    assert_eq!(wipe["enforced"], true);
+    // No identity, a revoked session, no grant: the admission says why everything is denied.
+    for (query, reason) in [
+        ("", "missing_identity"),
+        (&*format!("{mia_q}&session=mia-revoked"), "session_revoked"),
+        (
+            "human=zoe%40example.com&agent=claude&team=green&session=x",
+            "session_not_found",
+        ),
+        (
+            "human=zoe%40example.com&agent=claude&team=green",
+            "missing_session",
+        ),
+        (
+            "human=zoe%40example.com&agent=claude&team=green&session=zoe-live",
+            "no_matching_grant",
+        ),
+    ] {
+        let r = caps(&olga, query);
+        assert_eq!(r.status, 200, "{query}: {}", r.text);
+        assert_eq!(
+            (
+                r.json["admission"]["allowed"].as_bool(),
+                r.json["admission"]["reason"].as_str()
+            ),
+            (Some(false), Some(reason)),
+            "{query}: {}",
+            r.text
+        );
+        let items = r.json["items"].as_array().unwrap();
+        assert_eq!(items.len(), 4);
+        assert!(
+            items
+                .iter()
+                .all(|i| i["allowed"] == false && i["reason"] == reason),
+            "{query}: {}",
+            r.text
+        );
+        assert!(!r.json["admission"]["steps"].as_array().unwrap().is_empty());
+    }
+
+    // Bad queries are 400s naming the parameter.
+    for (query, field) in [
+        ("name=greet", "kind:"),
+        ("kind=widget&name=greet", "kind:"),
+        ("kind=tool", "name:"),
+        ("kind=tool&name=greet&color=red", "color:"),
+        ("kind=tool&name=greet&human=a&human=b", "human:"),
+        ("kind=tool&name=greet&at=yesterday", "at:"),
+    ] {
+        let r = explain(&mia, query);
+        assert_eq!(r.status, 400, "{query}: {}", r.text);
+        assert!(r.error().1.starts_with(field), "{query}: {}", r.text);
+    }
+    let r = caps(&mia, "kind=tool");
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.error().1.starts_with("kind:"), "{}", r.text);
+
+    // No rendered policy yet, one for another server, no such server, another team.
+    let servers: Api<MCPServer> = Api::namespaced(client.clone(), ns);
+    let spec: MCPServerSpec = serde_json::from_value(
+        json!({"image": "example.com/bare:1", "gateway": {"enabled": true}}),
+    )
+    .unwrap();
+    rt.block_on(servers.create(&PostParams::default(), &MCPServer::new("bare", spec)))
+        .unwrap();
+    let r = get(&mia, "/v1/teams/exr/servers/bare/capabilities");
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(r.error().0, "policy_not_rendered");
+    assert!(
+        r.error()
+            .1
+            .contains("the operator has not rendered a policy for mcp-team-exr/bare yet"),
+        "{}",
+        r.text
+    );
+    write_policy(&rt, &client, ns, "bare", &doc.to_json_pretty());
+    let r = get(
+        &mia,
+        "/v1/teams/exr/servers/bare/explain?kind=tool&name=greet",
+    );
+    assert_eq!(
+        (r.status, r.error().0),
+        (409, "policy_invalid"),
+        "{}",
+        r.text
+    );
+    write_policy(&rt, &client, ns, "bare", "{\"schema_version\": 1}");
+    let r = get(&mia, "/v1/teams/exr/servers/bare/capabilities");
+    assert_eq!(
+        (r.status, r.error().0),
+        (409, "policy_invalid"),
+        "{}",
+        r.text
+    );
+    let r = get(&mia, "/v1/teams/exr/servers/nope/capabilities");
+    assert_eq!(r.status, 404, "{}", r.text);
+    let r = explain(&bob, &format!("kind=tool&name=greet&{mia_q}"));
+    assert_eq!(r.status, 404, "{}", r.text);
+    assert!(!r.text.contains("hello"), "{}", r.text);
 }

@@ -12,6 +12,7 @@ mod audit;
 mod auth;
 mod dashboard;
 mod envelope;
+mod explain;
 mod grants;
 mod input;
 mod issuance;
@@ -229,6 +230,12 @@ impl Api {
                     }
                     ("/v1/teams/{slug}/servers", _) => self.list_servers(&ctx, &caller).await,
                     ("/v1/teams/{slug}/servers/{name}", _) => self.get_server(&ctx, &caller).await,
+                    ("/v1/teams/{slug}/servers/{name}/explain", _) => {
+                        self.explain(&ctx, &caller).await
+                    }
+                    ("/v1/teams/{slug}/servers/{name}/capabilities", _) => {
+                        self.capabilities(&ctx, &caller).await
+                    }
                     ("/v1/teams/{slug}/grants", Method::GET) => {
                         self.list_grants(&ctx, &caller).await
                     }

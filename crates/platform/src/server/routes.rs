@@ -24,6 +24,11 @@ pub const ROUTES: &[(&str, &[Method])] = &[
     ("/v1/teams/{slug}/members/{email}", &[Method::DELETE]),
     ("/v1/teams/{slug}/servers", &[Method::GET]),
     ("/v1/teams/{slug}/servers/{name}", &[Method::GET]),
+    ("/v1/teams/{slug}/servers/{name}/explain", &[Method::GET]),
+    (
+        "/v1/teams/{slug}/servers/{name}/capabilities",
+        &[Method::GET],
+    ),
     ("/v1/teams/{slug}/grants", &[Method::GET, Method::POST]),
     (
         "/v1/teams/{slug}/grants/{name}",
