@@ -86,17 +86,32 @@ mod tests {
         let page = asset("").unwrap();
         assert_eq!(page, asset("index.html").unwrap());
         assert!(page.content_type.starts_with("text/html"));
-        assert!(asset("app.js").unwrap().content_type.starts_with("text/javascript"));
-        assert!(asset("app.css").unwrap().content_type.starts_with("text/css"));
+        assert!(
+            asset("app.js")
+                .unwrap()
+                .content_type
+                .starts_with("text/javascript")
+        );
+        assert!(
+            asset("app.css")
+                .unwrap()
+                .content_type
+                .starts_with("text/css")
+        );
         assert_eq!(asset("../Cargo.toml"), None);
         assert_eq!(asset("secrets"), None);
-        assert_ne!(asset("app.js").unwrap().etag, asset("app.css").unwrap().etag);
+        assert_ne!(
+            asset("app.js").unwrap().etag,
+            asset("app.css").unwrap().etag
+        );
     }
 
     #[test]
     fn the_page_loads_nothing_from_elsewhere_and_runs_no_inline_script() {
         let page = std::str::from_utf8(asset("").unwrap().body).unwrap();
-        for marker in ["http://", "https://", "//cdn", "<script>", "onclick=", "style=\""] {
+        for marker in [
+            "http://", "https://", "//cdn", "<script>", "onclick=", "style=\"",
+        ] {
             assert!(!page.contains(marker), "index.html contains {marker}");
         }
         // The SVG namespace is an identifier, never fetched.
