@@ -165,6 +165,8 @@ impl Platform {
             .args(["--bootstrap-admin-email", ADMIN])
             .arg("--bootstrap-admin-password-file")
             .arg(dir.join("admin-password"))
+            // Platforms of tests running at once must not share the default admin port.
+            .args(["--admin-listen", "127.0.0.1:0"])
             .args(extra)
             .envs(env.iter().copied())
             .env_remove("RUST_LOG");

@@ -69,7 +69,7 @@ impl Platform {
             .env("RUST_LOG", "info")
             .args(["--listen", &format!("127.0.0.1:{port}")])
             // Not the default 9097: other platforms may run on this machine.
-            .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())])
+            .args(["--admin-listen", "127.0.0.1:0"])
             .args(["--database-url", &db.url])
             .arg("--signing-key")
             .arg(dir.join("signing.pem"))
