@@ -396,16 +396,16 @@ async fn the_owner_sees_decisions_explains_one_revokes_the_session_and_the_next_
     let result = result.expect("the script printed no RESULT line");
     eprintln!(
         "\nRESULT dashboard journey in {:.1} s (browser {} s)\n  first render: {}\n  bytes: {}\n  \
-         accessibility (all impacts): {}\n  next call denied {} after the Revoke click's answer \
-         ({} calls allowed before it)\n  \
+         accessibility (all impacts): {}\n  after the Revoke click: {} SDK calls allowed, then \
+         denied; {} from the click's answer to the denial (each call starts Python)\n  \
          screenshots: {}",
         started.elapsed().as_secs_f64(),
         result["seconds"],
         result["first_render"],
         result["bytes"],
         result["accessibility"],
-        denied_after.map(ms).unwrap_or_else(|| "-".into()),
         allowed_after_revoke,
+        denied_after.map(ms).unwrap_or_else(|| "-".into()),
         screenshots.display(),
     );
     assert!(
