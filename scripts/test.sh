@@ -4,7 +4,8 @@
 # peers the gateway is tested against, a real Kubernetes control plane (scripts/testenv), and
 # Sentinel's scale-path parts: a Kafka broker from Maven Central jars and Debian's ClickHouse
 # (scripts/sentinel-deps.sh), Debian's PostgreSQL for the platform API (scripts/platform-deps.sh),
-# and the OpenTelemetry Collector the tracing tests export to, built from Go modules
+# Debian's Chromium with puppeteer-core and axe-core for the dashboard's browser test
+# (scripts/browser-deps.sh), and the OpenTelemetry Collector the tracing tests export to, built from Go modules
 # (scripts/otel/install.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +28,9 @@ scripts/otel/install.sh >/dev/null
 
 step "install the platform API's test part (Debian's PostgreSQL; apt only when missing)"
 scripts/platform-deps.sh >/dev/null
+
+step "install the dashboard's browser test parts (Debian's chromium; puppeteer-core, axe-core via npm ci; cached, ~12 s cold)"
+scripts/browser-deps.sh >/dev/null
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -436,9 +436,10 @@ async function decisions(section) {
         h("button", { type: "button", class: "link", onclick: () => open(e), "aria-controls": "decision-detail" }, "Explain"),
       ];
     });
+    // append(null) would add the text "null": only the button when there is more.
     clear(list).append(
-      table(`${events.length} decisions, newest first`, ["Time", "Server", "Human", "Agent", "Target", "Decision", "Reason", ""], rows, (i) => ({ "data-event": events[i].event_id })),
-      cursor ? h("button", { type: "button", class: "secondary", onclick: more }, "Older decisions") : null,
+      table(`${events.length} decision${events.length === 1 ? "" : "s"}, newest first`, ["Time", "Server", "Human", "Agent", "Target", "Decision", "Reason", ""], rows, (i) => ({ "data-event": events[i].event_id })),
+      ...(cursor ? [h("button", { type: "button", class: "secondary", onclick: more }, "Older decisions")] : []),
     );
   };
   const load = async () => {
@@ -513,9 +514,9 @@ async function decisions(section) {
       clear(why).append(
         h("h3", {}, "Why"),
         h("p", {}, "Explained against the server's current policy (revision ", x.policy_revision || "-", ")", x.policy_revision && e.policy_revision && x.policy_revision !== e.policy_revision ? "; it changed since this decision" : "", ":"),
-        h("p", { class: "verdict" }, decisionBadge(x.decision.allowed ? "allow" : "deny"), " ", x.decision.reason),
+        h("p", { class: "verdict" }, decisionBadge(x.decision.allowed ? "allow" : "deny"), " ", x.decision.reason, x.summary ? " — " + x.summary : ""),
         h("ol", { class: "steps" }, x.steps.map((s) => h("li", {}, s.text))),
-        x.hint ? h("p", { class: "hint" }, x.hint) : null,
+        ...(x.hint ? [h("p", { class: "hint" }, x.hint)] : []),
       );
     } catch (err) {
       clear(why).append(h("h3", {}, "Why"), problem(err, "Explanation"));
@@ -845,6 +846,12 @@ async function teams(section) {
 // ---------- boot ----------
 
 window.addEventListener("hashchange", () => state.me && route());
+// The skip link moves the focus to the content without touching the hash: "#main" in the URL
+// would be read as a route (and show the overview instead of the current view).
+document.querySelector(".skip").addEventListener("click", (e) => {
+  e.preventDefault();
+  main().focus();
+});
 window.addEventListener("DOMContentLoaded", () => {
   if (state.token || state.apiKey) start();
   else showLogin();

@@ -21,13 +21,11 @@
 
 mod common;
 
-use std::io::{Read as _, Write as _};
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::gateway::*;
+use common::platform::*;
 use common::*;
 use http_body_util::Full;
 use hyper_util::client::legacy::Client as HttpClient;
@@ -35,91 +33,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use kube::api::{Api, PostParams};
 use mcp_runtime_api::{MCPAgentSession, MCPServer, ServerPhase};
-use mcp_runtime_pg_testenv::Postgres;
-use mcp_runtime_token::SigningKey;
-use serde_json::{Value, json};
+use serde_json::json;
 
-const ADMIN: &str = "admin@example.com";
-const PASSWORD: &str = "a long enough password";
 const BOUND: Duration = Duration::from_secs(30);
-
-/// `mcp-platform`, built next to the operator (`cargo build --workspace`).
-fn platform_binary() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_BIN_EXE_mcp-runtime-operator"))
-        .parent()
-        .expect("the operator binary has a directory")
-        .join("mcp-platform");
-    assert!(
-        path.exists(),
-        "{} is not built; run `cargo build --workspace` first (scripts/test.sh does)",
-        path.display()
-    );
-    path
-}
-
-/// The platform's HTTP API on 127.0.0.1 (one request per connection).
-struct Platform {
-    port: u16,
-}
-
-impl Platform {
-    fn call(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        let auth = token
-            .map(|t| format!("authorization: Bearer {t}\r\n"))
-            .unwrap_or_default();
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nhost: platform\r\nconnection: close\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut raw = String::new();
-        stream.read_to_string(&mut raw).unwrap();
-        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        (status, serde_json::from_str(body).unwrap_or(Value::Null))
-    }
-
-    fn expect(
-        &self,
-        method: &str,
-        path: &str,
-        token: &str,
-        body: Option<Value>,
-        status: u16,
-    ) -> Value {
-        let (got, answer) = self.call(method, path, Some(token), body);
-        assert_eq!(got, status, "{method} {path}: {answer}");
-        answer
-    }
-
-    fn login(&self, email: &str, password: &str) -> String {
-        let (status, answer) = self.call(
-            "POST",
-            "/v1/auth/login",
-            None,
-            Some(json!({"email": email, "password": password})),
-        );
-        assert_eq!(status, 200, "login {email}: {answer}");
-        answer["access_token"].as_str().unwrap().to_owned()
-    }
-}
-
-fn email(name: &str) -> String {
-    format!("{name}@example.com")
-}
 
 /// The server of a team: one read-only tool behind the gateway, sessions required.
 fn server(name: &str) -> MCPServer {
@@ -134,61 +50,12 @@ async fn two_teams_reach_only_their_own_servers_and_revocations_through_the_plat
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);
-    let platform_bin = platform_binary();
     let c = cluster();
     let client = c.env.client().await;
 
     // The platform: its signing key's public half is what the gateways trust.
-    let dir = c.env.dir().join(format!("platform-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let key = SigningKey::from_seed(&[42; 32]);
-    std::fs::write(dir.join("signing.pem"), key.to_pem()).unwrap();
-    std::fs::write(dir.join("signing.pub"), key.public_pem()).unwrap();
-    std::fs::write(dir.join("admin-password"), format!("{PASSWORD}\n")).unwrap();
-    let db = Postgres::shared().database("teams");
-    let port = free_port();
-    let mut cmd = Command::new(&platform_bin);
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("KUBECONFIG", c.env.kubeconfig())
-        .env("RUST_LOG", "info")
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--database-url", &db.url])
-        .arg("--signing-key")
-        .arg(dir.join("signing.pem"))
-        .args(["--bootstrap-admin-email", ADMIN])
-        .arg("--bootstrap-admin-password-file")
-        .arg(dir.join("admin-password"))
-        .args(["--admin-listen", "127.0.0.1:0"])
-        .arg("--kube");
-    let mut platform_process = c
-        .env
-        .spawn(
-            "mcp-platform",
-            cmd,
-            &c.env.log_dir().join("teams-platform.log"),
-        )
-        .expect("spawn mcp-platform");
-    let platform = Platform { port };
-    let deadline = Instant::now() + BOUND;
-    while http_get(&format!("127.0.0.1:{port}"), "/healthz")
-        .map(|r| r.0)
-        .ok()
-        != Some(200)
-    {
-        if let Some(status) = platform_process.try_wait() {
-            panic!(
-                "mcp-platform exited ({status})\n{}",
-                platform_process.log_tail(30)
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "mcp-platform not up\n{}",
-            platform_process.log_tail(30)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let platform = Platform::start(c.env, "teams", "teams", &[]).await;
+    let dir = platform.dir.clone();
 
     // People and teams: rita owns red (alice is a member), bea owns blue (bob is a member).
     let admin = platform.login(ADMIN, PASSWORD);

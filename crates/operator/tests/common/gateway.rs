@@ -105,13 +105,26 @@ pub async fn start_gateway(
     server: &str,
     public_keys: &Path,
 ) -> (Process, u16) {
+    let upstream = format!("http://127.0.0.1:{}", tiny_upstream().await);
+    start_gateway_with(env, ns, server, public_keys, &upstream, &[]).await
+}
+
+/// [`start_gateway`] in front of `upstream` (a URL), with `extra` flags (e.g. where to ship
+/// its audit events).
+pub async fn start_gateway_with(
+    env: &TestEnv,
+    ns: &str,
+    server: &str,
+    public_keys: &Path,
+    upstream: &str,
+    extra: &[&str],
+) -> (Process, u16) {
     let sa = env.service_account(ns, server).await.unwrap();
     let sa_token_file = env
         .dir()
         .join("pki")
         .join(format!("{ns}-{server}-gateway-sa.token"));
     std::fs::write(&sa_token_file, &sa.token).unwrap();
-    let upstream = tiny_upstream().await;
     let (port, admin) = (free_port(), free_port());
     let mut cmd = Command::new(gateway_binary());
     cmd.env_clear()
@@ -122,7 +135,7 @@ pub async fn start_gateway(
         .env("MCP_GATEWAY_KUBE_TOKEN_FILE", &sa_token_file)
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
-        .args(["--upstream", &format!("http://127.0.0.1:{upstream}")])
+        .args(["--upstream", upstream])
         .args([
             "--policy-configmap",
             &format!("{ns}/{server}-gateway-policy"),
@@ -132,7 +145,8 @@ pub async fn start_gateway(
         .arg("--audit-file")
         .arg(env.log_dir().join(format!("{ns}-{server}-audit.jsonl")))
         .arg("--audit-spool-dir")
-        .arg(env.dir().join(format!("{ns}-{server}-spool")));
+        .arg(env.dir().join(format!("{ns}-{server}-spool")))
+        .args(extra);
     let mut gateway = env
         .spawn(
             "mcp-gateway",

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod gateway;
+pub mod platform;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
