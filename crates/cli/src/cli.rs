@@ -656,6 +656,12 @@ pub struct DevArgs {
     /// Do not start Sentinel; decisions go to the audit log file only.
     #[arg(long)]
     pub no_sentinel: bool,
+    /// Port of the dashboard (on 127.0.0.1 only, without login: the local user is its admin).
+    #[arg(long, default_value_t = 8096)]
+    pub dashboard_port: u16,
+    /// Do not serve the dashboard.
+    #[arg(long)]
+    pub no_dashboard: bool,
 }
 
 #[derive(Debug, Subcommand)]
