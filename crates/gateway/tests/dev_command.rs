@@ -308,16 +308,19 @@ fn dev_serves_the_dashboard_on_loopback_from_the_project() {
         .spawn()
         .unwrap();
     let group = format!("-{}", child.id());
-    struct Stop(String);
+    let stdout = child.stdout.take().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    /// Stops dev and what it started (its process group), whatever the test's outcome.
+    struct Stop(String, std::process::Child);
     impl Drop for Stop {
         fn drop(&mut self) {
             let _ = Command::new("kill").args(["-KILL", "--", &self.0]).status();
+            let _ = self.1.wait();
         }
     }
-    let _stop = Stop(group);
-    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let stop = Stop(group, child);
     let (mut url, mut token, mut dashboard) = (None, None, None);
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+    for line in BufReader::new(stdout).lines() {
         let line = line.unwrap();
         if let Some(u) = line.strip_prefix("MCP endpoint: ") {
             url = Some(u.to_owned());
@@ -331,9 +334,7 @@ fn dev_serves_the_dashboard_on_loopback_from_the_project() {
         }
     }
     let (Some(url), Some(token), Some(dashboard)) = (url, token, dashboard) else {
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &_stop.0])
-            .status();
+        drop(stop);
         let rest: Vec<String> = stderr.by_ref().map_while(|l| l.ok()).collect();
         panic!(
             "dev printed no endpoint, token or dashboard URL:\n{}",
@@ -471,7 +472,7 @@ fn dev_serves_the_dashboard_on_loopback_from_the_project() {
     assert_eq!(c["admission"]["allowed"], true, "{c}");
     assert_eq!(verdict("echo"), (true, "allowed".into()));
     assert_eq!(verdict("upper"), (false, "trust_too_low".into()));
-    assert_eq!(verdict("delete_note").0, false);
+    assert!(!verdict("delete_note").0);
     assert_eq!(
         get("/v1/teams/dev/servers/other/explain?kind=tool&name=x", &[]).0,
         404
@@ -540,4 +541,81 @@ fn dev_serves_the_dashboard_on_loopback_from_the_project() {
         405
     );
     assert_eq!(get("/v1/teams/other/grants", &[]).0, 404);
+}
+
+#[test]
+fn dev_without_sentinel_answers_analytics_unavailable_and_without_dashboard_prints_no_url() {
+    let scratch = tempdir("dev-no-sentinel");
+    let work = scratch.join("hello");
+    copy_example(&work);
+    let start = |extra: &[&str]| {
+        let child = Command::new(workspace_binary("mcp-runtime"))
+            .args(["dev", "--port", &free_port().to_string()])
+            .args(["--admin-port", &free_port().to_string()])
+            .args(["--server-port", &free_port().to_string()])
+            .args(extra)
+            .current_dir(&work)
+            .env("XDG_STATE_HOME", scratch.join("state"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let group = format!("-{}", child.id());
+        (child, group)
+    };
+    let kill = |group: &str| {
+        let _ = Command::new("kill").args(["-KILL", "--", group]).status();
+    };
+    let printed = |child: &mut std::process::Child, last: &str| -> Vec<String> {
+        let mut seen = Vec::new();
+        for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+            let line = line.unwrap();
+            let done = line.starts_with(last);
+            seen.push(line);
+            if done {
+                break;
+            }
+        }
+        seen
+    };
+
+    let dashboard_port = free_port();
+    let (mut child, group) = start(&[
+        "--no-sentinel",
+        "--dashboard-port",
+        &dashboard_port.to_string(),
+    ]);
+    let lines = printed(&mut child, "dashboard: ");
+    let base = format!("http://127.0.0.1:{dashboard_port}");
+    let (status, head, body) = send(
+        "GET",
+        &format!("{base}/v1/teams/dev/analytics/events"),
+        &[],
+        b"",
+    );
+    kill(&group);
+    let _ = child.wait();
+    assert!(
+        lines
+            .last()
+            .is_some_and(|l| l == &format!("dashboard: {base}/ui/")),
+        "{lines:?}"
+    );
+    assert_eq!(status, 503, "{head}{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["code"], "analytics_unavailable", "{body}");
+
+    let (mut child, group) = start(&["--no-sentinel", "--no-dashboard"]);
+    let lines = printed(&mut child, "call it with");
+    kill(&group);
+    let _ = child.wait();
+    assert!(
+        lines.last().is_some_and(|l| l.starts_with("call it with")),
+        "{lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.starts_with("dashboard:")),
+        "{lines:?}"
+    );
 }
