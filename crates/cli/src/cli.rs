@@ -57,8 +57,9 @@ pub enum Command {
     /// Run a server from .mcp/servers.yaml locally behind the governing gateway.
     ///
     /// Starts the server (its `dev.command`), renders its policy from the access manifests,
-    /// starts mcp-gateway in front of it, prints the endpoint and a token per session, and
-    /// re-renders the policy whenever a manifest changes. Stop with Ctrl-C.
+    /// starts mcp-gateway in front of it, prints the endpoint, a token per session and the
+    /// dashboard's URL (127.0.0.1 only, no login), and re-renders the policy whenever a manifest
+    /// changes. Stop with Ctrl-C.
     ///
     /// Its state (signing key, policy, audit log) lives outside the project, in
     /// $XDG_STATE_HOME/mcp-runtime/dev/NAME-HASH (default ~/.local/state/...), one directory per
@@ -656,6 +657,12 @@ pub struct DevArgs {
     /// Do not start Sentinel; decisions go to the audit log file only.
     #[arg(long)]
     pub no_sentinel: bool,
+    /// Port of the dashboard (on 127.0.0.1 only, without login: the local user is its admin).
+    #[arg(long, default_value_t = 8096)]
+    pub dashboard_port: u16,
+    /// Do not serve the dashboard.
+    #[arg(long)]
+    pub no_dashboard: bool,
 }
 
 #[derive(Debug, Subcommand)]

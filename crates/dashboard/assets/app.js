@@ -219,10 +219,15 @@ function logout(message) {
 // ---------- shell ----------
 
 async function start() {
+  // Without stored credentials, ask anyway: a server that needs no login (`mcp-runtime dev`, on
+  // 127.0.0.1 only) answers 200, and the login form is shown only on 401.
+  const anonymous = !(state.token || state.apiKey);
   try {
-    state.me = await api("/v1/auth/me");
+    state.me = await api("/v1/auth/me", { anonymous });
   } catch (err) {
+    // A 401 to stored credentials has logged out (and shown the form) already.
     if (!(err instanceof ApiError && err.status === 401)) showLogin(err.message);
+    else if (anonymous) showLogin();
     return;
   }
   const admin = state.me.user.role === "admin";
@@ -238,6 +243,7 @@ async function start() {
   };
   document.getElementById("who-email").textContent = state.me.user.email + (admin ? " (admin)" : "");
   document.getElementById("logout").onclick = () => logout("Logged out.");
+  document.getElementById("logout").hidden = anonymous;
   const nav = clear(document.getElementById("nav"));
   for (const [id, label] of SECTIONS) nav.append(h("a", { href: "#/" + id, id: "nav-" + id }, label));
   document.getElementById("top").hidden = false;
@@ -852,7 +858,4 @@ document.querySelector(".skip").addEventListener("click", (e) => {
   e.preventDefault();
   main().focus();
 });
-window.addEventListener("DOMContentLoaded", () => {
-  if (state.token || state.apiKey) start();
-  else showLogin();
-});
+window.addEventListener("DOMContentLoaded", () => start());

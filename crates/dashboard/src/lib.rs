@@ -1,7 +1,7 @@
 //! The web dashboard (docs/dashboard.md): a page, a stylesheet and a script, written without a
-//! framework or a build step, compiled into the binaries that serve it (`mcp-platform` at
-//! `/ui/`). Nothing here does IO: [`asset`] maps a path under the mount point to bytes and
-//! the headers a server must send with them.
+//! framework or a build step, compiled into the binaries that serve it (`mcp-platform` and
+//! `mcp-runtime dev`, at `/ui/`). Nothing here does IO: [`asset`] maps a path under the mount
+//! point to bytes and the headers a server must send with them.
 //!
 //! The script talks only to the origin that served it (the platform API): no CDN, no fonts or
 //! scripts from elsewhere, and the [`CONTENT_SECURITY_POLICY`] says so to the browser.

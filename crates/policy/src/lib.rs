@@ -8,6 +8,7 @@ mod document;
 mod engine;
 mod explain;
 mod model;
+pub mod report;
 
 pub use document::{
     AuthSettings, DocumentError, GrantPolicy, IdentityHeaders, PolicyDocument, PolicySettings,

@@ -818,3 +818,71 @@ proptest! {
         }
     }
 }
+
+// --- the shared reports (platform `/explain` and `/capabilities`, `mcp-runtime dev`) ---------
+
+#[test]
+fn the_explanation_report_carries_the_decision_its_steps_and_sentences() {
+    use mcp_runtime_policy::report;
+    let policy = Policy::new(base().seal().unwrap());
+    let who = alice();
+    let x = report::explain(&policy, who, Resource, "file:///docs/secret/a", now());
+    assert!(x.hint.is_none(), "hints are the caller's to add");
+    let v = serde_json::to_value(&x).unwrap();
+    assert_eq!(v["server"], "team-a/srv");
+    assert_eq!(v["kind"], "resource");
+    assert_eq!(v["name"], "file:///docs/secret/a");
+    assert_eq!(v["at"], "2026-06-01T12:00:00Z");
+    assert_eq!(v["policy_revision"], policy.revision());
+    assert_eq!(v["decision"]["allowed"], false);
+    assert_eq!(v["decision"]["reason"], "trust_too_low");
+    assert_eq!(v["summary"], Reason::TrustTooLow.summary());
+    let steps = v["steps"].as_array().unwrap();
+    assert!(!steps.is_empty());
+    for step in steps {
+        // Each step flattened, with its sentence beside it.
+        assert!(
+            step["text"].as_str().is_some_and(|t| !t.is_empty()),
+            "{step}"
+        );
+        assert!(step.as_object().unwrap().len() > 1, "{step}");
+    }
+}
+
+#[test]
+fn the_capabilities_report_decides_every_declared_item_under_the_admission() {
+    use mcp_runtime_policy::report;
+    let policy = Policy::new(base().seal().unwrap());
+    let c = report::capabilities(&policy, alice(), now());
+    let v = serde_json::to_value(&c).unwrap();
+    assert_eq!(v["server"], "team-a/srv");
+    assert_eq!(v["caller"]["human"], "alice");
+    assert_eq!(v["caller"]["session"], "s-alice");
+    assert_eq!(v["admission"]["allowed"], true);
+    assert_eq!(v["admission"]["session"], "team-a/s-alice");
+    assert_eq!(v["admission"]["consented_trust"], "medium");
+    assert!(!v["admission"]["steps"].as_array().unwrap().is_empty());
+    let items = v["items"].as_array().unwrap();
+    assert_eq!(items.len(), 7, "every tool, prompt and resource: {items:?}");
+    let find = |name: &str| items.iter().find(|i| i["name"] == name).unwrap().clone();
+    let echo = find("echo");
+    assert_eq!(
+        (&echo["kind"], &echo["allowed"], &echo["reason"]),
+        (&"tool".into(), &true.into(), &"allowed".into())
+    );
+    assert_eq!(echo["grant"], "team-a/alice");
+    let secret = find("file:///docs/secret/*");
+    assert_eq!(secret["allowed"], false);
+    assert_eq!(secret["reason"], "trust_too_low");
+    assert_eq!(secret["required_trust"], "high");
+    assert_eq!(secret["side_effect"], "read");
+
+    // Without a session, admission and every item are refused.
+    let anonymous = report::capabilities(
+        &policy,
+        Identity::new(Some("alice"), None, None, None),
+        now(),
+    );
+    assert!(!anonymous.admission.allowed);
+    assert!(anonymous.items.iter().all(|i| !i.allowed));
+}

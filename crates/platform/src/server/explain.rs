@@ -11,12 +11,8 @@ use http::StatusCode;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ConfigMap;
 use mcp_runtime_api::server::MCPServer;
-use mcp_runtime_policy::{
-    Admission, Decision, Identity, Policy, PolicyDocument, Reason, Step, TargetCall, TargetKind,
-    describe_step,
-};
-use serde::Serialize;
-use serde_json::json;
+use mcp_runtime_policy::report;
+use mcp_runtime_policy::{Decision, Identity, Policy, PolicyDocument, Reason, TargetKind};
 
 use super::envelope::{Answer, ApiError, ok_json};
 use super::input::check_text;
@@ -77,27 +73,6 @@ fn instant(
 fn identity(params: &std::collections::BTreeMap<String, String>) -> Identity<'_> {
     let get = |k: &str| params.get(k).map(String::as_str);
     Identity::new(get("human"), get("agent"), get("team"), get("session"))
-}
-
-/// A step with its sentence, as `mcp-runtime policy explain -o json` writes it.
-#[derive(Serialize)]
-struct ExplainedStep<'a> {
-    text: String,
-    #[serde(flatten)]
-    step: &'a Step<'a>,
-}
-
-fn explained(steps: &[Step<'_>]) -> Vec<serde_json::Value> {
-    steps
-        .iter()
-        .map(|step| {
-            serde_json::to_value(ExplainedStep {
-                text: describe_step(step),
-                step,
-            })
-            .unwrap_or_default()
-        })
-        .collect()
 }
 
 /// What would change a denial, in terms of the objects a team edits (the platform's own
@@ -259,27 +234,9 @@ impl Api {
         check_text("name", name, 1024)?;
         let at = instant(&params, ctx.now)?;
         let policy = self.team_policy(&scope, caller, server).await?;
-        let call = TargetCall {
-            identity: identity(&params),
-            kind,
-            name,
-            now: at,
-        };
-        let (decision, steps) = policy.explain_target(&call);
-        ok_json(
-            StatusCode::OK,
-            &json!({
-                "server": format!("{}/{server}", scope.namespace()),
-                "kind": kind,
-                "name": name,
-                "at": at,
-                "policy_revision": policy.revision(),
-                "decision": decision,
-                "summary": decision.reason.summary(),
-                "steps": explained(&steps),
-                "hint": hint(&decision, kind, name),
-            }),
-        )
+        let mut explanation = report::explain(&policy, identity(&params), kind, name, at);
+        explanation.hint = hint(&explanation.decision, kind, name);
+        ok_json(StatusCode::OK, &explanation)
     }
 
     /// `GET /v1/teams/{slug}/servers/{name}/capabilities`: every declared tool, prompt and
@@ -294,65 +251,9 @@ impl Api {
         let params = parameters(ctx, &[])?;
         let at = instant(&params, ctx.now)?;
         let policy = self.team_policy(&scope, caller, server).await?;
-        let who = identity(&params);
-        let (admission, admission_steps) = policy.explain_admission(&Admission {
-            identity: who,
-            now: at,
-        });
-        let doc = policy.document();
-        let declared = [
-            (TargetKind::Tool, &doc.tools),
-            (TargetKind::Prompt, &doc.prompts),
-            (TargetKind::Resource, &doc.resources),
-        ];
-        let items: Vec<serde_json::Value> = declared
-            .into_iter()
-            .flat_map(|(kind, items)| items.iter().map(move |item| (kind, item)))
-            .map(|(kind, item)| {
-                let d = policy.evaluate_target(&TargetCall {
-                    identity: who,
-                    kind,
-                    name: &item.name,
-                    now: at,
-                });
-                json!({
-                    "kind": kind,
-                    "name": item.name,
-                    "allowed": d.allowed,
-                    "enforced": d.enforced,
-                    "reason": d.reason,
-                    "summary": d.reason.summary(),
-                    // What the call needs: the declaration, raised by the matched grant's rule.
-                    "required_trust": d.required_trust.unwrap_or(item.required_trust),
-                    "effective_trust": d.effective_trust,
-                    "side_effect": item.side_effect,
-                    "grant": d.grant_ref(),
-                })
-            })
-            .collect();
         ok_json(
             StatusCode::OK,
-            &json!({
-                "server": format!("{}/{server}", scope.namespace()),
-                "at": at,
-                "policy_revision": policy.revision(),
-                "caller": {
-                    "human": who.human,
-                    "agent": who.agent,
-                    "team": who.team,
-                    "session": who.session,
-                },
-                "admission": {
-                    "allowed": admission.allowed,
-                    "enforced": admission.enforced,
-                    "reason": admission.reason,
-                    "summary": admission.reason.summary(),
-                    "session": admission.session_ref(),
-                    "consented_trust": admission.consented_trust,
-                    "steps": explained(&admission_steps),
-                },
-                "items": items,
-            }),
+            &report::capabilities(&policy, identity(&params), at),
         )
     }
 }

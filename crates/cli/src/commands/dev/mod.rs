@@ -1,13 +1,19 @@
 //! `mcp-runtime dev`: a governed MCP endpoint on a laptop.
 
+mod dashboard;
+
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use jiff::Timestamp;
+use mcp_runtime_api::access::{MCPAccessGrant, MCPAgentSession};
 use mcp_runtime_api::manifest::Manifest;
 use mcp_runtime_api::metadata::{MetadataFile, ServerEntry};
-use mcp_runtime_api::render::{RenderOptions, render_policy};
+use mcp_runtime_api::render::{RenderOptions, Skipped, render_policy};
+use mcp_runtime_policy::PolicyDocument;
 use mcp_runtime_token::{Identity, SigningKey};
 
 use crate::cli::DevArgs;
@@ -111,8 +117,9 @@ impl Project {
         }
     }
 
-    /// Renders the policy; returns the document text and the sessions to mint tokens for.
-    fn render(&self, entry: &ServerEntry) -> Result<(String, Vec<(String, Identity)>)> {
+    /// Renders the policy from the manifests, with the sessions named in `revoked`
+    /// (`namespace/name`, the dashboard's revocations) revoked on top of them.
+    fn render(&self, entry: &ServerEntry, revoked: &BTreeSet<String>) -> Result<Rendering> {
         let server = entry.to_manifest();
         let namespace = server.metadata.namespace.clone().unwrap_or_default();
         let (mut grants, mut sessions) = (Vec::new(), Vec::new());
@@ -123,6 +130,14 @@ impl Project {
                     Manifest::Session(s) => sessions.push(s),
                     Manifest::Server(_) => {}
                 }
+            }
+        }
+        for s in &mut sessions {
+            if revoked.contains(&object_key(
+                s.metadata.namespace.as_deref(),
+                s.metadata.name.as_deref(),
+            )) {
+                s.spec.revoked = true;
             }
         }
         let rendered = render_policy(
@@ -140,23 +155,16 @@ impl Project {
                 s.kind, s.namespace, s.name
             );
         }
-        let identities = rendered
-            .document
-            .sessions
-            .iter()
-            .map(|s| {
-                (
-                    format!("{}/{}", s.namespace, s.name),
-                    Identity {
-                        human: s.subject.human_id.clone(),
-                        agent: s.subject.agent_id.clone(),
-                        team: s.subject.team_id.clone(),
-                        session: Some(format!("{}/{}", s.namespace, s.name)),
-                    },
-                )
-            })
-            .collect();
-        Ok((rendered.document.to_json_pretty(), identities))
+        let mut left_out = rendered.skipped;
+        left_out.extend(rendered.refused);
+        Ok(Rendering {
+            entry: entry.clone(),
+            document: rendered.document,
+            grants,
+            sessions,
+            left_out,
+            revoked_here: revoked.clone(),
+        })
     }
 
     fn newest_change(&self) -> Option<SystemTime> {
@@ -171,6 +179,127 @@ impl Project {
             .iter()
             .filter_map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
             .max()
+    }
+}
+
+/// `namespace/name` of a manifest's object.
+fn object_key(namespace: Option<&str>, name: Option<&str>) -> String {
+    format!(
+        "{}/{}",
+        namespace.unwrap_or_default(),
+        name.unwrap_or_default()
+    )
+}
+
+/// One rendering of the project: the policy document and what it was made of.
+pub(crate) struct Rendering {
+    pub entry: ServerEntry,
+    pub document: PolicyDocument,
+    pub grants: Vec<MCPAccessGrant>,
+    pub sessions: Vec<MCPAgentSession>,
+    /// Grants and sessions that grant nothing (invalid, or from a refused namespace), with why.
+    pub left_out: Vec<Skipped>,
+    /// The sessions revoked from the dashboard (`namespace/name`), not in the files.
+    pub revoked_here: BTreeSet<String>,
+}
+
+impl Rendering {
+    /// The sessions to mint tokens for: `namespace/name` and the identity it is for.
+    fn identities(&self) -> Vec<(String, Identity)> {
+        self.document
+            .sessions
+            .iter()
+            .map(|s| {
+                (
+                    format!("{}/{}", s.namespace, s.name),
+                    Identity {
+                        human: s.subject.human_id.clone(),
+                        agent: s.subject.agent_id.clone(),
+                        team: s.subject.team_id.clone(),
+                        session: Some(format!("{}/{}", s.namespace, s.name)),
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
+/// The policy `dev` serves: the project's manifests as rendered, with the dashboard's
+/// revocations on top (in memory only: a restart of `dev` forgets them). Every change is written
+/// to the policy file the gateway watches, so its next decision follows.
+pub(crate) struct LivePolicy {
+    project: Project,
+    policy_file: PathBuf,
+    state: Mutex<LiveState>,
+}
+
+struct LiveState {
+    revoked: BTreeSet<String>,
+    current: Arc<Rendering>,
+}
+
+impl LivePolicy {
+    /// Renders the project once and writes the policy file; fails if the manifests do not render.
+    fn start(project: Project, policy_file: PathBuf) -> Result<LivePolicy> {
+        let revoked = BTreeSet::new();
+        let rendering = project.render(&project.entry()?, &revoked)?;
+        files::write(&policy_file, &rendering.document.to_json_pretty(), true)?;
+        Ok(LivePolicy {
+            project,
+            policy_file,
+            state: Mutex::new(LiveState {
+                revoked,
+                current: Arc::new(rendering),
+            }),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LiveState> {
+        // A panic while holding it left a consistent state (it is replaced whole): go on.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The last rendering that succeeded (the one the gateway enforces).
+    pub(crate) fn current(&self) -> Arc<Rendering> {
+        Arc::clone(&self.lock().current)
+    }
+
+    fn render_and_write(&self, state: &mut LiveState) -> Result<()> {
+        let rendering = self
+            .project
+            .render(&self.project.entry()?, &state.revoked)?;
+        files::write(
+            &self.policy_file,
+            &rendering.document.to_json_pretty(),
+            true,
+        )?;
+        state.current = Arc::new(rendering);
+        Ok(())
+    }
+
+    /// Renders the manifests anew (they changed); on error the previous policy stays.
+    fn refresh(&self) -> Result<()> {
+        let mut state = self.lock();
+        self.render_and_write(&mut state)
+    }
+
+    /// Revokes (or unrevokes) the session `namespace/name` on top of the manifests and rewrites
+    /// the policy; on error nothing changes.
+    pub(crate) fn set_revoked(&self, key: &str, revoked: bool) -> Result<Arc<Rendering>> {
+        let mut state = self.lock();
+        let before = state.revoked.clone();
+        if revoked {
+            state.revoked.insert(key.to_owned());
+        } else {
+            state.revoked.remove(key);
+        }
+        if let Err(e) = self.render_and_write(&mut state) {
+            state.revoked = before;
+            return Err(e);
+        }
+        Ok(Arc::clone(&state.current))
     }
 }
 
@@ -296,8 +425,8 @@ pub fn run(args: DevArgs) -> Result<u8> {
     }
     let key = dev_key(&state)?;
     let policy_file = state.join("policy.json");
-    let (policy, sessions) = project.render(&entry)?;
-    files::write(&policy_file, &policy, true)?;
+    let live = Arc::new(LivePolicy::start(project, policy_file.clone())?);
+    let sessions = live.current().identities();
 
     let mut children = Children(Vec::new());
     let upstream = match &args.upstream {
@@ -410,6 +539,17 @@ pub fn run(args: DevArgs) -> Result<u8> {
         entry.name
     );
     let url = format!("http://127.0.0.1:{}{}", args.port, "/mcp");
+    let dashboard_url = if args.no_dashboard {
+        None
+    } else {
+        Some(dashboard::start(
+            args.dashboard_port,
+            Arc::clone(&live),
+            sentinel_key
+                .as_ref()
+                .map(|key| (sentinel_url.clone(), key.clone())),
+        )?)
+    };
     let mut out = format!(
         "MCP endpoint: {url}\nserver: {audience} (policy {})\naudit log: {}\nsigning key: {} (kid {})\n",
         state.join("policy.json").display(),
@@ -434,10 +574,14 @@ pub fn run(args: DevArgs) -> Result<u8> {
         ));
     }
     out.push_str("call it with: Authorization: Bearer <token>   (Ctrl-C stops everything)\n");
+    if let Some(url) = &dashboard_url {
+        // Last, so the first command of the README ends with where to look.
+        out.push_str(&format!("dashboard: {url}\n"));
+    }
     crate::output::write_stdout(&mut std::io::stdout().lock(), &out)?;
 
     // Keep the policy in step with the manifests until a process ends.
-    let mut seen = project.newest_change();
+    let mut seen = live.project.newest_change();
     loop {
         std::thread::sleep(Duration::from_millis(300));
         for (name, child) in &mut children.0 {
@@ -445,14 +589,11 @@ pub fn run(args: DevArgs) -> Result<u8> {
                 return Err(CliError::Invalid(format!("{name} exited ({status})")));
             }
         }
-        let now = project.newest_change();
+        let now = live.project.newest_change();
         if now != seen {
             seen = now;
-            match project.entry().and_then(|e| project.render(&e)) {
-                Ok((policy, _)) => {
-                    files::write(&policy_file, &policy, true)?;
-                    eprintln!("policy re-rendered");
-                }
+            match live.refresh() {
+                Ok(()) => eprintln!("policy re-rendered"),
                 Err(e) => eprintln!("error: {e} (the gateway keeps the previous policy)"),
             }
         }
