@@ -15,8 +15,9 @@ use crate::output::Format;
 /// anything reaches a cluster. Against a cluster (kubeconfig): apply, list, inspect and delete
 /// servers, grants and sessions.
 ///
-/// With the platform API (mcp-platform): log in (`auth`), manage teams (`team`) and their grants
-/// and sessions (`access ... --team SLUG`), and let the adapters obtain agent sessions from it.
+/// With the platform API (mcp-platform): log in (`auth`), manage teams (`team`) and their servers,
+/// grants and sessions (`server ... --team SLUG`, `access ... --team SLUG`), and let the adapters
+/// obtain agent sessions from it.
 ///
 /// Exit codes: 0 success; 1 failure (bad input, IO); 2 usage error; 3 `policy explain` denied;
 /// 4 not logged in, or the platform refused the credential (log in again).
@@ -675,15 +676,83 @@ pub enum ServerCommand {
     /// Write one MCPServer manifest per server of .mcp/servers.yaml.
     Generate(ServerGenerateArgs),
     /// Validate MCPServer manifests and server-side apply them to the cluster.
-    Apply(ApplyArgs),
+    ///
+    /// With --team, through the platform API instead (owners of the team and admins): each
+    /// server is created in the team's namespace mcp-team-SLUG, or its spec replaced when it
+    /// exists; a manifest that names another namespace is refused. Labels and annotations are
+    /// not sent. The platform refuses a spec.teamID other than the team's, and
+    /// spec.access.allowedNamespaces beyond the team's namespace unless an admin applies it.
+    Apply(ServerApplyArgs),
     /// List MCPServers with their phase, gateway, route and policy revision.
-    List(ListArgs),
+    ///
+    /// With --team, the servers of the team through the platform API (every member may);
+    /// -o json|yaml prints the platform's answer ({"servers": [...]}).
+    List(ServerListArgs),
     /// Show one MCPServer (-o yaml|json for the whole object).
-    Get(GetArgs),
+    ///
+    /// With --team, through the platform API (every member may): what the platform shows of
+    /// a server (phase, gateway, tools, conditions), not its whole spec.
+    Get(ServerGetArgs),
     /// Show an MCPServer's phase, message and conditions as the operator reports them.
     Status(GetArgs),
     /// Delete an MCPServer; the operator's objects for it are garbage-collected.
-    Delete(NameArgs),
+    ///
+    /// With --team, through the platform API (owners of the team and admins).
+    Delete(ServerNameArgs),
+}
+
+/// `--team` and `--profile` of the `server` commands.
+#[derive(Debug, Args)]
+pub struct ServerTeamArgs {
+    /// Go through the platform API as the logged-in user (`mcp-runtime auth login`) instead of
+    /// the kubeconfig: the servers of team SLUG, in its namespace mcp-team-SLUG. Not with
+    /// the kubeconfig options --namespace, --all-namespaces or --force-conflicts.
+    #[arg(long, value_name = "SLUG", help_heading = "Through the platform")]
+    pub team: Option<String>,
+    /// With --team: the login profile; default: the current one.
+    #[arg(
+        long,
+        env = "MCP_RUNTIME_PROFILE",
+        value_name = "NAME",
+        help_heading = "Through the platform"
+    )]
+    pub profile: Option<String>,
+}
+
+/// `server apply`: the kubeconfig's cluster, or the platform with --team.
+#[derive(Debug, Args)]
+pub struct ServerApplyArgs {
+    #[command(flatten)]
+    pub cluster: ApplyArgs,
+    #[command(flatten)]
+    pub platform: ServerTeamArgs,
+}
+
+/// `server list`: the kubeconfig's cluster, or the platform with --team.
+#[derive(Debug, Args)]
+pub struct ServerListArgs {
+    #[command(flatten)]
+    pub cluster: ListArgs,
+    #[command(flatten)]
+    pub platform: ServerTeamArgs,
+}
+
+/// `server get`: the kubeconfig's cluster, or the platform with --team.
+#[derive(Debug, Args)]
+pub struct ServerGetArgs {
+    #[command(flatten)]
+    pub cluster: GetArgs,
+    #[command(flatten)]
+    pub platform: ServerTeamArgs,
+}
+
+/// `server delete`: the kubeconfig's cluster, or the platform with --team.
+#[derive(Debug, Args)]
+pub struct ServerNameArgs {
+    #[command(flatten)]
+    pub cluster: NameArgs,
+    #[command(flatten)]
+    pub platform: ServerTeamArgs,
 }
 
 #[derive(Debug, Args)]

@@ -14,27 +14,26 @@ use clap::Parser;
 
 use crate::cli::{
     AccessCommand, AccessListArgs, AccessNameArgs, AdapterCommand, AuthCommand, Cli, Command,
-    GrantApplyArgs, GrantCommand, PolicyCommand, SentinelCommand, ServerCommand, SessionCommand,
-    TeamCommand, TeamMemberCommand, TokenCommand,
+    GrantApplyArgs, GrantCommand, PolicyCommand, SentinelCommand, ServerApplyArgs, ServerCommand,
+    ServerGetArgs, ServerListArgs, ServerNameArgs, SessionCommand, TeamCommand, TeamMemberCommand,
+    TokenCommand,
 };
 use crate::commands::cluster::{self, Kind, Switch};
 use crate::commands::team_access::{self, TeamTarget};
-use crate::commands::{access, adapter, auth, dev, policy, sentinel, server, team, token};
+use crate::commands::{
+    access, adapter, auth, dev, policy, sentinel, server, team, team_servers, token,
+};
 use crate::error::CliError;
 
 fn run(cli: Cli) -> error::Result<u8> {
     match cli.command {
         Command::Server(ServerCommand::Init(args)) => server::init(args).map(|()| 0),
         Command::Server(ServerCommand::Generate(args)) => server::generate(args).map(|()| 0),
-        Command::Server(ServerCommand::Apply(args)) => {
-            cluster::apply(Kind::Server, args).map(|()| 0)
-        }
-        Command::Server(ServerCommand::List(args)) => cluster::list(Kind::Server, args).map(|()| 0),
-        Command::Server(ServerCommand::Get(args)) => cluster::server_get(args).map(|()| 0),
+        Command::Server(ServerCommand::Apply(args)) => server_apply(args).map(|()| 0),
+        Command::Server(ServerCommand::List(args)) => server_list(args).map(|()| 0),
+        Command::Server(ServerCommand::Get(args)) => server_get(args).map(|()| 0),
         Command::Server(ServerCommand::Status(args)) => cluster::server_status(args).map(|()| 0),
-        Command::Server(ServerCommand::Delete(args)) => {
-            cluster::delete(Kind::Server, args).map(|()| 0)
-        }
+        Command::Server(ServerCommand::Delete(args)) => server_delete(args).map(|()| 0),
         Command::Access(AccessCommand::Grant(GrantCommand::Apply(args))) => {
             grant_apply(args).map(|()| 0)
         }
@@ -98,7 +97,7 @@ fn run(cli: Cli) -> error::Result<u8> {
     }
 }
 
-/// `--team SLUG` and `--profile` of an `access` command: the platform instead of the
+/// `--team SLUG` and `--profile` of a `server` or `access` command: the platform instead of the
 /// kubeconfig. `clashes` are the kubeconfig options given with it, which are a usage error:
 /// the team decides the namespace.
 fn target<'a>(
@@ -121,6 +120,66 @@ fn target<'a>(
         slug,
         profile: profile.as_deref(),
     })
+}
+
+fn server_apply(args: ServerApplyArgs) -> error::Result<()> {
+    match &args.platform.team {
+        Some(slug) => {
+            let clashes = [
+                ("--namespace", args.cluster.namespace.namespace.is_some()),
+                ("--force-conflicts", args.cluster.force_conflicts),
+            ];
+            team_servers::apply(
+                &args.cluster.files,
+                target(slug, &args.platform.profile, &clashes)?,
+            )
+        }
+        None => cluster::apply(Kind::Server, args.cluster),
+    }
+}
+
+fn server_list(args: ServerListArgs) -> error::Result<()> {
+    match &args.platform.team {
+        Some(slug) => {
+            let clashes = [
+                ("--namespace", args.cluster.namespace.namespace.is_some()),
+                ("--all-namespaces", args.cluster.all_namespaces),
+            ];
+            team_servers::list(
+                target(slug, &args.platform.profile, &clashes)?,
+                args.cluster.output,
+            )
+        }
+        None => cluster::list(Kind::Server, args.cluster),
+    }
+}
+
+fn server_get(args: ServerGetArgs) -> error::Result<()> {
+    match &args.platform.team {
+        Some(slug) => {
+            let clashes = [("--namespace", args.cluster.namespace.namespace.is_some())];
+            team_servers::get(
+                &args.cluster.name,
+                target(slug, &args.platform.profile, &clashes)?,
+                args.cluster.output,
+            )
+        }
+        None => cluster::server_get(args.cluster),
+    }
+}
+
+fn server_delete(args: ServerNameArgs) -> error::Result<()> {
+    match &args.platform.team {
+        Some(slug) => {
+            let clashes = [("--namespace", args.cluster.namespace.namespace.is_some())];
+            team_access::delete(
+                Kind::Server,
+                &args.cluster.name,
+                target(slug, &args.platform.profile, &clashes)?,
+            )
+        }
+        None => cluster::delete(Kind::Server, args.cluster),
+    }
 }
 
 fn grant_apply(args: GrantApplyArgs) -> error::Result<()> {

@@ -153,6 +153,17 @@ fn rows() -> Vec<Row> {
         // The team's cluster objects, likewise (tests/cluster.rs has their matrix with --kube).
         Row { method: "GET", route: "/v1/teams/{slug}/servers", path: "/v1/teams/red/servers", body: none, setup: None, expect: [401, 503, 503, 503, 503] },
         Row { method: "GET", route: "/v1/teams/{slug}/servers/{name}", path: "/v1/teams/red/servers/hello", body: none, setup: None, expect: [401, 503, 503, 503, 503] },
+        Row {
+            method: "POST", route: "/v1/teams/{slug}/servers", path: "/v1/teams/red/servers",
+            body: |_| Some(json!({"name": "s", "spec": {"image": "example.com/s:1"}})),
+            setup: None, expect: [401, 503, 503, 503, 503],
+        },
+        Row {
+            method: "PUT", route: "/v1/teams/{slug}/servers/{name}", path: "/v1/teams/red/servers/hello",
+            body: |_| Some(json!({"spec": {"image": "example.com/hello:2"}})),
+            setup: None, expect: [401, 503, 503, 503, 503],
+        },
+        Row { method: "DELETE", route: "/v1/teams/{slug}/servers/{name}", path: "/v1/teams/red/servers/hello", body: none, setup: None, expect: [401, 503, 503, 503, 503] },
         Row { method: "GET", route: "/v1/teams/{slug}/servers/{name}/explain", path: "/v1/teams/red/servers/hello/explain?kind=tool&name=greet", body: none, setup: None, expect: [401, 503, 503, 503, 503] },
         Row { method: "GET", route: "/v1/teams/{slug}/servers/{name}/capabilities", path: "/v1/teams/red/servers/hello/capabilities", body: none, setup: None, expect: [401, 503, 503, 503, 503] },
         Row { method: "GET", route: "/v1/teams/{slug}/grants", path: "/v1/teams/red/grants", body: none, setup: None, expect: [401, 503, 503, 503, 503] },

@@ -827,6 +827,8 @@ enum Fresh {
     Grant(&'static str),
     /// A session in this namespace for this human.
     Session(&'static str, &'static str),
+    /// A server in this namespace.
+    Server(&'static str),
 }
 
 struct ClusterRow {
@@ -849,6 +851,16 @@ fn unique() -> u128 {
         .as_nanos()
 }
 
+fn new_server() -> serde_json::Value {
+    json!({"name": format!("s-{}", unique()), "spec": {"image": "example.com/s:1"}})
+}
+
+/// A new spec for a `Fresh::Server`: its image kept (another manager created it, so changing
+/// that would be a conflict), a field added.
+fn server_spec() -> serde_json::Value {
+    json!({"spec": {"image": "example.com/s:1", "description": "changed"}})
+}
+
 fn new_grant() -> serde_json::Value {
     json!({"name": format!("g-{}", unique()), "spec": {"serverRef": {"name": "hello"}, "subject": {"teamID": "mxa"}}})
 }
@@ -865,6 +877,12 @@ fn cluster_rows() -> Vec<ClusterRow> {
         ClusterRow { method: "GET", route: "/v1/teams/{slug}/servers", path: "/v1/teams/mxb/servers", body: None, fresh: Nothing, expect: [401, 404, 404, 404, 200] },
         ClusterRow { method: "GET", route: "/v1/teams/{slug}/servers/{name}", path: "/v1/teams/mxa/servers/hello", body: None, fresh: Nothing, expect: [401, 404, 200, 200, 200] },
         ClusterRow { method: "GET", route: "/v1/teams/{slug}/servers/{name}", path: "/v1/teams/mxb/servers/hello", body: None, fresh: Nothing, expect: [401, 404, 404, 404, 200] },
+        ClusterRow { method: "POST", route: "/v1/teams/{slug}/servers", path: "/v1/teams/mxa/servers", body: Some(new_server), fresh: Nothing, expect: [401, 404, 403, 201, 201] },
+        ClusterRow { method: "POST", route: "/v1/teams/{slug}/servers", path: "/v1/teams/mxb/servers", body: Some(new_server), fresh: Nothing, expect: [401, 404, 404, 404, 201] },
+        ClusterRow { method: "PUT", route: "/v1/teams/{slug}/servers/{name}", path: "/v1/teams/mxa/servers/{fresh}", body: Some(server_spec), fresh: Server("mcp-team-mxa"), expect: [401, 404, 403, 200, 200] },
+        ClusterRow { method: "PUT", route: "/v1/teams/{slug}/servers/{name}", path: "/v1/teams/mxb/servers/{fresh}", body: Some(server_spec), fresh: Server("mcp-team-mxb"), expect: [401, 404, 404, 404, 200] },
+        ClusterRow { method: "DELETE", route: "/v1/teams/{slug}/servers/{name}", path: "/v1/teams/mxa/servers/{fresh}", body: None, fresh: Server("mcp-team-mxa"), expect: [401, 404, 403, 204, 204] },
+        ClusterRow { method: "DELETE", route: "/v1/teams/{slug}/servers/{name}", path: "/v1/teams/mxb/servers/{fresh}", body: None, fresh: Server("mcp-team-mxb"), expect: [401, 404, 404, 404, 204] },
         ClusterRow { method: "GET", route: "/v1/teams/{slug}/servers/{name}/explain", path: "/v1/teams/mxa/servers/hello/explain?kind=tool&name=greet&team=mxa", body: None, fresh: Nothing, expect: [401, 404, 200, 200, 200] },
         ClusterRow { method: "GET", route: "/v1/teams/{slug}/servers/{name}/explain", path: "/v1/teams/mxb/servers/hello/explain?kind=tool&name=greet&team=mxb", body: None, fresh: Nothing, expect: [401, 404, 404, 404, 200] },
         ClusterRow { method: "GET", route: "/v1/teams/{slug}/servers/{name}/capabilities", path: "/v1/teams/mxa/servers/hello/capabilities?team=mxa", body: None, fresh: Nothing, expect: [401, 404, 200, 200, 200] },
@@ -974,6 +992,15 @@ fn team_cluster_routes_for_every_role_with_tokens_and_with_api_keys() {
                         .unwrap();
                     }
                     Fresh::Session(ns, human) => create_session(&rt, &client, ns, &fresh, human),
+                    Fresh::Server(ns) => {
+                        let spec: MCPServerSpec =
+                            serde_json::from_value(json!({"image": "example.com/s:1"})).unwrap();
+                        rt.block_on(
+                            Api::<MCPServer>::namespaced(client.clone(), ns)
+                                .create(&PostParams::default(), &MCPServer::new(&fresh, spec)),
+                        )
+                        .unwrap();
+                    }
                 }
                 let path = row.path.replace("{fresh}", &fresh);
                 let body = row.body.map(|b| b().to_string()).unwrap_or_default();

@@ -8,4 +8,5 @@ pub mod sentinel;
 pub mod server;
 pub mod team;
 pub mod team_access;
+pub mod team_servers;
 pub mod token;

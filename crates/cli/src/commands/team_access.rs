@@ -25,28 +25,41 @@ pub struct TeamTarget<'a> {
 
 /// Which object a request is about, for the 404 message.
 #[derive(Clone, Copy)]
-enum About<'a> {
+pub(crate) enum About<'a> {
     /// The team itself (lists, the team's namespace).
     Team,
     Object(Kind, &'a str),
 }
 
+/// The kind's word in commands and in the platform's paths (`/{word}s/{name}`).
 fn sub_command(kind: Kind) -> &'static str {
     match kind {
+        Kind::Server => "server",
         Kind::Session => "session",
-        _ => "grant",
+        Kind::Grant => "grant",
+    }
+}
+
+/// The command that lists objects of `kind` in team `slug`.
+fn list_command(kind: Kind, slug: &str) -> String {
+    match kind {
+        Kind::Server => format!("mcp-runtime server list --team {slug}"),
+        _ => format!(
+            "mcp-runtime access {} list --team {slug}",
+            sub_command(kind)
+        ),
     }
 }
 
 /// A connected client for the team's routes, and how to explain the platform's refusals.
-struct TeamClient<'a> {
+pub(crate) struct TeamClient<'a> {
     slug: &'a str,
     session: LoggedIn,
-    client: PlatformClient,
+    pub(crate) client: PlatformClient,
 }
 
 impl<'a> TeamClient<'a> {
-    fn new(target: &TeamTarget<'a>) -> Result<Self> {
+    pub(crate) fn new(target: &TeamTarget<'a>) -> Result<Self> {
         let session = logged_in(target.profile)?;
         let client = session.client()?;
         Ok(Self {
@@ -56,12 +69,27 @@ impl<'a> TeamClient<'a> {
         })
     }
 
+    /// The team's namespace, as the platform names it (manifests without one go there).
+    pub(crate) async fn namespace(&self) -> Result<String> {
+        let answer = self.call(Method::GET, "", None, About::Team).await?;
+        answer["team"]["namespace"]
+            .as_str()
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                CliError::Invalid(format!(
+                    "the platform did not name the namespace of team `{}`: {answer}",
+                    self.slug
+                ))
+            })
+    }
+
     /// `/v1/teams/{slug}` followed by `rest`.
-    fn path(&self, rest: &str) -> String {
+    pub(crate) fn path(&self, rest: &str) -> String {
         format!("/v1/teams/{}{rest}", segment(self.slug))
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         rest: &str,
@@ -75,7 +103,7 @@ impl<'a> TeamClient<'a> {
     }
 
     /// The platform's refusal with what it means here and what to do about it.
-    fn error(&self, e: PlatformError, about: About<'_>) -> CliError {
+    pub(crate) fn error(&self, e: PlatformError, about: About<'_>) -> CliError {
         let slug = self.slug;
         let PlatformError::Refused {
             status,
@@ -98,7 +126,8 @@ impl<'a> TeamClient<'a> {
                             "session",
                             " that you may see (members see only their own sessions)",
                         ),
-                        _ => ("grant", ""),
+                        Kind::Server => ("server", ""),
+                        Kind::Grant => ("grant", ""),
                     };
                     CliError::hint(
                         format!(
@@ -106,9 +135,8 @@ impl<'a> TeamClient<'a> {
                              of the team ({answered})"
                         ),
                         format!(
-                            "list them with `mcp-runtime access {} list --team {slug}`; \
-                             `mcp-runtime team list` shows your teams",
-                            sub_command(kind)
+                            "list them with `{}`; `mcp-runtime team list` shows your teams",
+                            list_command(kind, slug)
                         ),
                     )
                 }
@@ -130,7 +158,7 @@ impl<'a> TeamClient<'a> {
     }
 }
 
-fn text(v: &Value) -> String {
+pub(crate) fn text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Bool(b) => b.to_string(),
@@ -168,7 +196,7 @@ fn server(view: &Value) -> String {
     }
 }
 
-fn age(view: &Value) -> String {
+pub(crate) fn age(view: &Value) -> String {
     view["created_at"]
         .as_str()
         .and_then(|t| t.parse().ok())
@@ -258,16 +286,7 @@ pub fn grant_apply(files_given: &[PathBuf], target: TeamTarget<'_>) -> Result<()
     let slug = target.slug;
     block_on(async {
         let team = TeamClient::new(&target)?;
-        let answer = team.call(Method::GET, "", None, About::Team).await?;
-        let namespace = answer["team"]["namespace"]
-            .as_str()
-            .filter(|n| !n.is_empty())
-            .ok_or_else(|| {
-                CliError::Invalid(format!(
-                    "the platform did not name the namespace of team `{slug}`: {answer}"
-                ))
-            })?
-            .to_owned();
+        let namespace = team.namespace().await?;
         let manifests = files::load_manifests(files_given, &namespace)?;
         if manifests.is_empty() {
             return Err(CliError::hint(
@@ -295,8 +314,8 @@ pub fn grant_apply(files_given: &[PathBuf], target: TeamTarget<'_>) -> Result<()
                 }
                 Manifest::Server(_) => {
                     problems.push(format!(
-                        "{label}: is an MCPServer; the platform does not deploy servers: apply \
-                         it with `mcp-runtime server apply` (kubeconfig)"
+                        "{label}: is an MCPServer; apply it with `mcp-runtime server apply -f \
+                         FILE --team {slug}`"
                     ));
                     continue;
                 }
@@ -409,7 +428,8 @@ pub fn grant_apply(files_given: &[PathBuf], target: TeamTarget<'_>) -> Result<()
     })
 }
 
-/// `access grant delete NAME --team SLUG`, `access session delete NAME --team SLUG`.
+/// `server delete NAME --team SLUG`, `access grant delete NAME --team SLUG`, `access session
+/// delete NAME --team SLUG`.
 pub fn delete(kind: Kind, name: &str, target: TeamTarget<'_>) -> Result<()> {
     let rest = format!("/{}s/{}", sub_command(kind), segment(name));
     block_on(async {

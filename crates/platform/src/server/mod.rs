@@ -228,8 +228,23 @@ impl Api {
                     ("/v1/teams/{slug}/members/{email}", _) => {
                         self.remove_member(&ctx, &caller).await
                     }
-                    ("/v1/teams/{slug}/servers", _) => self.list_servers(&ctx, &caller).await,
-                    ("/v1/teams/{slug}/servers/{name}", _) => self.get_server(&ctx, &caller).await,
+                    ("/v1/teams/{slug}/servers", Method::GET) => {
+                        self.list_servers(&ctx, &caller).await
+                    }
+                    ("/v1/teams/{slug}/servers", _) => {
+                        let body = self.body(request).await?;
+                        self.create_server(&ctx, &caller, body).await
+                    }
+                    ("/v1/teams/{slug}/servers/{name}", Method::GET) => {
+                        self.get_server(&ctx, &caller).await
+                    }
+                    ("/v1/teams/{slug}/servers/{name}", Method::PUT) => {
+                        let body = self.body(request).await?;
+                        self.replace_server(&ctx, &caller, body).await
+                    }
+                    ("/v1/teams/{slug}/servers/{name}", _) => {
+                        self.delete_server(&ctx, &caller).await
+                    }
                     ("/v1/teams/{slug}/servers/{name}/explain", _) => {
                         self.explain(&ctx, &caller).await
                     }

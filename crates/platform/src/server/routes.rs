@@ -22,8 +22,11 @@ pub const ROUTES: &[(&str, &[Method])] = &[
     ("/v1/teams/{slug}", &[Method::GET]),
     ("/v1/teams/{slug}/members", &[Method::POST]),
     ("/v1/teams/{slug}/members/{email}", &[Method::DELETE]),
-    ("/v1/teams/{slug}/servers", &[Method::GET]),
-    ("/v1/teams/{slug}/servers/{name}", &[Method::GET]),
+    ("/v1/teams/{slug}/servers", &[Method::GET, Method::POST]),
+    (
+        "/v1/teams/{slug}/servers/{name}",
+        &[Method::GET, Method::PUT, Method::DELETE],
+    ),
     ("/v1/teams/{slug}/servers/{name}/explain", &[Method::GET]),
     (
         "/v1/teams/{slug}/servers/{name}/capabilities",

@@ -19,7 +19,7 @@ pub(super) struct TeamScope<'a> {
 }
 
 impl TeamScope<'_> {
-    /// Team owners and admins manage the team's grants and sessions; members read.
+    /// Team owners and admins manage the team's servers, grants and sessions; members read.
     pub fn manages(&self, caller: &Caller) -> bool {
         caller.is_admin() || self.team.role == Some(TeamRole::Owner)
     }
