@@ -4,8 +4,9 @@
 # peers the gateway is tested against, a real Kubernetes control plane (scripts/testenv), and
 # Sentinel's scale-path parts: a Kafka broker from Maven Central jars and Debian's ClickHouse
 # (scripts/sentinel-deps.sh), Debian's PostgreSQL for the platform API (scripts/platform-deps.sh),
-# and the OpenTelemetry Collector the tracing tests export to, built from Go modules
-# (scripts/otel/install.sh).
+# the OpenTelemetry Collector the tracing tests export to, built from Go modules
+# (scripts/otel/install.sh), and Debian's docker-registry for `mcp-runtime registry`
+# (scripts/registry-deps.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # A one-shot build gains nothing from incremental caches; they only cost disk (gigabytes) and time.
@@ -27,6 +28,9 @@ scripts/otel/install.sh >/dev/null
 
 step "install the platform API's test part (Debian's PostgreSQL; apt only when missing)"
 scripts/platform-deps.sh >/dev/null
+
+step "install the registry tests' part (Debian's docker-registry and htpasswd; apt only when missing)"
+scripts/registry-deps.sh >/dev/null
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod distribution;
 mod error;
 mod files;
 mod output;
@@ -17,7 +18,10 @@ use crate::cli::{
     SentinelCommand, ServerCommand, SessionCommand, TeamCommand, TeamMemberCommand, TokenCommand,
 };
 use crate::commands::cluster::{self, Kind};
-use crate::commands::{access, adapter, auth, dev, policy, sentinel, server, team, token};
+use crate::commands::registry::RegistryCommand;
+use crate::commands::{
+    access, adapter, auth, dev, policy, registry, sentinel, server, team, token,
+};
 
 fn run(cli: Cli) -> error::Result<u8> {
     match cli.command {
@@ -80,6 +84,9 @@ fn run(cli: Cli) -> error::Result<u8> {
         Command::Team(TeamCommand::Member(TeamMemberCommand::Remove(args))) => {
             team::member_remove(args).map(|()| 0)
         }
+        Command::Registry(RegistryCommand::Push(args)) => registry::push(args),
+        Command::Registry(RegistryCommand::Status(args)) => registry::status(args),
+        Command::Registry(RegistryCommand::Info(args)) => registry::info(args),
     }
 }
 
