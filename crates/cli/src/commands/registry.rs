@@ -22,27 +22,44 @@ const DEFAULT_CHUNK_BYTES: usize = 5 << 20;
 
 #[derive(Debug, Subcommand)]
 pub enum RegistryCommand {
+    /// Push an image (OCI layout or docker-save archive) to a registry.
+    ///
+    /// Reads an OCI image layout (a directory or tar, as `cargo xtask images` writes) or a
+    /// `docker save` archive, then uploads what the registry lacks: each blob is checked
+    /// first (HEAD) and skipped when present, otherwise uploaded in 5 MiB chunks; the
+    /// manifest goes last, under TAG.
+    ///
+    /// Credentials come from the docker config file ($DOCKER_CONFIG/config.json, else
+    /// ~/.docker/config.json: `auths.HOST.auth`, base64 of user:password), used for Basic
+    /// authentication or to obtain a bearer token, whichever the registry asks for.
+    /// Credential helpers (credsStore) are not called.
+    ///
+    /// Progress goes to stderr; the summary (digest, blobs pushed and skipped) to stdout.
+    ///
+    /// Exit codes: 0 pushed; 1 failure (bad input, IO, the registry refused); 4 the registry
+    /// requires authentication and there are no credentials, or it refused them.
+    #[command(verbatim_doc_comment)]
     Push(PushArgs),
+    /// Check a registry: reachable, the distribution API, authentication.
+    ///
+    /// Asks GET /v2/ without credentials (to learn whether authentication is needed, and
+    /// which), then with the docker config's credentials for the registry if it is.
+    ///
+    /// Exit codes: 0 reachable (and authenticated where needed); 1 unreachable or not a
+    /// registry; 4 authentication required and there are no credentials, or they were refused.
+    #[command(verbatim_doc_comment)]
     Status(StatusArgs),
+    /// What `status` shows, plus the repositories and their tags.
+    ///
+    /// The list comes from the catalog (GET /v2/_catalog), which some registries do not offer
+    /// or offer only to some users; that is reported, not an error.
+    ///
+    /// Exit codes: as `status`.
+    #[command(verbatim_doc_comment)]
     Info(StatusArgs),
 }
 
-/// Push an image to a registry (distribution API; no container engine needed).
-///
-/// Reads an OCI image layout (a directory or tar, as `cargo xtask images` writes) or a `docker
-/// save` archive, then uploads what the registry lacks: each blob is checked first (HEAD) and
-/// skipped when present, otherwise uploaded in 5 MiB chunks; the manifest goes last, under TAG.
-///
-/// Credentials come from the docker config file ($DOCKER_CONFIG/config.json, else
-/// ~/.docker/config.json: `auths.HOST.auth`, base64 of user:password), used for Basic
-/// authentication or to obtain a bearer token, whichever the registry asks for. Credential
-/// helpers (credsStore) are not called.
-///
-/// Progress goes to stderr; the summary (digest, blobs pushed and skipped) to stdout.
-/// Exit codes: 0 pushed; 1 failure (bad input, IO, the registry refused); 4 the registry
-/// requires authentication and there are no credentials, or it refused them.
 #[derive(Debug, Args)]
-#[command(verbatim_doc_comment)]
 pub struct PushArgs {
     /// The image to write: [HOST[:PORT]/]REPOSITORY:TAG (e.g.
     /// localhost:5000/mcp-runtime/mcp-gateway:0.1.0). HOST may come from --registry instead.
@@ -69,14 +86,8 @@ pub struct PushArgs {
     pub chunk_bytes: usize,
 }
 
-/// Check a registry: reachable, speaks the distribution API, authentication needed and
-/// accepted; `info` also lists its repositories and tags (when the registry allows the
-/// catalog).
-///
-/// Exit codes: 0 reachable (and authenticated where needed); 1 unreachable or not a registry;
-/// 4 authentication required and there are no credentials, or they were refused.
+/// Where the registry is (`status`, `info`).
 #[derive(Debug, Args)]
-#[command(verbatim_doc_comment)]
 pub struct StatusArgs {
     /// The registry, HOST[:PORT].
     #[arg(long, value_name = "HOST[:PORT]")]
