@@ -500,6 +500,80 @@ mod tests {
         assert_eq!(Challenge::parse("Basic").unwrap().params, vec![]);
     }
 
+    /// A fake registry whose `/v2/` wants a bearer token, and its token service, which wants
+    /// Basic `u:p` and the scope asked for. Answers `n` connections (one request each).
+    async fn token_registry(n: usize) -> u16 {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            for _ in 0..n {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let mut buf = vec![0; 8192];
+                let len = conn.read(&mut buf).await.unwrap();
+                let request = String::from_utf8_lossy(&buf[..len]).to_string();
+                let basic = base64::engine::general_purpose::STANDARD.encode("u:p");
+                let (status, extra, body) = if request.starts_with("GET /token?") {
+                    let scoped = request.contains("scope=repository%3Ateam%2Fapp%3Apull%2Cpush")
+                        && request.contains("service=fake");
+                    if request.contains(&format!("authorization: Basic {basic}")) && scoped {
+                        ("200 OK", String::new(), r#"{"token":"tok123"}"#)
+                    } else {
+                        ("401 Unauthorized", String::new(), "{}")
+                    }
+                } else if request.contains("authorization: Bearer tok123") {
+                    ("200 OK", String::new(), "{}")
+                } else {
+                    let challenge = format!(
+                        "www-authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"fake\"\r\n"
+                    );
+                    ("401 Unauthorized", challenge, "{}")
+                };
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                conn.write_all(answer.as_bytes()).await.unwrap();
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn bearer_tokens_are_fetched_from_the_realm_with_the_credentials() {
+        let port = token_registry(3).await;
+        let credentials = Credentials {
+            user: "u".into(),
+            password: "p".into(),
+            origin: "test".into(),
+        };
+        let host = format!("127.0.0.1:{port}");
+        let mut registry = Registry::new(&host, true, None, Some(credentials)).unwrap();
+        registry.set_scope("repository:team/app:pull,push".into());
+        let answer = registry
+            .send(Method::GET, "/v2/", &[], Bytes::new())
+            .await
+            .unwrap();
+        assert_eq!(answer.status, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_refused_token_request_is_unauthorized() {
+        let port = token_registry(2).await;
+        let host = format!("127.0.0.1:{port}");
+        let mut registry = Registry::new(&host, true, None, None).unwrap();
+        registry.set_scope("repository:team/app:pull,push".into());
+        let err = registry
+            .send(Method::GET, "/v2/", &[], Bytes::new())
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&err, RegistryError::Unauthorized { message } if message.contains("/token")),
+            "{err}"
+        );
+    }
+
     #[test]
     fn credentials_never_print_the_password() {
         let c = Credentials {
