@@ -367,7 +367,10 @@ pub fn run(root: &Path, options: &Options) -> Result<(), String> {
             return Err(format!(
                 "cargo build failed ({status}); for the default static target install it once \
                  with `rustup target add {DEFAULT_TARGET}` and `apt-get install musl-tools`, or \
-                 pass --target x86_64-unknown-linux-gnu (glibc; host libraries are copied in)"
+                 pass --target x86_64-unknown-linux-gnu (glibc; host libraries are copied in). \
+                 mcp-sentinel does not build for musl yet (librdkafka's cmake wants \
+                 x86_64-linux-musl-g++, which Debian lacks): build it with `--only mcp-sentinel \
+                 --target x86_64-unknown-linux-gnu` and the others with `--only`"
             ));
         }
     }
@@ -432,7 +435,18 @@ pub fn run(root: &Path, options: &Options) -> Result<(), String> {
         summary.push(built);
     }
     let path = options.out.join("images.json");
-    let mut text = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?;
+    // Entries of images not built this time (an earlier `--only` run, another target) stay.
+    let mut entries: Vec<serde_json::Value> = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    for built in &summary {
+        entries.retain(|e| e["name"] != built.name.as_str());
+        entries.push(serde_json::to_value(built).map_err(|e| e.to_string())?);
+    }
+    let order = |e: &serde_json::Value| COMPONENTS.iter().position(|c| e["name"] == c.image);
+    entries.sort_by_key(order);
+    let mut text = serde_json::to_string_pretty(&entries).map_err(|e| e.to_string())?;
     text.push('\n');
     std::fs::write(&path, text).map_err(|e| format!("writing {}: {e}", path.display()))?;
     eprintln!("wrote {}", path.display());
