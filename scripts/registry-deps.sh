@@ -9,7 +9,7 @@
 #   eval "$(scripts/registry-deps.sh)"  # ... and use them in the current shell
 #
 # Idempotent: when both are present this only checks them. Cold: 7.5 s of apt on Debian 12 with the
-# .debs already in apt's cache (plus their download, ~10 MB, on a fresh machine).
+# .debs already in apt's cache (plus their download, ~5.4 MB, on a fresh machine).
 #
 # Environment:
 #   MCP_REGISTRY_BIN  the registry binary (default /usr/bin/docker-registry); crates/registry-testenv
