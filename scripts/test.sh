@@ -5,8 +5,9 @@
 # Sentinel's scale-path parts: a Kafka broker from Maven Central jars and Debian's ClickHouse
 # (scripts/sentinel-deps.sh), Debian's PostgreSQL for the platform API (scripts/platform-deps.sh),
 # Debian's Chromium with puppeteer-core and axe-core for the dashboard's browser test
-# (scripts/browser-deps.sh), and the OpenTelemetry Collector the tracing tests export to, built from Go modules
-# (scripts/otel/install.sh).
+# (scripts/browser-deps.sh), the OpenTelemetry Collector the tracing tests export to, built from Go
+# modules (scripts/otel/install.sh), and Debian's docker-registry for `mcp-runtime registry`
+# (scripts/registry-deps.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # A one-shot build gains nothing from incremental caches; they only cost disk (gigabytes) and time.
@@ -31,6 +32,9 @@ scripts/platform-deps.sh >/dev/null
 
 step "install the dashboard's browser test parts (Debian's chromium; puppeteer-core, axe-core via npm ci; cached, ~12 s cold)"
 scripts/browser-deps.sh >/dev/null
+
+step "install the registry tests' part (Debian's docker-registry and htpasswd; apt only when missing)"
+scripts/registry-deps.sh >/dev/null
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

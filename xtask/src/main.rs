@@ -1,12 +1,15 @@
 //! `cargo xtask generate`: writes the generated files under `deploy/` from the Rust types
 //! (`deploy/crds/` from crates/api, `deploy/operator/` from crates/operator, `deploy/sentinel/`
 //! from crates/deploy) and code (`deploy/grafana/`, the dashboard, from [`dashboard`]).
+//! `cargo xtask images` builds the components' OCI images without a container engine
+//! ([`images`]).
 //! Tests compare the committed files with the same generators, so CI fails on drift.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod dashboard;
+mod images;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -54,8 +57,28 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some("images") => {
+            let args: Vec<String> = std::env::args().skip(2).collect();
+            if args.iter().any(|a| a == "--help" || a == "-h") {
+                eprint!("{}", images::USAGE);
+                return ExitCode::SUCCESS;
+            }
+            let result = images::Options::parse(&root(), &args)
+                .map_err(|e| format!("{e}\n\n{}", images::USAGE))
+                .and_then(|options| images::run(&root(), &options));
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         _ => {
-            eprintln!("usage: cargo xtask generate   # write deploy/ from the Rust types");
+            eprintln!(
+                "usage: cargo xtask generate   # write deploy/ from the Rust types\n       \
+                 cargo xtask images     # OCI images of the components (--help)"
+            );
             ExitCode::from(2)
         }
     }

@@ -83,6 +83,9 @@ pub enum Command {
     /// Create teams and manage their members on the platform (as the logged-in user).
     #[command(subcommand)]
     Team(TeamCommand),
+    /// Push images to a container registry (distribution API, no Docker needed); check one.
+    #[command(subcommand)]
+    Registry(crate::commands::registry::RegistryCommand),
 }
 
 /// Which login profile to use.

@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod distribution;
 mod error;
 mod files;
 mod output;
@@ -19,9 +20,10 @@ use crate::cli::{
     TokenCommand,
 };
 use crate::commands::cluster::{self, Kind, Switch};
+use crate::commands::registry::RegistryCommand;
 use crate::commands::team_access::{self, TeamTarget};
 use crate::commands::{
-    access, adapter, auth, dev, policy, sentinel, server, team, team_servers, token,
+    access, adapter, auth, dev, policy, registry, sentinel, server, team, team_servers, token,
 };
 use crate::error::CliError;
 
@@ -94,6 +96,9 @@ fn run(cli: Cli) -> error::Result<u8> {
         Command::Team(TeamCommand::Member(TeamMemberCommand::Remove(args))) => {
             team::member_remove(args).map(|()| 0)
         }
+        Command::Registry(RegistryCommand::Push(args)) => registry::push(args),
+        Command::Registry(RegistryCommand::Status(args)) => registry::status(args),
+        Command::Registry(RegistryCommand::Info(args)) => registry::info(args),
     }
 }
 

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod cluster;
 pub mod dev;
 pub mod policy;
+pub mod registry;
 pub mod sentinel;
 pub mod server;
 pub mod team;
