@@ -20,7 +20,8 @@ use crate::output::Format;
 /// obtain agent sessions from it.
 ///
 /// Exit codes: 0 success; 1 failure (bad input, IO); 2 usage error; 3 `policy explain` denied;
-/// 4 not logged in, or the platform refused the credential (log in again).
+/// 4 not logged in, or the platform refused the credential (log in again); 5 `pipeline deploy`
+/// and `registry provision`: applied, but not Ready (available) in time.
 #[derive(Debug, Parser)]
 #[command(
     name = "mcp-runtime",
@@ -86,6 +87,12 @@ pub enum Command {
     /// Push images to a container registry (distribution API, no Docker needed); check one.
     #[command(subcommand)]
     Registry(crate::commands::registry::RegistryCommand),
+    /// Generate the manifests of .mcp/servers.yaml for a registry, deploy them and wait.
+    ///
+    /// The quickstart: `server build image` -> `registry push` -> `pipeline generate
+    /// --registry HOST` -> `pipeline deploy` (see docs/install.md).
+    #[command(subcommand)]
+    Pipeline(crate::commands::pipeline::PipelineCommand),
 }
 
 /// Which login profile to use.
@@ -702,6 +709,9 @@ pub enum ServerCommand {
     ///
     /// With --team, through the platform API (owners of the team and admins).
     Delete(ServerNameArgs),
+    /// Build a server's container image without Docker (`server build image`).
+    #[command(subcommand)]
+    Build(crate::commands::image::BuildCommand),
 }
 
 /// `--team` and `--profile` of the `server` commands.

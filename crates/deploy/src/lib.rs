@@ -4,7 +4,9 @@
 //!
 //! - [`sentinel`]: `deploy/sentinel/`, Sentinel embedded (one process, SQLite) or on the scale
 //!   path (ingest, processor and API over Kafka and ClickHouse).
+//! - [`registry`]: `deploy/registry/`, an in-cluster registry (`mcp-runtime registry provision`).
 
 mod yaml;
 
+pub mod registry;
 pub mod sentinel;
