@@ -2,12 +2,13 @@
 //! is `server generate` with the images moved to a registry; `deploy` is `server apply` (and
 //! `access ... apply`) on a whole directory, then a wait until every MCPServer is Ready.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
-use kube::api::Api;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, PostParams};
 use kube::{Resource, ResourceExt};
 use mcp_runtime_api::{MCPServer, ServerPhase};
 
@@ -36,7 +37,8 @@ pub enum PipelineCommand {
     /// Apply every manifest of a directory and wait until each MCPServer is Ready.
     ///
     /// Reads every *.yaml/*.yml under --dir (MCPServers, MCPAccessGrants, MCPAgentSessions),
-    /// validates them all (nothing is applied if one is invalid), server-side applies them,
+    /// validates them all (nothing is applied if one is invalid), creates the namespaces they
+    /// name that do not exist yet, server-side applies them,
     /// then waits until the operator reports each MCPServer Ready for its current generation.
     /// Progress (each server's phase as it changes) goes to stderr; what was applied and the
     /// final phases to stdout.
@@ -108,6 +110,37 @@ pub fn generate(args: PipelineGenerateArgs) -> Result<u8> {
     Ok(0)
 }
 
+/// Creates `name` when it does not exist: the manifests of `pipeline generate` name their
+/// namespace (default mcp-servers), which a fresh cluster does not have.
+async fn ensure_namespace(cluster: &cluster::Cluster, name: &str) -> Result<()> {
+    let api: Api<Namespace> = Api::all(cluster.client.clone());
+    let what = format!("namespace {name}");
+    if api
+        .get_opt(name)
+        .await
+        .map_err(|e| cluster.explain(e, Some(&what)))?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let namespace = Namespace {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.to_owned()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    match api.create(&PostParams::default(), &namespace).await {
+        Ok(_) => {
+            eprintln!("namespace {name} created");
+            Ok(())
+        }
+        // Created meanwhile by someone else: what was wanted.
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(cluster.explain(e, Some(&what))),
+    }
+}
+
 /// What the wait concluded about one server.
 fn verdict(server: &MCPServer) -> (Option<ServerPhase>, String, bool) {
     let status = server.status.as_ref();
@@ -135,6 +168,10 @@ async fn deploy_async(args: PipelineDeployArgs) -> Result<u8> {
     let cluster = cluster::connect().await?;
     let namespace = cluster.namespace(&args.namespace);
     let manifests = files::load_manifests(std::slice::from_ref(&args.dir), &namespace)?;
+    let namespaces: BTreeSet<String> = manifests.iter().filter_map(|m| m.namespace()).collect();
+    for ns in &namespaces {
+        ensure_namespace(&cluster, ns).await?;
+    }
     let applied = cluster::apply_manifests(&cluster, manifests, None, args.force_conflicts).await?;
     let mut out = String::new();
     for a in &applied {
