@@ -38,10 +38,9 @@ pub enum PipelineCommand {
     ///
     /// Reads every *.yaml/*.yml under --dir (MCPServers, MCPAccessGrants, MCPAgentSessions),
     /// validates them all (nothing is applied if one is invalid), creates the namespaces they
-    /// name that do not exist yet, server-side applies them,
-    /// then waits until the operator reports each MCPServer Ready for its current generation.
-    /// Progress (each server's phase as it changes) goes to stderr; what was applied and the
-    /// final phases to stdout.
+    /// name that do not exist yet, server-side applies them, then waits until the operator
+    /// reports each MCPServer Ready for its current generation. Progress (each server's phase
+    /// as it changes) goes to stderr; what was applied and the outcome to stdout.
     ///
     /// Exit codes: 0 applied and every server Ready; 1 nothing or not everything was applied
     /// (invalid manifests, no cluster, CRDs missing, access denied); 5 applied, but a server
