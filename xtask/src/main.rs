@@ -1,6 +1,6 @@
 //! `cargo xtask generate`: writes the generated files under `deploy/` from the Rust types
 //! (`deploy/crds/` from crates/api, `deploy/operator/` from crates/operator, `deploy/sentinel/`
-//! from crates/deploy) and code (`deploy/grafana/`, the dashboard, from [`dashboard`]).
+//! and `deploy/platform/` from crates/deploy) and code (`deploy/grafana/`, the dashboard, from [`dashboard`]).
 //! `cargo xtask images` builds the components' OCI images without a container engine
 //! ([`images`]).
 //! Tests compare the committed files with the same generators, so CI fails on drift.
@@ -36,6 +36,13 @@ fn generate() -> std::io::Result<()> {
     let dir = root().join("deploy/sentinel");
     std::fs::create_dir_all(&dir)?;
     for (file, text) in mcp_runtime_deploy::sentinel::files() {
+        let path = dir.join(file);
+        std::fs::write(&path, text)?;
+        eprintln!("wrote {}", path.display());
+    }
+    let dir = root().join("deploy/platform");
+    std::fs::create_dir_all(&dir)?;
+    for (file, text) in mcp_runtime_deploy::platform::files() {
         let path = dir.join(file);
         std::fs::write(&path, text)?;
         eprintln!("wrote {}", path.display());

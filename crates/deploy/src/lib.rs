@@ -4,7 +4,10 @@
 //!
 //! - [`sentinel`]: `deploy/sentinel/`, Sentinel embedded (one process, SQLite) or on the scale
 //!   path (ingest, processor and API over Kafka and ClickHouse).
+//! - [`platform`]: `deploy/platform/`, the platform API (`mcp-platform`) with its RBAC and
+//!   PostgreSQL.
 
 mod yaml;
 
+pub mod platform;
 pub mod sentinel;
