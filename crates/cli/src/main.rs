@@ -21,9 +21,11 @@ use crate::cli::{
 };
 use crate::commands::cluster::{self, Kind, Switch};
 use crate::commands::registry::RegistryCommand;
+use crate::commands::status::ClusterCommand;
 use crate::commands::team_access::{self, TeamTarget};
 use crate::commands::{
-    access, adapter, auth, dev, policy, registry, sentinel, server, team, team_servers, token,
+    access, adapter, auth, dev, policy, registry, sentinel, server, setup, status, team,
+    team_servers, token,
 };
 use crate::error::CliError;
 
@@ -99,6 +101,9 @@ fn run(cli: Cli) -> error::Result<u8> {
         Command::Registry(RegistryCommand::Push(args)) => registry::push(args),
         Command::Registry(RegistryCommand::Status(args)) => registry::status(args),
         Command::Registry(RegistryCommand::Info(args)) => registry::info(args),
+        Command::Setup(args) => setup::run(args),
+        Command::Status(args) => status::status(args),
+        Command::Cluster(ClusterCommand::Doctor(args)) => status::doctor(args),
     }
 }
 

@@ -112,7 +112,7 @@ impl Kind {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -120,13 +120,13 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// The cluster and the namespace to use.
-struct Cluster {
-    client: Client,
-    url: String,
+pub(crate) struct Cluster {
+    pub(crate) client: Client,
+    pub(crate) url: String,
     default_namespace: String,
 }
 
-async fn connect() -> Result<Cluster> {
+pub(crate) async fn connect() -> Result<Cluster> {
     let config = kube::Config::infer().await.map_err(|e| {
         CliError::hint(
             format!("no Kubernetes cluster is configured: {e}"),
@@ -165,7 +165,7 @@ impl Cluster {
     }
 
     /// Turns a client error into a message for a person.
-    fn explain(&self, e: kube::Error, what: Option<&str>) -> CliError {
+    pub(crate) fn explain(&self, e: kube::Error, what: Option<&str>) -> CliError {
         let prefix = what.map(|w| format!("{w}: ")).unwrap_or_default();
         match e {
             kube::Error::Api(s) if s.code == 403 => CliError::hint(
@@ -362,7 +362,7 @@ pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-fn phase_of<T: Serialize>(phase: Option<T>) -> String {
+pub(crate) fn phase_of<T: Serialize>(phase: Option<T>) -> String {
     phase
         .and_then(|p| serde_json::to_value(p).ok())
         .and_then(|v| v.as_str().map(str::to_owned))
