@@ -104,8 +104,11 @@ pub enum Command {
     ///
     /// Exit codes: 0 installed and ready; 1 failure or timeout; 2 usage error.
     Setup(crate::commands::setup::SetupArgs),
-    /// Health of the installed components (operator, Sentinel, platform, PostgreSQL) and of
-    /// every MCPServer in the cluster.
+    /// Health of the installed components and of every MCPServer.
+    ///
+    /// The components: the operator, Sentinel, the platform API and its PostgreSQL (ready
+    /// replicas, image, version); then every MCPServer of the cluster (phase, Ready, gateway,
+    /// policy revision).
     ///
     /// Exit codes: 0 every component is ready; 5 a component is missing or not ready (the
     /// report says why); 1 the cluster cannot be reached.
