@@ -1,7 +1,8 @@
 //! `cargo xtask generate`: writes the generated files under `deploy/` from the Rust types
-//! (`deploy/crds/` from crates/api, `deploy/operator/` from crates/operator, `deploy/sentinel/`
-//! and `deploy/registry/` from crates/deploy) and code (`deploy/grafana/`, the dashboard, from [`dashboard`]), and the
-//! Helm chart `deploy/helm/mcp-runtime/` from the same objects ([`helm`]).
+//! (`deploy/crds/` from crates/api, `deploy/operator/` from crates/operator, `deploy/sentinel/`,
+//! `deploy/registry/` and `deploy/platform/` from crates/deploy) and code (`deploy/grafana/`, the
+//! dashboard, from [`dashboard`]), and the Helm chart `deploy/helm/mcp-runtime/` from the same
+//! objects ([`helm`]).
 //! `cargo xtask images` builds the components' OCI images without a container engine
 //! ([`images`]).
 //! Tests compare the committed files with the same generators, so CI fails on drift.
@@ -45,6 +46,13 @@ fn generate() -> std::io::Result<()> {
     let dir = root().join("deploy/registry");
     std::fs::create_dir_all(&dir)?;
     for (file, text) in mcp_runtime_deploy::registry::files() {
+        let path = dir.join(file);
+        std::fs::write(&path, text)?;
+        eprintln!("wrote {}", path.display());
+    }
+    let dir = root().join("deploy/platform");
+    std::fs::create_dir_all(&dir)?;
+    for (file, text) in mcp_runtime_deploy::platform::files() {
         let path = dir.join(file);
         std::fs::write(&path, text)?;
         eprintln!("wrote {}", path.display());

@@ -23,10 +23,11 @@ use crate::commands::cluster::{self, Kind, Switch};
 use crate::commands::image::BuildCommand;
 use crate::commands::pipeline::PipelineCommand;
 use crate::commands::registry::RegistryCommand;
+use crate::commands::status::ClusterCommand;
 use crate::commands::team_access::{self, TeamTarget};
 use crate::commands::{
     access, adapter, auth, dev, image, pipeline, policy, provision, registry, sentinel, server,
-    team, team_servers, token,
+    setup, status, team, team_servers, token,
 };
 use crate::error::CliError;
 
@@ -108,6 +109,9 @@ fn run(cli: Cli) -> error::Result<u8> {
         }
         Command::Pipeline(PipelineCommand::Generate(args)) => pipeline::generate(args),
         Command::Pipeline(PipelineCommand::Deploy(args)) => pipeline::deploy(args),
+        Command::Setup(args) => setup::run(args),
+        Command::Status(args) => status::status(args),
+        Command::Cluster(ClusterCommand::Doctor(args)) => status::doctor(args),
     }
 }
 

@@ -1,9 +1,9 @@
 //! The quickstart of docs/install.md through the real `mcp-runtime` binary, against a real
 //! kube-apiserver with kwok nodes (kube-testenv), a real registry (registry-testenv) and the
-//! real operator (`mcp-runtime-operator`, run as its ServiceAccount with the generated RBAC,
-//! as the operator's own tests do; `mcp-runtime setup` is another branch's work):
+//! real operator:
 //!
-//!   server build image -> registry push -> pipeline generate --registry -> pipeline deploy
+//!   setup -> status -> server build image -> registry push -> pipeline generate --registry
+//!   -> pipeline deploy
 //!
 //! and the MCPServer is Ready with its pods referencing the pushed image by the registry's
 //! host. Also `registry provision` on the same cluster, and `pipeline deploy`'s exit codes.
@@ -105,35 +105,47 @@ where
 struct Cluster {
     env: &'static TestEnv,
     _operator: std::sync::Mutex<Process>,
+    /// What `setup` and `status` printed, for the quickstart test to check.
+    setup: Output,
+    status: Output,
 }
 
-/// The shared cluster with the CRDs, the operator's namespace, RBAC and admission policy
-/// exactly as generated, and one operator placing pods on the kwok node.
+/// kwok's fake node is tainted and labelled `type=kwok` (docs/testenv.md).
+const SETUP_ON_KWOK: [&str; 4] = [
+    "--toleration",
+    "kwok.x-k8s.io/node:NoSchedule",
+    "--node-selector",
+    "type=kwok",
+];
+
+/// The shared cluster, installed by `mcp-runtime setup` (then checked with `status`) as the
+/// quickstart does, plus one operator process. kwok runs no containers: the operator pod that
+/// `setup` deploys is Ready but does nothing, so the operator binary runs here, as the
+/// ServiceAccount and with the RBAC `setup` created, placing the servers' pods on the kwok node.
 fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
         let env = TestEnv::shared();
+        let kubeconfig = env.kubeconfig();
+        let work = scratch("setup");
+        // The testenv has no volume provisioner: volumes for Sentinel's (5Gi) and PostgreSQL's
+        // (10Gi) claims.
+        block_on(async {
+            for (name, size) in [("quickstart-5g", "5Gi"), ("quickstart-10g", "10Gi")] {
+                apply(Api::all(client(env).await), &host_path_volume(name, size)).await;
+            }
+        });
+        let mut args = vec!["setup", "--timeout", "3m"];
+        args.extend_from_slice(&SETUP_ON_KWOK);
+        let setup = run(&work, &kubeconfig, &args);
+        ok(&setup);
+        let status = run(&work, &kubeconfig, &["status"]);
         let operator = std::thread::spawn(move || {
             block_on(async move {
-                env.apply_crds(mcp_runtime_api::crd::all().into_iter().map(|(_, c)| c))
-                    .await
-                    .expect("CRDs install");
-                let client = env.client().await;
-                let rbac = manifests::rbac();
-                let ns = manifests::NAMESPACE;
-                apply(Api::all(client.clone()), &manifests::namespace()).await;
-                apply(Api::all(client.clone()), &rbac.cluster_role).await;
-                apply(Api::all(client.clone()), &rbac.cluster_role_binding).await;
-                apply(Api::namespaced(client.clone(), ns), &rbac.service_account).await;
-                apply(Api::namespaced(client.clone(), ns), &rbac.role).await;
-                apply(Api::namespaced(client.clone(), ns), &rbac.role_binding).await;
-                let (policy, binding) = manifests::admission_policy();
-                apply(Api::all(client.clone()), &policy).await;
-                apply(Api::all(client.clone()), &binding).await;
                 let creds = env
-                    .service_account(ns, manifests::NAME)
+                    .service_account(manifests::NAMESPACE, manifests::NAME)
                     .await
-                    .expect("operator ServiceAccount token");
+                    .expect("the operator's ServiceAccount, created by setup");
                 let listen = std::net::TcpListener::bind("127.0.0.1:0")
                     .and_then(|l| l.local_addr())
                     .unwrap();
@@ -160,8 +172,24 @@ fn cluster() -> &'static Cluster {
         Cluster {
             env,
             _operator: std::sync::Mutex::new(operator),
+            setup,
+            status,
         }
     })
+}
+
+fn host_path_volume(name: &str, size: &str) -> PersistentVolume {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": name},
+        "spec": {
+            "capacity": {"storage": size},
+            "accessModes": ["ReadWriteOnce"],
+            "hostPath": {"path": format!("/tmp/{name}")},
+        },
+    }))
+    .unwrap()
 }
 
 async fn client(env: &TestEnv) -> Client {
@@ -183,6 +211,10 @@ servers:
 fn quickstart_build_push_generate_deploy_gives_a_ready_server_on_the_pushed_image() {
     let cluster = cluster();
     let kubeconfig = cluster.env.kubeconfig();
+    // `setup` installed everything and `status` says so (exit 0: every component ready).
+    ok(&cluster.setup);
+    let status = ok(&cluster.status);
+    assert!(status.contains("mcp-runtime-operator"), "{status}");
     let registry = Registry::start();
     let host = registry.host();
     let work = scratch("project");
@@ -408,18 +440,11 @@ fn registry_provision_deploys_an_available_registry() {
 
     // kube-testenv has no storage provisioner: a volume for the claim to bind to.
     block_on(async {
-        let pv: PersistentVolume = serde_json::from_value(serde_json::json!({
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {"name": "registry-test"},
-            "spec": {
-                "capacity": {"storage": "10Gi"},
-                "accessModes": ["ReadWriteOnce"],
-                "hostPath": {"path": "/tmp/registry-test"},
-            },
-        }))
-        .unwrap();
-        apply(Api::all(client(cluster.env).await), &pv).await;
+        apply(
+            Api::all(client(cluster.env).await),
+            &host_path_volume("registry-test", "10Gi"),
+        )
+        .await;
     });
 
     let out = run(

@@ -121,8 +121,8 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// The cluster and the namespace to use.
 pub(crate) struct Cluster {
-    pub client: Client,
-    url: String,
+    pub(crate) client: Client,
+    pub(crate) url: String,
     default_namespace: String,
 }
 
@@ -165,7 +165,7 @@ impl Cluster {
     }
 
     /// Turns a client error into a message for a person.
-    pub fn explain(&self, e: kube::Error, what: Option<&str>) -> CliError {
+    pub(crate) fn explain(&self, e: kube::Error, what: Option<&str>) -> CliError {
         let prefix = what.map(|w| format!("{w}: ")).unwrap_or_default();
         match e {
             kube::Error::Api(s) if s.code == 403 => CliError::hint(
@@ -399,7 +399,7 @@ pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-fn phase_of<T: Serialize>(phase: Option<T>) -> String {
+pub(crate) fn phase_of<T: Serialize>(phase: Option<T>) -> String {
     phase
         .and_then(|p| serde_json::to_value(p).ok())
         .and_then(|v| v.as_str().map(str::to_owned))

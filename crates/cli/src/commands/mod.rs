@@ -10,6 +10,8 @@ pub mod provision;
 pub mod registry;
 pub mod sentinel;
 pub mod server;
+pub mod setup;
+pub mod status;
 pub mod team;
 pub mod team_access;
 pub mod team_servers;
