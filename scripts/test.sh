@@ -6,8 +6,9 @@
 # (scripts/sentinel-deps.sh), Debian's PostgreSQL for the platform API (scripts/platform-deps.sh),
 # Debian's Chromium with puppeteer-core and axe-core for the dashboard's browser test
 # (scripts/browser-deps.sh), the OpenTelemetry Collector the tracing tests export to, built from Go
-# modules (scripts/otel/install.sh), and Debian's docker-registry for `mcp-runtime registry`
-# (scripts/registry-deps.sh).
+# modules (scripts/otel/install.sh), Debian's docker-registry for `mcp-runtime registry`
+# (scripts/registry-deps.sh), and `helm`, built from its Go module, for the Helm chart's test
+# (scripts/helm/install.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # A one-shot build gains nothing from incremental caches; they only cost disk (gigabytes) and time.
@@ -26,6 +27,9 @@ scripts/sentinel-deps.sh >/dev/null
 
 step "build the OpenTelemetry Collector the tracing tests export to (Go modules; cached, ~2-3 min cold)"
 scripts/otel/install.sh >/dev/null
+
+step "build helm for the Helm chart test (Go modules; cached, ~3.5 min cold)"
+scripts/helm/install.sh >/dev/null
 
 step "install the platform API's test part (Debian's PostgreSQL; apt only when missing)"
 scripts/platform-deps.sh >/dev/null

@@ -466,6 +466,7 @@ mod tests {
             mcp_runtime_operator::manifests::IMAGE,
             mcp_runtime_operator::config::DEFAULT_GATEWAY_IMAGE,
             mcp_runtime_deploy::sentinel::IMAGE,
+            mcp_runtime_deploy::platform::IMAGE,
         ] {
             assert!(
                 built.iter().any(|b| b == expected),

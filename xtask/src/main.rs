@@ -1,6 +1,8 @@
 //! `cargo xtask generate`: writes the generated files under `deploy/` from the Rust types
-//! (`deploy/crds/` from crates/api, `deploy/operator/` from crates/operator, `deploy/sentinel/`
-//! from crates/deploy) and code (`deploy/grafana/`, the dashboard, from [`dashboard`]).
+//! (`deploy/crds/` from crates/api, `deploy/operator/` from crates/operator, `deploy/sentinel/`,
+//! `deploy/registry/` and `deploy/platform/` from crates/deploy) and code (`deploy/grafana/`, the
+//! dashboard, from [`dashboard`]), and the Helm chart `deploy/helm/mcp-runtime/` from the same
+//! objects ([`helm`]).
 //! `cargo xtask images` builds the components' OCI images without a container engine
 //! ([`images`]).
 //! Tests compare the committed files with the same generators, so CI fails on drift.
@@ -9,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod dashboard;
+mod helm;
 mod images;
 
 fn root() -> PathBuf {
@@ -40,11 +43,36 @@ fn generate() -> std::io::Result<()> {
         std::fs::write(&path, text)?;
         eprintln!("wrote {}", path.display());
     }
+    let dir = root().join("deploy/registry");
+    std::fs::create_dir_all(&dir)?;
+    for (file, text) in mcp_runtime_deploy::registry::files() {
+        let path = dir.join(file);
+        std::fs::write(&path, text)?;
+        eprintln!("wrote {}", path.display());
+    }
+    let dir = root().join("deploy/platform");
+    std::fs::create_dir_all(&dir)?;
+    for (file, text) in mcp_runtime_deploy::platform::files() {
+        let path = dir.join(file);
+        std::fs::write(&path, text)?;
+        eprintln!("wrote {}", path.display());
+    }
     let dir = root().join("deploy/grafana");
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(dashboard::FILE);
     std::fs::write(&path, dashboard::render())?;
     eprintln!("wrote {}", path.display());
+    let dir = root().join(helm::DIR);
+    // Rewritten whole, so a template the generator no longer writes does not linger.
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    for (file, text) in helm::files() {
+        let path = dir.join(file);
+        std::fs::create_dir_all(path.parent().expect("chart files are in a directory"))?;
+        std::fs::write(&path, text)?;
+        eprintln!("wrote {}", path.display());
+    }
     Ok(())
 }
 

@@ -19,8 +19,12 @@ use crate::output::Format;
 /// grants and sessions (`server ... --team SLUG`, `access ... --team SLUG`), and let the adapters
 /// obtain agent sessions from it.
 ///
+/// Install the platform with `setup`, check it with `status` and `cluster doctor`.
+///
 /// Exit codes: 0 success; 1 failure (bad input, IO); 2 usage error; 3 `policy explain` denied;
-/// 4 not logged in, or the platform refused the credential (log in again).
+/// 4 not logged in, or the platform refused the credential (log in again); 5 `status`: a
+/// component is missing or not ready; `pipeline deploy` and `registry provision`: applied,
+/// but not Ready (available) in time.
 #[derive(Debug, Parser)]
 #[command(
     name = "mcp-runtime",
@@ -86,6 +90,39 @@ pub enum Command {
     /// Push images to a container registry (distribution API, no Docker needed); check one.
     #[command(subcommand)]
     Registry(crate::commands::registry::RegistryCommand),
+    /// Generate the manifests of .mcp/servers.yaml for a registry, deploy them and wait.
+    ///
+    /// The quickstart: `server build image` -> `registry push` -> `pipeline generate
+    /// --registry HOST` -> `pipeline deploy` (see docs/install.md).
+    #[command(subcommand)]
+    Pipeline(crate::commands::pipeline::PipelineCommand),
+    /// Install the platform into the kubeconfig's cluster, or upgrade it (run it again).
+    ///
+    /// Applies, in order and by server-side apply (field manager mcp-runtime-setup): the
+    /// mcpruntime.org CRDs (then waits until they are Established), the namespaces, the
+    /// operator with its RBAC, the generated Secrets, Sentinel (embedded, SQLite on a volume)
+    /// and the platform API with its PostgreSQL; then waits until every Deployment and
+    /// StatefulSet is ready, and on timeout says which is not and why (conditions, pod states,
+    /// events). Progress goes to stderr.
+    ///
+    /// Idempotent: a second run changes nothing and says so; with a newer CLI it upgrades.
+    /// Secrets (the platform's signing key and its public half for gateways, the database
+    /// password, Sentinel's keys) are generated only when absent and never replaced or printed.
+    ///
+    /// Exit codes: 0 installed and ready; 1 failure or timeout; 2 usage error.
+    Setup(crate::commands::setup::SetupArgs),
+    /// Health of the installed components and of every MCPServer.
+    ///
+    /// The components: the operator, Sentinel, the platform API and its PostgreSQL (ready
+    /// replicas, image, version); then every MCPServer of the cluster (phase, Ready, gateway,
+    /// policy revision).
+    ///
+    /// Exit codes: 0 every component is ready; 5 a component is missing or not ready (the
+    /// report says why); 1 the cluster cannot be reached.
+    Status(crate::commands::status::StatusArgs),
+    /// Check a cluster for mcp-runtime.
+    #[command(subcommand)]
+    Cluster(crate::commands::status::ClusterCommand),
 }
 
 /// Which login profile to use.
@@ -702,6 +739,9 @@ pub enum ServerCommand {
     ///
     /// With --team, through the platform API (owners of the team and admins).
     Delete(ServerNameArgs),
+    /// Build a server's container image without Docker (`server build image`).
+    #[command(subcommand)]
+    Build(crate::commands::image::BuildCommand),
 }
 
 /// `--team` and `--profile` of the `server` commands.

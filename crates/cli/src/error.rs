@@ -14,6 +14,8 @@ pub mod exit {
     pub const DENIED: u8 = 3;
     /// Not logged in, or the platform refused the credential: `auth login` again.
     pub const NOT_AUTHENTICATED: u8 = 4;
+    /// `status`: a component is missing or not ready (the report is still printed).
+    pub const NOT_READY: u8 = 5;
 }
 
 #[derive(Debug, thiserror::Error)]

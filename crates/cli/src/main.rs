@@ -20,10 +20,14 @@ use crate::cli::{
     TokenCommand,
 };
 use crate::commands::cluster::{self, Kind, Switch};
+use crate::commands::image::BuildCommand;
+use crate::commands::pipeline::PipelineCommand;
 use crate::commands::registry::RegistryCommand;
+use crate::commands::status::ClusterCommand;
 use crate::commands::team_access::{self, TeamTarget};
 use crate::commands::{
-    access, adapter, auth, dev, policy, registry, sentinel, server, team, team_servers, token,
+    access, adapter, auth, dev, image, pipeline, policy, provision, registry, sentinel, server,
+    setup, status, team, team_servers, token,
 };
 use crate::error::CliError;
 
@@ -99,6 +103,15 @@ fn run(cli: Cli) -> error::Result<u8> {
         Command::Registry(RegistryCommand::Push(args)) => registry::push(args),
         Command::Registry(RegistryCommand::Status(args)) => registry::status(args),
         Command::Registry(RegistryCommand::Info(args)) => registry::info(args),
+        Command::Registry(RegistryCommand::Provision(args)) => provision::provision(args),
+        Command::Server(ServerCommand::Build(BuildCommand::Image(args))) => {
+            image::build_image(args).map(|()| 0)
+        }
+        Command::Pipeline(PipelineCommand::Generate(args)) => pipeline::generate(args),
+        Command::Pipeline(PipelineCommand::Deploy(args)) => pipeline::deploy(args),
+        Command::Setup(args) => setup::run(args),
+        Command::Status(args) => status::status(args),
+        Command::Cluster(ClusterCommand::Doctor(args)) => status::doctor(args),
     }
 }
 

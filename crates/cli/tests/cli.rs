@@ -548,3 +548,139 @@ spec:
     let out = explain(&[]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn pipeline_generate_is_server_generate_with_the_images_moved_to_the_registry() {
+    let example = workspace_root().join("examples/hello/.mcp");
+    let dir = tempdir("pipeline-generate");
+    let out = run(
+        &[
+            "pipeline",
+            "generate",
+            "--dir",
+            example.to_str().unwrap(),
+            "--output",
+            "same",
+        ],
+        &dir,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let same = std::fs::read_to_string(dir.join("same/hello.yaml")).unwrap();
+    assert_golden("examples/hello/manifests/hello.yaml", &same);
+
+    let out = run(
+        &[
+            "pipeline",
+            "generate",
+            "--dir",
+            example.to_str().unwrap(),
+            "--output",
+            "moved",
+            "--registry",
+            "127.0.0.1:5000",
+        ],
+        &dir,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let moved = std::fs::read_to_string(dir.join("moved/hello.yaml")).unwrap();
+    let image_line = |t: &str| {
+        t.lines()
+            .find(|l| l.trim_start().starts_with("image:"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let original = image_line(&same);
+    let repository = original
+        .trim_start_matches("image: ")
+        .split_once('/')
+        .map_or(original.as_str(), |(_, rest)| rest)
+        .to_owned();
+    assert_eq!(
+        image_line(&moved),
+        format!("image: 127.0.0.1:5000/{repository}")
+    );
+    // Nothing but the image differs.
+    assert_eq!(moved.replace(&image_line(&moved), &original), same);
+
+    let missing = run(&["pipeline", "generate", "--dir", "nowhere"], &dir);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        text(&missing.stderr).contains("server init"),
+        "{}",
+        text(&missing.stderr)
+    );
+}
+
+/// A tiny ELF header: enough for `server build image` to read the architecture.
+fn fake_elf(machine: u16) -> Vec<u8> {
+    let mut bytes = b"\x7fELF\x02\x01\x01".to_vec();
+    bytes.resize(18, 0);
+    bytes.extend_from_slice(&machine.to_le_bytes());
+    bytes.resize(64, 0);
+    bytes
+}
+
+fn executable(path: &Path, bytes: &[u8]) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, bytes).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn server_build_image_writes_a_reproducible_layout_and_refuses_what_it_cannot_package() {
+    let dir = tempdir("build-image");
+    executable(&dir.join("bin/my-server"), &fake_elf(183));
+    std::fs::write(dir.join("bin/README"), "not executable").unwrap();
+    let build = |extra: &[&str]| {
+        let mut args = vec!["server", "build", "image", "--dir", "bin", "-o", "json"];
+        args.extend_from_slice(extra);
+        run(&args, &dir)
+    };
+    let first = build(&["--tag", "v1.0.0"]);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let built: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!(built["image"], "my-server:v1.0.0");
+    assert_eq!(built["architecture"], "arm64");
+    assert_eq!(built["layout"], "target/images/my-server");
+    let index = std::fs::read_to_string(dir.join("target/images/my-server/index.json")).unwrap();
+    assert!(
+        index.contains("\"org.opencontainers.image.ref.name\":\"v1.0.0\""),
+        "{index}"
+    );
+    assert!(
+        text(&first.stderr).contains("mcp-runtime registry push --image HOST/my-server:v1.0.0")
+    );
+
+    // The same binary gives the same digest.
+    let second = build(&["--tag", "v1.0.0"]);
+    let again: serde_json::Value = serde_json::from_slice(&second.stdout).unwrap();
+    assert_eq!(again["digest"], built["digest"]);
+
+    let fails = |out: Output, want: &str| {
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        assert!(text(&out.stderr).contains(want), "{}", text(&out.stderr));
+    };
+    executable(&dir.join("bin/other"), &fake_elf(62));
+    fails(build(&[]), "several executable files: my-server, other");
+    let picked = build(&["--binary", "other", "--name", "acme/other"]);
+    assert!(picked.status.success(), "{}", text(&picked.stderr));
+    let picked: serde_json::Value = serde_json::from_slice(&picked.stdout).unwrap();
+    assert_eq!(picked["architecture"], "amd64");
+    assert_eq!(picked["layout"], "target/images/other");
+    executable(&dir.join("script/run.sh"), b"#!/bin/sh\necho hi\n");
+    fails(
+        run(&["server", "build", "image", "--dir", "script"], &dir),
+        "is not an ELF executable",
+    );
+    std::fs::create_dir_all(dir.join("empty")).unwrap();
+    fails(
+        run(&["server", "build", "image", "--dir", "empty"], &dir),
+        "holds no executable file",
+    );
+    fails(
+        build(&["--binary", "other", "--name", "ghcr.io/acme/other"]),
+        "names a registry host",
+    );
+}

@@ -112,7 +112,7 @@ impl Kind {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -120,13 +120,13 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// The cluster and the namespace to use.
-struct Cluster {
-    client: Client,
-    url: String,
+pub(crate) struct Cluster {
+    pub(crate) client: Client,
+    pub(crate) url: String,
     default_namespace: String,
 }
 
-async fn connect() -> Result<Cluster> {
+pub(crate) async fn connect() -> Result<Cluster> {
     let config = kube::Config::infer().await.map_err(|e| {
         CliError::hint(
             format!("no Kubernetes cluster is configured: {e}"),
@@ -149,7 +149,7 @@ async fn connect() -> Result<Cluster> {
 }
 
 impl Cluster {
-    fn namespace(&self, args: &NamespaceArgs) -> String {
+    pub fn namespace(&self, args: &NamespaceArgs) -> String {
         args.namespace
             .clone()
             .unwrap_or_else(|| self.default_namespace.clone())
@@ -165,7 +165,7 @@ impl Cluster {
     }
 
     /// Turns a client error into a message for a person.
-    fn explain(&self, e: kube::Error, what: Option<&str>) -> CliError {
+    pub(crate) fn explain(&self, e: kube::Error, what: Option<&str>) -> CliError {
         let prefix = what.map(|w| format!("{w}: ")).unwrap_or_default();
         match e {
             kube::Error::Api(s) if s.code == 403 => CliError::hint(
@@ -235,14 +235,36 @@ async fn apply_async(kind: Kind, args: ApplyArgs) -> Result<()> {
     let cluster = connect().await?;
     let namespace = cluster.namespace(&args.namespace);
     let manifests = files::load_manifests(&args.files, &namespace)?;
+    let applied = apply_manifests(&cluster, manifests, Some(kind), args.force_conflicts).await?;
+    let mut out = String::new();
+    for a in applied {
+        out.push_str(&a.line);
+        out.push('\n');
+    }
+    write_stdout(&mut std::io::stdout().lock(), &out)
+}
+
+/// One object a server-side apply wrote.
+pub(crate) struct Applied {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+    /// `mcpserver NS/NAME created|configured|unchanged`.
+    pub line: String,
+}
+
+/// Validates every manifest (all of kind `only`, when given) and, when all are valid, server-
+/// side applies them in order. Nothing is applied when one is invalid.
+pub(crate) async fn apply_manifests(
+    cluster: &Cluster,
+    manifests: Vec<Manifest>,
+    only: Option<Kind>,
+    force_conflicts: bool,
+) -> Result<Vec<Applied>> {
     let mut problems = Vec::new();
     for m in &manifests {
-        let found = match m {
-            Manifest::Server(_) => Kind::Server,
-            Manifest::Grant(_) => Kind::Grant,
-            Manifest::Session(_) => Kind::Session,
-        };
-        if found != kind {
+        let found = kind_of(m);
+        if only.is_some_and(|k| k != found) {
             problems.push(format!(
                 "{} {}: is a {}; apply it with `{}`",
                 m.kind(),
@@ -256,9 +278,10 @@ async fn apply_async(kind: Kind, args: ApplyArgs) -> Result<()> {
         }
     }
     if manifests.is_empty() {
+        let what = only.map_or("MCPServer, MCPAccessGrant or MCPAgentSession", Kind::name);
         return Err(CliError::hint(
-            format!("no {} manifests found", kind.name()),
-            "pass files or directories holding YAML manifests with -f",
+            format!("no {what} manifests found"),
+            "pass files or directories holding YAML manifests",
         ));
     }
     if !problems.is_empty() {
@@ -268,20 +291,34 @@ async fn apply_async(kind: Kind, args: ApplyArgs) -> Result<()> {
         )));
     }
     let mut pp = PatchParams::apply(FIELD_MANAGER);
-    if args.force_conflicts {
+    if force_conflicts {
         pp = pp.force();
     }
-    let mut out = String::new();
+    let mut applied = Vec::new();
     for m in manifests {
+        let kind = kind_of(&m);
+        let (namespace, name) = (m.namespace().unwrap_or_default(), m.name());
         let line = match m {
-            Manifest::Server(o) => apply_one(&cluster, &pp, o.as_ref()).await?,
-            Manifest::Grant(o) => apply_one(&cluster, &pp, &o).await?,
-            Manifest::Session(o) => apply_one(&cluster, &pp, &o).await?,
+            Manifest::Server(o) => apply_one(cluster, &pp, o.as_ref()).await?,
+            Manifest::Grant(o) => apply_one(cluster, &pp, &o).await?,
+            Manifest::Session(o) => apply_one(cluster, &pp, &o).await?,
         };
-        out.push_str(&line);
-        out.push('\n');
+        applied.push(Applied {
+            kind,
+            namespace,
+            name,
+            line,
+        });
     }
-    write_stdout(&mut std::io::stdout().lock(), &out)
+    Ok(applied)
+}
+
+fn kind_of(m: &Manifest) -> Kind {
+    match m {
+        Manifest::Server(_) => Kind::Server,
+        Manifest::Grant(_) => Kind::Grant,
+        Manifest::Session(_) => Kind::Session,
+    }
 }
 
 async fn apply_one<K>(cluster: &Cluster, pp: &PatchParams, obj: &K) -> Result<String>
@@ -362,7 +399,7 @@ pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-fn phase_of<T: Serialize>(phase: Option<T>) -> String {
+pub(crate) fn phase_of<T: Serialize>(phase: Option<T>) -> String {
     phase
         .and_then(|p| serde_json::to_value(p).ok())
         .and_then(|v| v.as_str().map(str::to_owned))

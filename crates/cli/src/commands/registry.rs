@@ -57,6 +57,22 @@ pub enum RegistryCommand {
     /// Exit codes: as `status`.
     #[command(verbatim_doc_comment)]
     Info(StatusArgs),
+    /// Deploy a registry into the cluster (namespace `registry`) and wait until it serves.
+    ///
+    /// Server-side applies, through the kubeconfig, the objects of deploy/registry/: the
+    /// namespace `registry`, a PersistentVolumeClaim for the blobs (the default StorageClass
+    /// unless --storage-class), a Deployment of the distribution registry (registry:2, no TLS
+    /// and no authentication: for development and single-tenant clusters) and a NodePort
+    /// Service. Then waits until the registry is available, printing each change.
+    ///
+    /// Kubelets pull from it as localhost:NODE_PORT/NAME:TAG, so generate the manifests with
+    /// `pipeline generate --registry localhost:30500`; push to it through a port-forward.
+    /// --dry-run prints the manifests instead (no cluster needed).
+    ///
+    /// Exit codes: 0 available (or applied, with --no-wait or --dry-run); 1 not applied (no
+    /// cluster, access denied, bad options); 5 applied, but not available within --timeout.
+    #[command(verbatim_doc_comment)]
+    Provision(crate::commands::provision::ProvisionArgs),
 }
 
 #[derive(Debug, Args)]

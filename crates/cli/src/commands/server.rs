@@ -1,5 +1,7 @@
 //! `mcp-runtime server init|generate`.
 
+use std::path::{Path, PathBuf};
+
 use mcp_runtime_api::ToolSpec;
 use mcp_runtime_api::metadata::{MetadataFile, ServerEntry, is_dns_label};
 use mcp_runtime_policy::{SideEffect, Trust};
@@ -84,13 +86,24 @@ pub fn init(args: ServerInitArgs) -> Result<()> {
 }
 
 pub fn generate(args: ServerGenerateArgs) -> Result<()> {
-    let path = args.metadata_dir.join(METADATA_FILE);
+    write_manifests(&args.metadata_dir, &args.output, None).map(drop)
+}
+
+/// Writes `<output>/<name>.yaml`, an MCPServer manifest, for each server of
+/// `<metadata_dir>/servers.yaml` (`server generate`, `pipeline generate`). With `registry`,
+/// each image is taken from that registry instead of the one it names. Returns the files.
+pub fn write_manifests(
+    metadata_dir: &Path,
+    output: &Path,
+    registry: Option<&str>,
+) -> Result<Vec<PathBuf>> {
+    let path = metadata_dir.join(METADATA_FILE);
     let text = files::read(&path).map_err(|e| {
         CliError::hint(
             e.to_string(),
             format!(
                 "create it with `mcp-runtime server init NAME --metadata-dir {}`",
-                args.metadata_dir.display()
+                metadata_dir.display()
             ),
         )
     })?;
@@ -101,12 +114,54 @@ pub fn generate(args: ServerGenerateArgs) -> Result<()> {
             "add one with `mcp-runtime server init NAME`",
         ));
     }
+    let mut written = Vec::new();
     for entry in &file.servers {
-        let out = args.output.join(format!("{}.yaml", entry.name));
-        let manifest = serde_yaml::to_string(&entry.to_manifest())
-            .map_err(|e| CliError::Invalid(e.to_string()))?;
+        let out = output.join(format!("{}.yaml", entry.name));
+        let mut server = entry.to_manifest();
+        if let Some(host) = registry {
+            server.spec.image = with_registry(&server.spec.image, host);
+        }
+        let manifest =
+            serde_yaml::to_string(&server).map_err(|e| CliError::Invalid(e.to_string()))?;
         files::write(&out, &manifest, true)?;
-        eprintln!("wrote {}", out.display());
+        eprintln!("wrote {} (image {})", out.display(), server.spec.image);
+        written.push(out);
     }
-    Ok(())
+    Ok(written)
+}
+
+/// `image` with its registry host replaced by (or, when it names none, prefixed with) `host`:
+/// `ghcr.io/acme/hello:1` and `acme/hello:1` become `HOST/acme/hello:1`.
+pub fn with_registry(image: &str, host: &str) -> String {
+    let host = host.trim_end_matches('/');
+    let path = match image.split_once('/') {
+        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => rest,
+        _ => image,
+    };
+    format!("{host}/{path}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_registry;
+
+    #[test]
+    fn images_move_to_the_given_registry() {
+        assert_eq!(
+            with_registry("my-server:v1.0.0", "127.0.0.1:5000"),
+            "127.0.0.1:5000/my-server:v1.0.0"
+        );
+        assert_eq!(
+            with_registry("acme/hello:1", "r.example/"),
+            "r.example/acme/hello:1"
+        );
+        assert_eq!(
+            with_registry("ghcr.io/acme/hello:1", "r.example"),
+            "r.example/acme/hello:1"
+        );
+        assert_eq!(
+            with_registry("localhost/hello@sha256:ab", "r:1"),
+            "r:1/hello@sha256:ab"
+        );
+    }
 }
