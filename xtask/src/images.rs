@@ -358,6 +358,13 @@ pub fn run(root: &Path, options: &Options) -> Result<(), String> {
             // Smaller images; symbol names stay, so panics still name functions.
             .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo")
             .env("RUSTFLAGS", remap_flags(root));
+        // librdkafka's cmake project (mcp-sentinel) asks for a C++ compiler for the target even
+        // though only its C library is built and linked; Debian's musl-tools has no musl g++, and
+        // the host's g++ satisfies the check (nothing C++ ends up in the static binary).
+        let musl_cxx = format!("CXX_{}", options.target.replace('-', "_"));
+        if options.target.ends_with("-musl") && std::env::var_os(&musl_cxx).is_none() {
+            cargo.env(&musl_cxx, "g++");
+        }
         for c in &components {
             cargo.args(["-p", c.package, "--bin", c.binary]);
         }
@@ -367,10 +374,7 @@ pub fn run(root: &Path, options: &Options) -> Result<(), String> {
             return Err(format!(
                 "cargo build failed ({status}); for the default static target install it once \
                  with `rustup target add {DEFAULT_TARGET}` and `apt-get install musl-tools`, or \
-                 pass --target x86_64-unknown-linux-gnu (glibc; host libraries are copied in). \
-                 mcp-sentinel does not build for musl yet (librdkafka's cmake wants \
-                 x86_64-linux-musl-g++, which Debian lacks): build it with `--only mcp-sentinel \
-                 --target x86_64-unknown-linux-gnu` and the others with `--only`"
+                 pass --target x86_64-unknown-linux-gnu (glibc; host libraries are copied in)"
             ));
         }
     }
