@@ -3,6 +3,8 @@
 //! runs). One control plane, one test, in order: dry run, install, re-run, status, doctor, and a
 //! setup that cannot become ready.
 
+mod platform_env;
+
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Instant;
@@ -321,6 +323,47 @@ async fn setup_installs_idempotently_status_and_doctor_report_and_a_timeout_expl
         "{text}"
     );
     assert!(text.contains("PASS  operator"), "{text}");
+
+    // 5b. The platform's generated RBAC covers what `mcp-platform --kube` does (kwok runs no
+    //     containers, so the real binary runs here, as the mcp-platform ServiceAccount): a team
+    //     (its namespace, RoleBindings to the admin/view ClusterRoles, the gateways' token-keys
+    //     Secret), a grant in it, and the team's servers listed.
+    let sa = env
+        .service_account("mcp-runtime", "mcp-platform")
+        .await
+        .expect("a token of the platform's ServiceAccount");
+    let platform = platform_env::Platform::start(
+        "setup-rbac",
+        &["--kube"],
+        &[("KUBECONFIG", sa.kubeconfig.to_str().unwrap())],
+    );
+    let admin = platform.login(platform_env::ADMIN, platform_env::ADMIN_PASSWORD);
+    let (status, answer) = platform.api(
+        "POST",
+        "/v1/teams",
+        Some(&admin),
+        Some(json!({"slug": "rbac", "display_name": "RBAC", "owner": platform_env::ADMIN})),
+    );
+    assert_eq!(status, 201, "{answer}\n{}", platform.log());
+    let keys = secret_data(&client, "mcp-team-rbac", "mcp-gateway-token-keys").await;
+    assert_eq!(
+        keys.len(),
+        1,
+        "the token-keys Secret holds the platform's public key"
+    );
+    let (status, answer) = platform.api(
+        "POST",
+        "/v1/teams/rbac/grants",
+        Some(&admin),
+        Some(json!({"name": "alice", "spec": {
+            "serverRef": {"name": "hello"},
+            "subject": {"humanID": "alice@example.com"},
+        }})),
+    );
+    assert_eq!(status, 201, "{answer}\n{}", platform.log());
+    let (status, answer) = platform.api("GET", "/v1/teams/rbac/servers", Some(&admin), None);
+    assert_eq!(status, 200, "{answer}\n{}", platform.log());
+    drop(platform);
 
     // 6. A component that cannot become ready: setup times out, names it and says why; status
     //    then exits 5.
