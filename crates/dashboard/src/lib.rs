@@ -72,6 +72,50 @@ pub fn asset(path: &str) -> Option<Asset> {
         })
 }
 
+/// The whole answer to `GET <mount>/<file>`, for any HTTP stack: 200 with the file, or 304 when
+/// one of the client's `If-None-Match` values names its ETag; `None` when there is no such file
+/// (answer 404).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    /// Header names in lower case, values ready to send.
+    pub headers: Vec<(&'static str, &'static str)>,
+    /// Empty on 304.
+    pub body: &'static [u8],
+}
+
+pub fn reply<'a>(file: &str, if_none_match: impl IntoIterator<Item = &'a str>) -> Option<Reply> {
+    let asset = asset(file)?;
+    let current = if_none_match
+        .into_iter()
+        .any(|v| matches_etag(v, asset.etag));
+    let mut headers = Vec::with_capacity(6);
+    if !current {
+        headers.push(("content-type", asset.content_type));
+    }
+    headers.extend([
+        ("etag", asset.etag),
+        // Revalidate every time: a new binary's files must show at once; a 304 costs little.
+        ("cache-control", "no-cache"),
+        ("content-security-policy", CONTENT_SECURITY_POLICY),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "no-referrer"),
+    ]);
+    Some(Reply {
+        status: if current { 304 } else { 200 },
+        headers,
+        body: if current { b"" } else { asset.body },
+    })
+}
+
+/// Whether an `If-None-Match` value (`*`, or a list of entity tags, weak ones included: the
+/// comparison for `If-None-Match` is the weak one) names `etag`.
+fn matches_etag(header: &str, etag: &str) -> bool {
+    header.split(',').map(str::trim).any(|candidate| {
+        candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == etag
+    })
+}
+
 /// Total bytes of the dashboard (what a first visit downloads, before compression).
 pub fn total_bytes() -> usize {
     FILES.iter().map(|(_, _, body)| body.len()).sum()
@@ -80,6 +124,46 @@ pub fn total_bytes() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn if_none_match_compares_weakly_and_accepts_lists_and_star() {
+        let etag = "\"abc\"";
+        for yes in ["\"abc\"", "W/\"abc\"", "\"x\", \"abc\"", "*"] {
+            assert!(matches_etag(yes, etag), "{yes}");
+        }
+        for no in ["", "\"ab\"", "abc", "\"abcd\"", "W/\"x\""] {
+            assert!(!matches_etag(no, etag), "{no}");
+        }
+    }
+
+    #[test]
+    fn a_reply_carries_the_headers_and_revalidates_by_etag() {
+        let script = asset("app.js").unwrap();
+        let fresh = reply("app.js", []).unwrap();
+        assert_eq!((fresh.status, fresh.body), (200, script.body));
+        let header =
+            |r: &Reply, name: &str| r.headers.iter().find(|(n, _)| *n == name).map(|h| h.1);
+        assert_eq!(header(&fresh, "content-type"), Some(script.content_type));
+        assert_eq!(
+            header(&fresh, "content-security-policy"),
+            Some(CONTENT_SECURITY_POLICY)
+        );
+        assert_eq!(header(&fresh, "x-content-type-options"), Some("nosniff"));
+        let weak = format!("W/{}", script.etag);
+        for current in [
+            script.etag,
+            "*",
+            weak.as_str(),
+            &format!("\"x\", {}", script.etag),
+        ] {
+            let r = reply("app.js", [current]).unwrap();
+            assert_eq!((r.status, r.body.len()), (304, 0), "{current}");
+            assert_eq!(header(&r, "etag"), Some(script.etag));
+            assert_eq!(header(&r, "content-type"), None);
+        }
+        assert_eq!(reply("app.js", ["\"other\""]).unwrap().status, 200);
+        assert_eq!(reply("nope.js", []), None);
+    }
 
     #[test]
     fn the_page_and_its_files_are_served_and_nothing_else() {

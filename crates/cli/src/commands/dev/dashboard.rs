@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{
-    ALLOW, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, HOST, IF_NONE_MATCH,
-    LOCATION, ORIGIN, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
+    ALLOW, CACHE_CONTROL, CONTENT_TYPE, HOST, IF_NONE_MATCH, LOCATION, ORIGIN,
+    X_CONTENT_TYPE_OPTIONS,
 };
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
@@ -567,48 +567,25 @@ fn redirect() -> Answer {
     r
 }
 
-/// The dashboard's file, with the headers the platform sends (`crates/platform`'s
-/// `server/dashboard.rs`).
+/// The dashboard's file, answered as the platform answers it (`mcp_runtime_dashboard::reply`).
 fn serve_asset(file: &str, request_headers: &HeaderMap) -> Result<Answer, ApiError> {
-    let Some(asset) = mcp_runtime_dashboard::asset(file) else {
+    let if_none_match = request_headers
+        .get_all(IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    let Some(reply) = mcp_runtime_dashboard::reply(file, if_none_match) else {
         return Err(ApiError::not_found(format!(
             "the dashboard has no file `{}`",
             file.chars().take(80).collect::<String>()
         )));
     };
-    let current = request_headers
-        .get_all(IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| matches_etag(v, asset.etag));
-    let (status, body) = if current {
-        (StatusCode::NOT_MODIFIED, Bytes::new())
-    } else {
-        (StatusCode::OK, Bytes::from_static(asset.body))
-    };
-    let mut r = Response::new(Full::new(body));
-    *r.status_mut() = status;
-    let h = r.headers_mut();
-    if status == StatusCode::OK {
-        h.insert(CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
+    let mut r = Response::new(Full::new(Bytes::from_static(reply.body)));
+    *r.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
+    for (name, value) in reply.headers {
+        r.headers_mut()
+            .insert(name, HeaderValue::from_static(value));
     }
-    h.insert(ETAG, HeaderValue::from_static(asset.etag));
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(
-        CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(mcp_runtime_dashboard::CONTENT_SECURITY_POLICY),
-    );
-    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     Ok(r)
-}
-
-/// Whether an `If-None-Match` value (`*` or a list of entity tags, compared weakly) names
-/// `etag`.
-fn matches_etag(header: &str, etag: &str) -> bool {
-    header.split(',').map(str::trim).any(|candidate| {
-        candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == etag
-    })
 }
 
 /// The server as the platform shows one: the dev server is up (dev waited for it), its
@@ -863,16 +840,6 @@ mod tests {
                 loopback_only(refused.parse().unwrap()).is_err(),
                 "{refused}"
             );
-        }
-    }
-
-    #[test]
-    fn if_none_match_compares_weakly_and_accepts_lists_and_star() {
-        for yes in ["\"abc\"", "W/\"abc\"", "\"x\", \"abc\"", "*"] {
-            assert!(matches_etag(yes, "\"abc\""), "{yes}");
-        }
-        for no in ["", "\"ab\"", "abc", "W/\"x\""] {
-            assert!(!matches_etag(no, "\"abc\""), "{no}");
         }
     }
 }
