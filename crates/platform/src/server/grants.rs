@@ -10,7 +10,7 @@ use kube::ResourceExt;
 use mcp_runtime_api::access::{MCPAccessGrant, MCPAccessGrantSpec};
 use serde_json::{Value, json};
 
-use super::envelope::{Answer, ApiError, no_content, ok_json};
+use super::envelope::{Answer, ApiError, ok_json};
 use super::input::check_name;
 use super::scope::{TeamScope, kube_error, object_name};
 use super::{Api, Caller, Ctx};
@@ -259,37 +259,7 @@ impl Api {
         ctx: &Ctx,
         caller: &Caller,
     ) -> Result<Answer, ApiError> {
-        let scope = self.team_scope(ctx, caller).await?;
-        let name = object_name(ctx)?;
-        let target = scope.target("grant", name);
-        if !scope.manages(caller) {
-            let e = scope.owners_only("delete grants");
-            return Err(self.deny(ctx, caller, "grant.delete", &target, e).await);
-        }
-        let entry = AuditEntry {
-            actor: Some(&caller.user),
-            action: "grant.delete",
-            target: &target,
-            outcome: Outcome::Ok,
-            detail: None,
-            client_ip: &ctx.ip,
-        };
-        self.audited(entry, async {
-            let deleted = scope
-                .cluster
-                .delete::<MCPAccessGrant>(scope.namespace(), name)
-                .await
-                .map_err(kube_error)?;
-            if deleted {
-                Ok(())
-            } else {
-                Err(ApiError::not_found(format!(
-                    "no MCPAccessGrant `{name}` in team `{}`",
-                    scope.team.slug
-                )))
-            }
-        })
-        .await?;
-        no_content()
+        self.delete_team_object::<MCPAccessGrant>(ctx, caller, "grant", "MCPAccessGrant")
+            .await
     }
 }

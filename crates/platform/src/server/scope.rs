@@ -72,6 +72,52 @@ impl Api {
     /// Makes a cluster change together with its audit entry: the entry is written in a
     /// transaction that commits only once the change succeeded, so the log holds no change that
     /// did not happen, and a change whose entry cannot be written is answered as an error.
+    /// `DELETE /v1/teams/{slug}/{kind}s/{name}` for an object without audit detail: owners and
+    /// admins only (a member's 403 is audited `denied`), the deletion audited as `action`, 404
+    /// (`kind` named) when there is none.
+    pub(super) async fn delete_team_object<K>(
+        &self,
+        ctx: &Ctx,
+        caller: &Caller,
+        noun: &str,
+        kind: &str,
+    ) -> Result<super::envelope::Answer, ApiError>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let scope = self.team_scope(ctx, caller).await?;
+        let name = object_name(ctx)?;
+        let target = scope.target(noun, name);
+        let action = format!("{noun}.delete");
+        if !scope.manages(caller) {
+            let e = scope.owners_only(&format!("delete {noun}s"));
+            return Err(self.deny(ctx, caller, &action, &target, e).await);
+        }
+        let entry = AuditEntry {
+            actor: Some(&caller.user),
+            action: &action,
+            target: &target,
+            outcome: store::Outcome::Ok,
+            detail: None,
+            client_ip: &ctx.ip,
+        };
+        self.audited(entry, async {
+            let deleted = scope
+                .cluster
+                .delete::<K>(scope.namespace(), name)
+                .await
+                .map_err(kube_error)?;
+            deleted.then_some(()).ok_or_else(|| {
+                ApiError::not_found(format!("no {kind} `{name}` in team `{}`", scope.team.slug))
+            })
+        })
+        .await?;
+        super::envelope::no_content()
+    }
+
     pub(super) async fn audited<T>(
         &self,
         entry: AuditEntry<'_>,

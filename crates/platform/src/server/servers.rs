@@ -14,7 +14,7 @@ use mcp_runtime_api::server::{MCPServer, MCPServerSpec};
 use mcp_runtime_api::validate;
 use serde_json::{Value, json};
 
-use super::envelope::{Answer, ApiError, no_content, ok_json};
+use super::envelope::{Answer, ApiError, ok_json};
 use super::input::check_name;
 use super::scope::{TeamScope, kube_error, object_name};
 use super::{Api, Caller, Ctx};
@@ -291,35 +291,8 @@ impl Api {
         ctx: &Ctx,
         caller: &Caller,
     ) -> Result<Answer, ApiError> {
-        let scope = self.team_scope(ctx, caller).await?;
-        let name = object_name(ctx)?;
-        let target = scope.target("server", name);
-        if !scope.manages(caller) {
-            let e = scope.owners_only("delete servers");
-            return Err(self.deny(ctx, caller, "server.delete", &target, e).await);
-        }
-        let entry = AuditEntry {
-            actor: Some(&caller.user),
-            action: "server.delete",
-            target: &target,
-            outcome: Outcome::Ok,
-            detail: None,
-            client_ip: &ctx.ip,
-        };
-        self.audited(entry, async {
-            let deleted = scope
-                .cluster
-                .delete::<MCPServer>(scope.namespace(), name)
-                .await
-                .map_err(kube_error)?;
-            if deleted {
-                Ok(())
-            } else {
-                Err(no_server(&scope, name))
-            }
-        })
-        .await?;
-        no_content()
+        self.delete_team_object::<MCPServer>(ctx, caller, "server", "MCPServer")
+            .await
     }
 }
 
